@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_WHEELS ?= ../shared/wheels
+DEMO_DIR ?= demo-out
+
+.PHONY: demo test install install-mmdet lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade "pip>=24" "setuptools>=68,<81" wheel
+
+# Installed = the stamp is newer than the files that say what to install.
+$(VENV)/.installed: pyproject.toml scripts/install_mmcv.sh | $(BIN)/python
+	$(BIN)/pip install -e ".[dev]"
+	bash scripts/install_mmcv.sh $(BIN)/pip "$(SHARED_WHEELS)"
+	$(BIN)/pip install -e ".[dev,mmdet]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-mmdet: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check harness strategies leaderboard tests benchmarks
+	$(BIN)/python -m pytest -q
+
+demo: $(VENV)/.installed
+	$(BIN)/python scripts/demo.py --out $(DEMO_DIR)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check harness strategies leaderboard tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
