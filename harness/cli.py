@@ -1,0 +1,60 @@
+"""The `stepwise` command: one click group whose subcommands are imported only when run.
+
+The group knows each subcommand's import path and one-line help, so `stepwise --help`
+lists them without importing any of them (and so without torch, transformers or mmdet).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from harness import __version__
+
+# name -> ("module:attribute", one-line help shown by `stepwise --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prompts": ("harness.commands.prompts:prompts", "Write prompt suites (GenEval's, byte-identical)."),
+    "eval": ("harness.commands.evaluate:eval_command",
+             "Evaluate a GenEval image folder; write results.jsonl."),
+    "rescore": ("harness.commands.rescore:rescore",
+                "Re-judge stored detections with other thresholds (no model)."),
+    "summary": ("harness.commands.summary:summary",
+                "Print GenEval's summary scores of a results.jsonl."),
+    "doctor": ("harness.commands.doctor:doctor",
+               "Check torch/CUDA, detector backends and local model weights."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name][0].split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{COMMANDS[cmd_name][0]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's default imports every command to read its short help; ours is in COMMANDS.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stepwise")
+def main() -> None:
+    """stepwise: benchmark reasoning strategies for text-to-image generation on GenEval.
+
+    \b
+    Typical session:
+      stepwise prompts geneval -o prompts/          # GenEval's 553 prompts
+      stepwise eval IMAGES/ -o results.jsonl --backend hf
+      stepwise summary results.jsonl
+      stepwise rescore results.jsonl --threshold 0.4 | stepwise summary -
+    """

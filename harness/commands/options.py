@@ -1,0 +1,51 @@
+"""Option decorators shared by several commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+F = Callable[..., Any]
+
+
+def threshold_options(f: F) -> F:
+    """GenEval's --options thresholds, as flags (defaults are GenEval's)."""
+    decorators = [
+        click.option("--threshold", type=float, default=0.3, show_default=True,
+                     help="Detection score threshold (strictly greater)."),
+        click.option("--counting-threshold", type=float, default=0.9, show_default=True,
+                     help="Score threshold for every class when the tag is 'counting'."),
+        click.option("--max-objects", type=click.IntRange(min=0), default=16, show_default=True,
+                     help="At most this many objects per class, highest scores first."),
+        click.option("--max-overlap", type=float, default=1.0, show_default=True,
+                     help="Drop a box whose IoU with a better one of its class reaches this (1.0 = off)."),
+        click.option("--position-threshold", type=float, default=0.1, show_default=True,
+                     help="Share of the objects' sizes an offset must exceed to count as a relation."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def options_from_flags(threshold: float, counting_threshold: float, max_objects: int,
+                       max_overlap: float, position_threshold: float,
+                       extra: tuple[str, ...] = ()) -> Any:
+    """EvalOptions from the flags, then GenEval-style KEY=VALUE --options on top."""
+    from harness.geneval.rules import EvalOptions
+
+    values: dict[str, str] = {
+        "threshold": str(threshold), "counting_threshold": str(counting_threshold),
+        "max_objects": str(max_objects), "max_overlap": str(max_overlap),
+        "position_threshold": str(position_threshold),
+    }
+    for item in extra:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--options")
+        key, value = item.split("=", 1)
+        values[key] = value
+    try:
+        return EvalOptions.from_strings(values)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--options") from None
