@@ -49,7 +49,7 @@ class EvaluatorSpec:
     detector_config: str | None = None
     clip_arch: str = DEFAULT_CLIP_ARCH
     clip_weights: str | None = None
-    options: EvalOptions = EvalOptions()
+    options: EvalOptions = dataclasses.field(default_factory=EvalOptions)
     color_mode: str = "needed"
     device: str | None = None
 
@@ -138,8 +138,9 @@ def colors_to_classify(metadata: dict[str, Any], detections: ImageDetections,
 def judge_batch(models: Models, images: list[np.ndarray], metadatas: list[dict[str, Any]],
                 spec: EvaluatorSpec) -> list[tuple[ImageDetections, Any]]:
     """Detections and verdicts for a batch: one detector call, one colour pass."""
-    from harness.geneval.colors import ColorQuery
     from PIL import Image
+
+    from harness.geneval.colors import ColorQuery
 
     all_detections = models.detector.detect(images)
     if len(all_detections) != len(images):
