@@ -150,7 +150,7 @@ def _missing_weights_message(arch: str, hub: _HubWeights, cache_dir: str | Path 
         f"The {OPENAI_TAG!r} weights for {arch} are not in the local Hugging Face cache ({where}){offline}; "
         f"this harness never downloads. Fetch one of {', '.join(hub.filenames)} from the hub repo "
         f"{hub.repo_id}, e.g. `hf download {hub.repo_id} {hub.filenames[0]}`, "
-        "or pass weights=<path to a local open_clip checkpoint>."
+        "or pass a local open_clip checkpoint (`stepwise eval --clip-weights PATH`, or weights=PATH in Python)."
     )
 
 
