@@ -358,7 +358,6 @@ class HFMask2FormerBackend:
     # ---- detection
 
     def detect(self, images: list[np.ndarray]) -> list[ImageDetections]:
-        import torch
 
         for image in images:
             _check_image(image)
