@@ -24,7 +24,7 @@ import numpy as np
 from harness.geneval.backends.base import BACKENDS, DetectorBackend, backend_class
 from harness.geneval.detections import ImageDetections, detections_to_json
 from harness.geneval.folder import DecodedImage, ImageDecodeError, SampleImage, decode_image
-from harness.geneval.rules import EvalOptions, color_requests, evaluate, select_objects
+from harness.geneval.rules import RULES_VERSION, EvalOptions, color_requests, evaluate, select_objects
 
 DEFAULT_HF_DETECTOR = "facebook/mask2former-swin-small-coco-instance"
 DEFAULT_CLIP_ARCH = "ViT-L-14-quickgelu"
@@ -74,6 +74,7 @@ class EvaluatorSpec:
             "clip_arch": self.clip_arch,
             "clip_weights": _fingerprint(self.clip_weights) if self.clip_weights else "openai",
             "options": self.options.to_dict(),
+            "rules_version": RULES_VERSION,
             "color_mode": self.color_mode,
             "device": (self.device or "auto").split(":")[0],
         }
