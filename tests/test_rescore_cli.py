@@ -89,3 +89,12 @@ def test_missing_input_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["rescore", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 1
     assert "nope.jsonl" in result.output
+
+
+def test_details_follow_geneval_class_order_whatever_the_input_order(tmp_path: Path) -> None:
+    two = {"tag": "two_object", "include": [{"class": "cup", "count": 1}, {"class": "person", "count": 1}],
+           "prompt": "a photo of a cup and a person"}
+    dets = {"cup": [{"box": [0, 0, 4, 4], "score": 0.8}], "person": [{"box": [5, 5, 9, 9], "score": 0.7}]}
+    code, output, records = run(tmp_path, [line(two, dets)])
+    assert code == 0, output
+    assert list(json.loads(records[0]["details"])) == ["person", "cup"]  # COCO order: person first

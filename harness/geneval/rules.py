@@ -341,12 +341,14 @@ def evaluate(
         if n_found >= count:
             correct = False
             reasons.append(f"expected {classname}<{count}, found {n_found}")
+    # GenEval builds `details` walking its class list, so keys come in COCO order whatever
+    # order the detections arrived in (a rescore input may list classes in any order).
     details = {
         classname: [
             [*detections[classname].boxes[i].tolist(), float(detections[classname].scores[i])]
-            for i in rows
+            for i in selection[classname]
         ]
-        for classname, rows in selection.items()
+        for classname in sorted(selection, key=COCO_CLASSES.index)
     }
     return Verdict(correct=correct, reason="\n".join(reasons), details=details)
 
