@@ -1,10 +1,24 @@
-"""Small file helpers: results are written whole or not at all."""
+"""JSON-lines helpers: read with line numbers in every error, write whole or not at all."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+
+def iter_json_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed value) for every non-blank line; bad JSON names source:line."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{source}:{lineno}: not valid JSON ({err.msg})") from None
 
 
 def write_atomic(path: Path, text: str) -> None:

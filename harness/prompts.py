@@ -134,16 +134,11 @@ def write_suite(samples: list[Sample], out_dir: Path) -> tuple[Path, Path]:
 def read_metadata(path: Path) -> list[Sample]:
     """Read an `evaluation_metadata.jsonl`, naming the line of any malformed entry."""
     from harness.geneval.rules import check_metadata
+    from harness.jsonl import iter_json_lines
 
     samples = []
     with open(path, encoding="utf-8") as fp:
-        for lineno, line in enumerate(fp, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        for lineno, sample in iter_json_lines(fp, str(path)):
             problems = check_metadata(sample)
             if problems:
                 raise ValueError(f"{path}:{lineno}: " + "; ".join(problems))

@@ -168,8 +168,7 @@ def test_max_per_image_is_respected(backend: HFMask2FormerBackend, monkeypatch: 
     assert 0 < sum(len(d) for d in dets.values()) <= 7
 
 
-def test_batch_equals_one_by_one_for_same_size(backend: HFMask2FormerBackend) -> None:
-    images = _images((64, 64), (64, 64), seed=1)
+def _assert_batch_equals_one_by_one(backend: HFMask2FormerBackend, images: list[np.ndarray]) -> None:
     batched = backend.detect(images)
     single = [backend.detect([image])[0] for image in images]
     for a, b in zip(batched, single, strict=True):
@@ -177,18 +176,16 @@ def test_batch_equals_one_by_one_for_same_size(backend: HFMask2FormerBackend) ->
         for name in a:
             np.testing.assert_allclose(a[name].scores, b[name].scores, atol=1e-5)
             assert (a[name].boxes == b[name].boxes).all()
+            assert (a[name].masks == b[name].masks).all()
+
+
+def test_batch_equals_one_by_one_for_same_size(backend: HFMask2FormerBackend) -> None:
+    _assert_batch_equals_one_by_one(backend, _images((64, 64), (64, 64), seed=1))
 
 
 def test_mixed_sizes_equal_one_by_one(backend: HFMask2FormerBackend) -> None:
     # Mask2Former ignores the pixel mask: padded together, a small image would get other detections.
-    images = _images((64, 64), (50, 90), (64, 64), seed=2)
-    batched = backend.detect(images)
-    single = [backend.detect([image])[0] for image in images]
-    for a, b in zip(batched, single, strict=True):
-        assert list(a) == list(b)
-        for name in a:
-            np.testing.assert_allclose(a[name].scores, b[name].scores, atol=1e-5)
-            assert (a[name].masks == b[name].masks).all()
+    _assert_batch_equals_one_by_one(backend, _images((64, 64), (50, 90), (64, 64), seed=2))
 
 
 class _BrightnessModel:

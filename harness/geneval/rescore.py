@@ -19,6 +19,7 @@ import numpy as np
 from harness.geneval.classes import COCO_CLASSES, COLORS
 from harness.geneval.detections import ClassDetections, ImageDetections
 from harness.geneval.rules import EvalOptions, MissingColorError, check_metadata, evaluate
+from harness.jsonl import iter_json_lines
 
 
 class RescoreInputError(ValueError):
@@ -63,12 +64,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
 
 
-def rescore_line(line: str, options: EvalOptions) -> dict[str, Any]:
-    """One output record for one input line (errors raise ValueError without line numbers)."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"not valid JSON ({err.msg})") from None
+def rescore_record(record: Any, options: EvalOptions) -> dict[str, Any]:
+    """One output record for one parsed input line (errors raise ValueError without line numbers)."""
     if not isinstance(record, dict):
         raise ValueError("each line must be a JSON object")
     if "metadata" not in record or "detections" not in record:
@@ -108,10 +105,13 @@ def rescore_line(line: str, options: EvalOptions) -> dict[str, Any]:
 
 def rescore_lines(lines: Iterable[str], options: EvalOptions, source: str = "<input>") -> Iterator[dict]:
     """Re-score every non-blank line, in order; a bad line raises RescoreInputError naming it."""
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            yield rescore_line(line, options)
-        except ValueError as err:
-            raise RescoreInputError(f"{source}:{lineno}: {err}") from None
+    try:
+        for lineno, record in iter_json_lines(lines, source):
+            try:
+                yield rescore_record(record, options)
+            except ValueError as err:
+                raise RescoreInputError(f"{source}:{lineno}: {err}") from None
+    except RescoreInputError:
+        raise
+    except ValueError as err:  # malformed JSON: the message already names source:line
+        raise RescoreInputError(str(err)) from None

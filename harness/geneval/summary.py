@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.jsonl import iter_json_lines
+
 
 @dataclass(frozen=True)
 class TaskScore:
@@ -98,13 +100,7 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
 def parse_results(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
     """Parse results.jsonl lines (ours or GenEval's), naming the line of any malformed record."""
     records = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source}:{lineno}: not valid JSON ({err.msg})") from None
+    for lineno, record in iter_json_lines(lines, source):
         if not isinstance(record, dict):
             raise ValueError(f"{source}:{lineno}: not a JSON object")
         missing = [k for k in ("tag", "correct", "metadata") if k not in record]
