@@ -10,6 +10,8 @@ import argparse
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,8 @@ def test_detect_batch_shapes_and_types(batched, images: list[np.ndarray]) -> Non
 
 
 def test_batched_equals_one_by_one(backend, batched, images: list[np.ndarray]) -> None:
+    # Close, not bitwise: the head's mask logits on CPU differ in the last bits with the batch size,
+    # in mmdet's own forward as much as here (post-processing is bitwise mmdet's, tested below).
     for image, together in zip(images, batched, strict=True):
         (alone,) = backend.detect([image])
         assert list(alone) == list(together)
@@ -100,6 +104,158 @@ def test_batched_equals_one_by_one(backend, batched, images: list[np.ndarray]) -
             np.testing.assert_allclose(dets.scores, alone[name].scores, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(dets.boxes, alone[name].boxes, atol=1e-4)
             np.testing.assert_array_equal(dets.masks, alone[name].masks)
+
+
+# --------------------------------------------------------------------------- fast post-processing
+
+# Sizes whose padded input, image and original shapes differ (crop and rescale both matter), one
+# whose mask has a pixel count no SIMD width divides (sigmoid's scalar remainder falls inside it),
+# and one whose original size sends the rescale through torch's channels-last kernel (H + W <= 128).
+POSTPROCESS_SHAPES = ((64, 64), (80, 48), (256, 256), (61, 47))
+INSTANCE_FIELDS = ("bboxes", "labels", "scores", "masks")
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _collated(backend, images: list[np.ndarray]) -> dict:
+    from mmengine.dataset import pseudo_collate
+
+    return pseudo_collate([backend.pipeline(dict(img=np.ascontiguousarray(image[..., ::-1]), img_id=i))
+                           for i, image in enumerate(images)])
+
+
+def _fast_and_mmdet(backend, images: list[np.ndarray]) -> tuple[list, list]:
+    import torch
+
+    from harness.geneval.backends.mmdet_postprocess import predict_instances
+
+    with torch.no_grad():
+        ours = predict_instances(backend.model, _collated(backend, images))
+        theirs = [pred.pred_instances for pred in backend.model.test_step(_collated(backend, images))]
+    return ours, theirs
+
+
+def _assert_bitwise_equal(ours, theirs) -> None:
+    import torch
+
+    assert len(ours) == len(theirs)
+    for got, want in zip(ours, theirs, strict=True):
+        for field in INSTANCE_FIELDS:
+            a, b = getattr(got, field), getattr(want, field)
+            assert a.dtype == b.dtype and a.shape == b.shape, field
+            assert torch.equal(a, b), field  # exact: same values, same instance order
+
+
+@pytest.mark.parametrize("shape", POSTPROCESS_SHAPES)
+def test_fast_postprocess_is_mmdets_bitwise(backend, shape: tuple[int, int]) -> None:
+    import torch
+
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    images = [rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8) for _ in range(2)]
+    ours, theirs = _fast_and_mmdet(backend, images)
+    _assert_bitwise_equal(ours, theirs)
+    num_queries = backend.model.panoptic_head.num_queries
+    for instances in ours:
+        # 100 (query, class) pairs from 8 queries: queries are selected for several classes, so
+        # the per-query computation is shared between pairs, which is what is being tested.
+        assert len(instances.scores) == 100 > num_queries
+        distinct_masks = torch.unique(instances.masks.flatten(1), dim=0)
+        assert len(distinct_masks) < len(instances.masks)
+        assert instances.masks.any()  # non-empty masks: scores and boxes are not all trivial
+        assert len(set(instances.scores.tolist())) > num_queries
+
+
+def test_fast_postprocess_on_two_threads(backend) -> None:
+    # Two threads split sigmoid's (pairs, H, W) tensor in chunks, each with a scalar remainder.
+    image = np.random.default_rng(7).integers(0, 256, size=(61, 47, 3), dtype=np.uint8)
+    with _torch_threads(2):
+        ours, theirs = _fast_and_mmdet(backend, [image])
+    _assert_bitwise_equal(ours, theirs)
+
+
+def test_fast_postprocess_without_sigmoid_probe(backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where the sigmoid formulas cannot be told apart, mmdet's layout is used verbatim.
+    from harness.geneval.backends import mmdet_postprocess
+
+    monkeypatch.setattr(mmdet_postprocess, "_scalar_sigmoid_positions", lambda numel: None)
+    image = np.random.default_rng(8).integers(0, 256, size=(61, 47, 3), dtype=np.uint8)
+    _assert_bitwise_equal(*_fast_and_mmdet(backend, [image]))
+
+
+def test_backend_paths_give_identical_detections(backend, tiny_files, images: list[np.ndarray],
+                                                 batched) -> None:
+    from harness.geneval.backends.mmdet_backend import MMDetBackend
+
+    assert backend.fast_postprocess
+    config, checkpoint = tiny_files
+    slow = MMDetBackend(checkpoint, config=config, device="cpu", fast_postprocess=False)
+    assert not slow.fast_postprocess
+    for got, want in zip(batched, slow.detect(images), strict=True):
+        assert list(got) == list(want)
+        for name, dets in got.items():
+            np.testing.assert_array_equal(dets.scores, want[name].scores)
+            np.testing.assert_array_equal(dets.boxes, want[name].boxes)
+            np.testing.assert_array_equal(dets.masks, want[name].masks)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"instance_on": False}, "instance_on"),
+    ({"semantic_on": True}, "semantic_on"),
+    ({"max_per_image": 0}, "max_per_image"),
+    ({"max_per_image": 100.0}, "max_per_image"),
+    ({"some_new_flag": 1}, "some_new_flag"),
+])
+def test_unsupported_test_cfg_is_refused(backend, monkeypatch: pytest.MonkeyPatch, change: dict,
+                                         message: str) -> None:
+    from mmengine.config import ConfigDict
+
+    from harness.geneval.backends.mmdet_postprocess import (
+        UnsupportedPostprocessError,
+        check_fast_postprocess_supported,
+    )
+
+    fusion = backend.model.panoptic_fusion_head
+    check_fast_postprocess_supported(backend.model)  # the config as it is passes
+    monkeypatch.setattr(fusion, "test_cfg", ConfigDict({**fusion.test_cfg, **change}))
+    with pytest.raises(UnsupportedPostprocessError, match=message):
+        check_fast_postprocess_supported(backend.model)
+
+
+def test_panoptic_only_flags_are_accepted(backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    # iou_thr, filter_low_score, object_mask_thr and panoptic_on change panoptic results only.
+    from mmengine.config import ConfigDict
+
+    from harness.geneval.backends.mmdet_postprocess import check_fast_postprocess_supported
+
+    fusion = backend.model.panoptic_fusion_head
+    changed = {"iou_thr": 0.5, "filter_low_score": False, "object_mask_thr": 0.1}
+    monkeypatch.setattr(fusion, "test_cfg", ConfigDict({**fusion.test_cfg, **changed}))
+    check_fast_postprocess_supported(backend.model)
+    image = np.random.default_rng(9).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    _assert_bitwise_equal(*_fast_and_mmdet(backend, [image]))
+
+
+def test_overridden_mmdet_code_is_refused(backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.geneval.backends.mmdet_postprocess import (
+        UnsupportedPostprocessError,
+        check_fast_postprocess_supported,
+    )
+
+    fusion = backend.model.panoptic_fusion_head
+    subclass = type("PatchedFusionHead", (type(fusion),), {"instance_postprocess": lambda self, *a: None})
+    monkeypatch.setattr(fusion, "__class__", subclass)
+    with pytest.raises(UnsupportedPostprocessError, match=r"PatchedFusionHead\.instance_postprocess"):
+        check_fast_postprocess_supported(backend.model)
 
 
 def test_image_order_is_kept(backend, images: list[np.ndarray], batched) -> None:

@@ -8,9 +8,15 @@ so its flat instances grouped per class are GenEval's per-class (k, 5) arrays an
 Two choices keep us close to 2.x where 3.x's defaults differ or cost time:
   * The image is resized as uint8, as 2.x's test pipeline did; 3.x's config loads it as
     float32 first, which changes resized pixel values by rounding (up to half a grey level).
-  * Images are batched: the pipeline runs per image, then one `model.test_step` per batch.
+  * Images are batched: the pipeline runs per image, then one forward pass per batch.
     Only images of the same size share a batch, so every image gets the padding it would get
     alone and the results equal one-by-one inference.
+
+On CPU the instance post-processing is our own (`mmdet_postprocess.py`), not mmdet's: mmdet
+upsamples every query's mask to the padded input and then the image size and scores, binarises
+and boxes the mask once per selected (query, class) pair, up to max_per_image = 100 times;
+we do that once per selected query. The results are bitwise mmdet's (see that function and
+tests/test_mmdet_postprocess.py); `MMDetBackend(..., fast_postprocess=False)` runs mmdet's own.
 
 Nothing heavy is imported at module import (no torch, no mmdet): the CLI must start instantly.
 """
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from harness.devices import pick_device
+from harness.geneval.backends.mmdet_postprocess import check_fast_postprocess_supported, predict_instances
 from harness.geneval.classes import COCO_CLASSES
 from harness.geneval.detections import ImageDetections, group_by_class
 
@@ -243,6 +250,8 @@ def _check_image(index: int, image: np.ndarray) -> None:
         raise ValueError(f"image {index}: expected a uint8 RGB array (H, W, 3), got {dtype} {shape}")
 
 
+# --------------------------------------------------------------------------- instance post-processing
+#
 # --------------------------------------------------------------------------- backend
 
 
@@ -252,7 +261,8 @@ class MMDetBackend:
     name = "mmdet"
 
     def __init__(self, checkpoint: str | Path, config: str | Path | None = None,
-                 device: str | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+                 device: str | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 fast_postprocess: bool = True) -> None:
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.is_file():
             raise MMDetCheckpointNotFoundError(_checkpoint_missing_message(self.checkpoint))
@@ -267,6 +277,11 @@ class MMDetBackend:
         self.cfg = self._load_config()
         self.model = self._build_model()
         self.pipeline = self._build_pipeline()
+        # Bitwise equality with mmdet's post-processing is established for torch's CPU kernels
+        # only; elsewhere mmdet's own post-processing runs.
+        self.fast_postprocess = fast_postprocess and self.device.split(":")[0] == "cpu"
+        if self.fast_postprocess:
+            check_fast_postprocess_supported(self.model)
 
     def _load_config(self) -> Any:
         from mmengine.config import Config
@@ -336,7 +351,7 @@ class MMDetBackend:
         return results  # type: ignore[return-value]  # every slot is filled above
 
     def _detect_batch(self, images: list[np.ndarray]) -> list[ImageDetections]:
-        """One `test_step` over same-size images."""
+        """One forward pass over same-size images."""
         import torch
         from mmengine.dataset import pseudo_collate
 
@@ -344,13 +359,14 @@ class MMDetBackend:
         samples = [self.pipeline(dict(img=np.ascontiguousarray(image[..., ::-1]), img_id=i))
                    for i, image in enumerate(images)]
         with torch.no_grad():
-            predictions = self.model.test_step(pseudo_collate(samples))
-        return [_to_detections(pred, image.shape[:2]) for pred, image in zip(predictions, images,
-                                                                             strict=True)]
+            if self.fast_postprocess:
+                instances = predict_instances(self.model, pseudo_collate(samples))
+            else:
+                instances = [pred.pred_instances for pred in self.model.test_step(pseudo_collate(samples))]
+        return [_to_detections(inst, image.shape[:2]) for inst, image in zip(instances, images, strict=True)]
 
 
-def _to_detections(prediction: Any, image_hw: tuple[int, int]) -> ImageDetections:
-    instances = prediction.pred_instances
+def _to_detections(instances: Any, image_hw: tuple[int, int]) -> ImageDetections:
     masks = instances.masks.cpu().numpy().astype(bool, copy=False)
     if masks.shape[1:] != tuple(image_hw):
         raise MMDetCheckpointError(f"masks of shape {masks.shape[1:]} for an image of {image_hw}")
