@@ -198,3 +198,11 @@ def test_mmdet_backend_end_to_end(image_dir: Path, mmdet_flags: list[str], hf_fl
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text("".join(json.dumps(r) + "\n" for r in records + hf_records))
     assert CliRunner().invoke(main, ["summary", str(mixed)]).exit_code == 1
+
+
+def test_unknown_option_is_a_usage_error(image_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", str(image_dir), "-o", str(tmp_path / "r.jsonl"), "--backend", "hf",
+                                       "--options", "treshold=0.5"])
+    assert result.exit_code == 2
+    assert "unknown option 'treshold'" in result.output
+    assert not (tmp_path / "r.jsonl").exists()

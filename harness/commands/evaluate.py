@@ -6,10 +6,14 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from harness.commands.options import options_from_flags, threshold_options
+
+if TYPE_CHECKING:
+    from harness.geneval.evaluator import EvaluatorSpec
 
 
 @click.command("eval")
@@ -67,7 +71,7 @@ def eval_command(image_dir: Path, out: Path, backend: str, detector: str | None,
              cache_path=None if no_cache else cache_path, use_cache=not no_cache)
 
 
-def run_eval(image_dir: Path, out: Path, spec: object, batch_size: int, on_error: str,
+def run_eval(image_dir: Path, out: Path, spec: EvaluatorSpec, batch_size: int, on_error: str,
              cache_path: Path | None, use_cache: bool) -> None:
     from tqdm import tqdm
 
@@ -100,7 +104,7 @@ def run_eval(image_dir: Path, out: Path, spec: object, batch_size: int, on_error
     try:
         with open(partial, "w", encoding="utf-8") as fp, \
                 tqdm(total=len(scan.samples), unit="img", desc="eval", disable=None) as bar:
-            records = evaluate_samples(scan.samples, spec, Models(spec), cache=cache,  # type: ignore[arg-type]
+            records = evaluate_samples(scan.samples, spec, Models(spec), cache=cache,
                                        batch_size=batch_size, on_error=on_error, progress=bar)
             for item in records:
                 if isinstance(item, ImageError):
