@@ -13,10 +13,10 @@ import pytest
 
 from harness.geneval.classes import COLORS
 from harness.geneval.detections import ClassDetections
+from harness.geneval.legacy_sort import argsort_like_geneval
 from harness.geneval.rules import (
     EvalOptions,
     MissingColorError,
-    argsort_like_geneval,
     check_metadata,
     color_requests,
     compute_iou,

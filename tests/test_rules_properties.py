@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from harness.geneval.classes import COLORS
 from harness.geneval.detections import ClassDetections
+from harness.geneval.legacy_sort import argsort_like_geneval
 from harness.geneval.rules import (
     RELATIONS,
     EvalOptions,
-    argsort_like_geneval,
     evaluate,
     relative_position,
     select_objects,
