@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
+import torch
 from PIL import Image
 
 from harness.geneval.classes import COLORS, color_prompts
@@ -19,8 +21,6 @@ from harness.geneval.colors import (
     resolve_openai_weights,
 )
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
 torch.set_num_threads(1)
 
 GREY = (153, 153, 153)  # "#999"

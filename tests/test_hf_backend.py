@@ -12,24 +12,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from harness.geneval.backends.base import DetectorBackend  # noqa: E402
-from harness.geneval.backends.hf_backend import (  # noqa: E402
+from harness.geneval.backends.base import DetectorBackend
+from harness.geneval.backends.hf_backend import (
     DEFAULT_MODEL,
-    HF_TO_GENEVAL,
     HFMask2FormerBackend,
     HFModelNotFoundError,
+    geneval_name,
     hf_status,
     instance_postprocess,
     label_to_geneval_index,
     masks_to_boxes,
     masks_to_image,
 )
-from harness.geneval.classes import COCO_CLASSES  # noqa: E402
-from harness.tiny.hf_detector import COCO_INSTANCE_LABELS, write_tiny_hf_detector  # noqa: E402
+from harness.geneval.classes import COCO_CLASSES
+from harness.tiny.hf_detector import COCO_INSTANCE_LABELS, write_tiny_hf_detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,13 +122,15 @@ def test_module_import_does_not_pull_torch() -> None:
 # ----------------------------------------------------------------------------- labels
 
 
-def test_alias_table_covers_geneval_names_exactly_once() -> None:
-    assert len(HF_TO_GENEVAL) == 80
-    assert sorted(HF_TO_GENEVAL.values()) == sorted(COCO_CLASSES)
-    assert set(HF_TO_GENEVAL) == set(COCO_INSTANCE_LABELS)
-    assert HF_TO_GENEVAL["mouse"] == "computer mouse"
-    assert HF_TO_GENEVAL["remote"] == "tv remote"
-    assert HF_TO_GENEVAL["keyboard"] == "computer keyboard"
+def test_checkpoint_labels_map_onto_geneval_names_exactly_once() -> None:
+    names = [geneval_name(label) for label in COCO_INSTANCE_LABELS]
+    assert sorted(names) == sorted(COCO_CLASSES)
+    assert geneval_name("mouse") == "computer mouse"
+    assert geneval_name("remote") == "tv remote"
+    assert geneval_name("keyboard") == "computer keyboard"
+    assert geneval_name("Dining_Table") == "dining table"
+    with pytest.raises(ValueError, match="not one of GenEval's 80 COCO classes"):
+        geneval_name("wall-other-merged")  # a panoptic stuff class
     # The real checkpoint's label order is COCO's, which is GenEval's: the map is the identity.
     index = label_to_geneval_index(dict(enumerate(COCO_INSTANCE_LABELS)))
     assert index.tolist() == list(range(80))
@@ -286,7 +286,7 @@ def test_masks_to_boxes_edges() -> None:
 @pytest.mark.mmdet
 def test_matches_mmdet_instance_postprocess() -> None:
     """Same numbers as mmdet's own fusion head on the same raw outputs (incl. crop and rescale)."""
-    fusion = pytest.importorskip("mmdet.models.seg_heads.panoptic_fusion_heads")
+    from mmdet.models.seg_heads import panoptic_fusion_heads as fusion
     from mmengine.config import ConfigDict
 
     head = fusion.MaskFormerFusionHead(

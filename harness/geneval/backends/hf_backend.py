@@ -34,33 +34,14 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "facebook/mask2former-swin-small-coco-instance"
 
-# The checkpoint's label names (COCO's official category names, as detectron2 and the HF
-# config spell them) -> GenEval's names. Explicit on purpose: GenEval renamed three classes
-# ("computer mouse", "tv remote", "computer keyboard"), and a silent mismatch would make a
-# class undetectable rather than fail. Every GenEval name appears exactly once as a value.
-HF_TO_GENEVAL: dict[str, str] = {
-    "person": "person", "bicycle": "bicycle", "car": "car", "motorcycle": "motorcycle",
-    "airplane": "airplane", "bus": "bus", "train": "train", "truck": "truck", "boat": "boat",
-    "traffic light": "traffic light", "fire hydrant": "fire hydrant", "stop sign": "stop sign",
-    "parking meter": "parking meter", "bench": "bench", "bird": "bird", "cat": "cat", "dog": "dog",
-    "horse": "horse", "sheep": "sheep", "cow": "cow", "elephant": "elephant", "bear": "bear",
-    "zebra": "zebra", "giraffe": "giraffe", "backpack": "backpack", "umbrella": "umbrella",
-    "handbag": "handbag", "tie": "tie", "suitcase": "suitcase", "frisbee": "frisbee", "skis": "skis",
-    "snowboard": "snowboard", "sports ball": "sports ball", "kite": "kite",
-    "baseball bat": "baseball bat", "baseball glove": "baseball glove", "skateboard": "skateboard",
-    "surfboard": "surfboard", "tennis racket": "tennis racket", "bottle": "bottle",
-    "wine glass": "wine glass", "cup": "cup", "fork": "fork", "knife": "knife", "spoon": "spoon",
-    "bowl": "bowl", "banana": "banana", "apple": "apple", "sandwich": "sandwich", "orange": "orange",
-    "broccoli": "broccoli", "carrot": "carrot", "hot dog": "hot dog", "pizza": "pizza",
-    "donut": "donut", "cake": "cake", "chair": "chair", "couch": "couch",
-    "potted plant": "potted plant", "bed": "bed", "dining table": "dining table",
-    "toilet": "toilet", "tv": "tv", "laptop": "laptop", "mouse": "computer mouse",
-    "remote": "tv remote", "keyboard": "computer keyboard", "cell phone": "cell phone",
-    "microwave": "microwave", "oven": "oven", "toaster": "toaster", "sink": "sink",
-    "refrigerator": "refrigerator", "book": "book", "clock": "clock", "vase": "vase",
-    "scissors": "scissors", "teddy bear": "teddy bear", "hair drier": "hair drier",
-    "toothbrush": "toothbrush",
-}  # fmt: skip
+# The checkpoint's label names are COCO's official category names (as detectron2 and the HF
+# config spell them); GenEval renamed three of them. A label that is neither is an error at
+# load time: a silent mismatch would make a class undetectable rather than fail.
+HF_ALIASES: dict[str, str] = {
+    "mouse": "computer mouse",
+    "remote": "tv remote",
+    "keyboard": "computer keyboard",
+}
 
 _DTYPES = {
     "auto": "float32", "fp32": "float32", "float32": "float32",
@@ -84,10 +65,9 @@ def _normalise_label(name: str) -> str:
 def geneval_name(label: str) -> str:
     """GenEval's name for a checkpoint label name; GenEval's own names are accepted as they are."""
     key = _normalise_label(label)
-    if key in HF_TO_GENEVAL:
-        return HF_TO_GENEVAL[key]
-    if key in COCO_CLASSES:
-        return key
+    name = HF_ALIASES.get(key, key)
+    if name in COCO_CLASSES:
+        return name
     raise ValueError(
         f"detector label {label!r} is not one of GenEval's 80 COCO classes (nor a known alias); "
         "the checkpoint must be a COCO *instance* model such as " + DEFAULT_MODEL
@@ -442,7 +422,7 @@ def _check_image(image: np.ndarray) -> None:
 
 __all__ = [
     "DEFAULT_MODEL",
-    "HF_TO_GENEVAL",
+    "HF_ALIASES",
     "HFMask2FormerBackend",
     "HFModelNotFoundError",
     "Instances",
