@@ -31,7 +31,8 @@ else
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     "$PIP" install "setuptools<81" wheel ninja
-    "$PIP" download --no-deps --no-binary :all: -d "$work" mmcv==2.1.0
+    # its metadata step imports torch too, hence --no-build-isolation here as well
+    "$PIP" download --no-deps --no-binary :all: --no-build-isolation -d "$work" mmcv==2.1.0
     tar -xzf "$work"/mmcv-2.1.0.tar.gz -C "$work"
     sed -i 's/-std=c++17/-std=c++20/g' "$work"/mmcv-2.1.0/setup.py
     (cd "$work"/mmcv-2.1.0 && MMCV_WITH_OPS=1 MAX_JOBS=2 "$PIP" wheel --no-build-isolation --no-deps --no-cache-dir . -w "$work"/dist)
