@@ -10,12 +10,11 @@ import argparse
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import torch_threads
 
 from harness.geneval.classes import COCO_CLASSES
 from harness.geneval.detections import ClassDetections
@@ -115,16 +114,6 @@ POSTPROCESS_SHAPES = ((64, 64), (80, 48), (256, 256), (61, 47))
 INSTANCE_FIELDS = ("bboxes", "labels", "scores", "masks")
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _collated(backend, images: list[np.ndarray]) -> dict:
@@ -178,7 +167,7 @@ def test_fast_postprocess_is_mmdets_bitwise(backend, shape: tuple[int, int]) -> 
 def test_fast_postprocess_on_two_threads(backend) -> None:
     # Two threads split sigmoid's (pairs, H, W) tensor in chunks, each with a scalar remainder.
     image = np.random.default_rng(7).integers(0, 256, size=(61, 47, 3), dtype=np.uint8)
-    with _torch_threads(2):
+    with torch_threads(2):
         ours, theirs = _fast_and_mmdet(backend, [image])
     _assert_bitwise_equal(ours, theirs)
 

@@ -9,11 +9,9 @@ ours does not. Model-level equality with mmdet is tested in test_mmdet_backend.p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import torch
+from helpers import torch_threads
 
 from harness.geneval.backends import mmdet_postprocess
 
@@ -21,14 +19,6 @@ pytestmark = pytest.mark.mmdet
 F = torch.nn.functional
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _bilinear(x, size):
@@ -56,7 +46,7 @@ def test_bilinear_channels_is_a_bitwise_subset(batch, channels, in_hw, out_hw, t
     generator = torch.Generator().manual_seed(channels * 100 + len(selected))
     x = torch.randn(batch, channels, *in_hw, generator=generator) * 5
     index = torch.tensor(selected)
-    with _threads(threads):
+    with torch_threads(threads):
         everything = _bilinear(x, out_hw)
         for image in range(batch):
             subset = mmdet_postprocess.bilinear_channels(x[image:image + 1], index, out_hw, reference=x)
@@ -71,7 +61,7 @@ def test_naive_channel_subset_differs_where_kernels_differ() -> None:
     # when either call takes the channels-last kernel.
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 9, 16, 16, generator=generator) * 5
-    with _threads(1):
+    with torch_threads(1):
         small = _bilinear(x, (64, 64))
         assert not torch.equal(_bilinear(x[:, [3, 1]], (64, 64)), small[:, [3, 1]])
         x = torch.randn(1, 9, 24, 24, generator=generator) * 5
@@ -90,7 +80,7 @@ def test_rescale_of_selected_queries_is_bitwise(threads, padded, crop, out_hw) -
     # MaskFormerFusionHead.predict: crop to img_shape, then each query's mask as one channel.
     x = torch.randn(8, *padded, generator=torch.Generator().manual_seed(1)) * 5
     index = torch.tensor([5, 0, 7])
-    with _threads(threads):
+    with torch_threads(threads):
         everything = _bilinear(x[:, :crop[0], :crop[1]][:, None], out_hw)[:, 0]
         ours = _bilinear(x[index][:, :crop[0], :crop[1]][:, None], out_hw)[:, 0]
     assert torch.equal(ours, everything[index])
@@ -103,7 +93,7 @@ def test_rescale_of_selected_queries_is_bitwise(threads, padded, crop, out_hw) -
 @pytest.mark.parametrize("numel", [15, 16, 100, 4096, 70001, 286700])
 def test_scalar_sigmoid_positions_tell_the_formulas_apart(threads, numel) -> None:
     x = torch.randn(numel, generator=torch.Generator().manual_seed(numel)) * 4
-    with _threads(threads):
+    with torch_threads(threads):
         positions = mmdet_postprocess._scalar_sigmoid_positions(numel)
         assert positions is not None, "this torch has one sigmoid formula on CPU: revisit the probe"
         got = x.sigmoid()
@@ -142,7 +132,7 @@ def test_masked_sigmoid_sums_are_mmdets(threads: int) -> None:
                                                                          generator=generator)])
             pair_query = pair_query[torch.randperm(pairs, generator=generator)]
             binary_f = (logits > 0).float()
-            with _threads(threads):
+            with torch_threads(threads):
                 # mmdet: one row per (query, class) pair
                 want = (logits[pair_query].sigmoid() * binary_f[pair_query]).flatten(1).sum(1)
                 got = mmdet_postprocess._masked_sigmoid_sums(logits, binary_f, pair_query)
@@ -155,7 +145,7 @@ def test_masked_sigmoid_sums_are_mmdets(threads: int) -> None:
 def test_one_row_sums_differ_from_many_rows() -> None:
     # Why _row_sums pads one row to two: on several threads a one-row sum is split across them.
     rows = torch.rand(3, 300_000, generator=torch.Generator().manual_seed(0))
-    with _threads(2):
+    with torch_threads(2):
         many = rows.sum(1)
         assert torch.equal(mmdet_postprocess._row_sums(rows[1:2], n_pairs=3), many[1:2])
         assert torch.equal(mmdet_postprocess._row_sums(rows[1:2], n_pairs=1), rows[1:2].sum(1))
