@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Re-judge stored detections with other thresholds (no model)."),
     "summary": ("harness.commands.summary:summary",
                 "Print GenEval's summary scores of a results.jsonl."),
+    "curve": ("harness.commands.curve:curve",
+              "Exact best-of-n curves per verifier from a candidate pool, with intervals."),
     "doctor": ("harness.commands.doctor:doctor",
                "Check torch/CUDA, detector backends and local model weights."),
 }
