@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Exact best-of-n curves per verifier from a candidate pool, with intervals."),
     "doctor": ("harness.commands.doctor:doctor",
                "Check torch/CUDA, detector backends and local model weights."),
+    "list": ("harness.commands.plugins:list_command",
+             "List generators, verifiers, strategies and detector backends."),
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.geneval.backends.base import BACKENDS, DetectorBackend, backend_class
+from harness.geneval.backends.base import DetectorBackend, backend_class
 from harness.geneval.detections import ImageDetections, detections_to_json
 from harness.geneval.folder import DecodedImage, ImageDecodeError, SampleImage, decode_image
 from harness.geneval.rules import RULES_VERSION, EvalOptions, color_requests, evaluate, select_objects
@@ -54,8 +54,10 @@ class EvaluatorSpec:
     device: str | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(BACKENDS)}")
+        from harness.registry import backends
+
+        if self.backend not in backends:
+            raise ValueError(f"unknown backend {self.backend!r}; available: {', '.join(backends)}")
         if self.color_mode not in COLOR_MODES:
             raise ValueError(f"color mode must be one of {', '.join(COLOR_MODES)}")
         if self.backend == "mmdet" and not self.detector:

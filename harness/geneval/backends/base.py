@@ -7,12 +7,12 @@ caching, colour classification and the verdict rules.
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from harness.geneval.detections import ImageDetections
+from harness.registry import backends
 
 
 @runtime_checkable
@@ -37,18 +37,9 @@ class DetectorBackend(Protocol):
         ...
 
 
-# Built-in backends, as "module:attribute" strings: nothing heavy is imported until lookup.
-BACKENDS: dict[str, str] = {
-    "mmdet": "harness.geneval.backends.mmdet_backend:MMDetBackend",
-    "hf": "harness.geneval.backends.hf_backend:HFMask2FormerBackend",
-}
-
-
 def backend_class(name: str) -> type:
-    """Import and return the backend class registered under `name`."""
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"unknown detector backend {name!r}; available: {', '.join(BACKENDS)}") from None
-    module_name, attr = target.split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    """Import and return the backend class registered under `name` in `harness.registry.backends`.
+
+    Raises UnknownPluginError (a ValueError) listing the available names.
+    """
+    return backends.get(name)

@@ -1,0 +1,400 @@
+"""What a generator, a verifier and a strategy plug-in look like, and how their parameters are read.
+
+Three narrow, batched interfaces (`typing.Protocol`, so a plug-in needs no stepwise base class):
+
+    Generator.generate(requests)              -> one GenerationResult per request, same order
+    Verifier.score(prompt, images, previews)  -> one VerifierScore per image, same order
+    Strategy.select_key(scores)               -> one selection key per candidate (higher is better)
+
+The harness owns everything around them: caching (keyed on plug-in id, canonical params, prompt
+and seed), batching across prompts, storage and statistics. A plug-in is a *class*; the harness
+builds it as `cls(params)` where `params` is an instance of the class's own `Params`, a frozen
+dataclass whose fields say what can be set:
+
+    @dataclass(frozen=True, kw_only=True)   # kw_only: required fields may follow defaulted ones
+    class Params:
+        model: str = param(help="Weights: a local folder or a hub id in the HF cache.")
+        steps: int = param(50, help="Denoising steps.")
+        guidance: float = param(7.5, help="Classifier-free guidance scale.")
+
+`parse_params(Params, {"steps": "30"})` validates a run spec's or CLI's values against it and
+`canonical_json(params)` is the stable text that goes into cache keys and run ids.
+
+Nothing heavy is imported here (PIL only for type checking): the registry and `stepwise list`
+import this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Union, runtime_checkable
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = [
+    "Cost",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "ParamInfo",
+    "ParamsError",
+    "Strategy",
+    "Verifier",
+    "VerifierScore",
+    "canonical_json",
+    "check_params_class",
+    "param",
+    "params_schema",
+    "parse_params",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# data passed across the interfaces
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Compute spent on a call; adds up across calls (`a + b`). Report what you know, leave 0 otherwise."""
+
+    forward_passes: int = 0  # network evaluations (NFE); one batched pass counts once
+    tokens: int = 0  # tokens generated or read by autoregressive models
+    seconds: float = 0.0  # wall-clock time of the call
+
+    def __add__(self, other: Cost) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(self.forward_passes + other.forward_passes, self.tokens + other.tokens,
+                    self.seconds + other.seconds)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Generate `len(seeds)` candidates for one prompt, candidate i from `seeds[i]`.
+
+    The same (plug-in, params, prompt, seed) must give the same image: the harness caches on it.
+    """
+
+    prompt: str
+    seeds: tuple[int, ...]  # one per candidate; distinct seeds give independent samples
+    metadata: Mapping[str, Any] = field(default_factory=dict)  # the suite's record (tag, include, ...)
+    previews: bool = False  # also return intermediate step previews (some verifier needs them)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("a GenerationRequest needs at least one seed")
+        bad = [s for s in self.seeds if not isinstance(s, int) or isinstance(s, bool)]
+        if bad:
+            raise ValueError(f"seeds must be integers, got {bad!r}")
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.seeds)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """The candidates of one request, in seed order."""
+
+    images: list[Image]  # final images, one per seed
+    previews: list[list[Image]]  # per candidate, the step previews in step order ([] each when not asked)
+    cost: Cost = Cost()
+
+
+@dataclass(frozen=True)
+class VerifierScore:
+    """A verifier's judgement of one candidate; higher is better."""
+
+    score: float
+    step_scores: tuple[float, ...] = ()  # per preview step (process / potential reward models)
+    cost: Cost = Cost()
+
+
+# ---------------------------------------------------------------------------------------------
+# the three plug-in interfaces
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A text-to-image model. Built as `cls(params)`; load weights in `__init__`, not at import."""
+
+    Params: ClassVar[type]  # frozen dataclass of the generator's settings
+    description: ClassVar[str]  # one line for `stepwise list`
+
+    def __init__(self, params: Any) -> None:
+        """`params` is an instance of `Params` (from `parse_params`)."""
+        ...
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """One result per request, same order; the plug-in may batch across requests as it likes."""
+        ...
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """A reward model scoring the candidates of one prompt. Built as `cls(params)`."""
+
+    Params: ClassVar[type]
+    description: ClassVar[str]
+    needs_previews: ClassVar[bool]  # True: `score` gets step previews (process/potential reward models)
+
+    def __init__(self, params: Any) -> None:
+        """`params` is an instance of `Params` (from `parse_params`)."""
+        ...
+
+    def score(self, prompt: str, images: list[Image],
+              previews: list[list[Image]] | None) -> list[VerifierScore]:
+        """One score per image, same order. `previews[i]` are image i's step previews, or None
+        when `needs_previews` is False."""
+        ...
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A selection rule over a candidate pool: best-of-n keeps the candidate with the highest key.
+
+    Built as `cls(params)`. Because selection is an argmax of a per-candidate key, the harness
+    computes the exact expected accuracy for every n from one pool (see `harness.scaling`).
+    """
+
+    Params: ClassVar[type]
+    description: ClassVar[str]
+    verifiers: tuple[str, ...]  # names of the verifiers whose scores `select_key` reads
+
+    def __init__(self, params: Any) -> None:
+        """`params` is an instance of `Params` (from `parse_params`)."""
+        ...
+
+    def select_key(self, scores: Mapping[str, Sequence[VerifierScore]]) -> list[float]:
+        """Per-candidate keys for one prompt from `scores[verifier][candidate]`; ties are allowed."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters
+
+
+def param(default: Any = dataclasses.MISSING, *, help: str) -> Any:
+    """A `Params` field with a one-line help text (shown by `stepwise list --load`).
+
+    Leave `default` out for a required parameter. Defaults must be immutable (use tuples).
+    """
+    return field(default=default, metadata={"help": help})
+
+
+class ParamsError(ValueError):
+    """Run-spec values that do not fit a plug-in's `Params`; `keys` names the offending ones."""
+
+    def __init__(self, message: str, keys: Sequence[str]) -> None:
+        super().__init__(message)
+        self.keys = tuple(keys)
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    name: str
+    type: str
+    default: Any  # dataclasses.MISSING when required
+    help: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+
+def check_params_class(params_cls: type) -> None:
+    if not (isinstance(params_cls, type) and dataclasses.is_dataclass(params_cls)):
+        raise TypeError(f"{params_cls!r} is not a dataclass; a plug-in's Params must be a frozen dataclass")
+    if not params_cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise TypeError(f"{params_cls.__qualname__} must be a frozen dataclass (@dataclass(frozen=True))")
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and typing.get_origin(tp) is None:
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def params_schema(params_cls: type) -> list[ParamInfo]:
+    """The fields of a `Params` class, in declaration order."""
+    check_params_class(params_cls)
+    hints = typing.get_type_hints(params_cls)
+    out = []
+    for f in dataclasses.fields(params_cls):
+        default = f.default
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        out.append(ParamInfo(f.name, _type_name(hints[f.name]), default, str(f.metadata.get("help", ""))))
+    return out
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_NONE = {"none", "null"}
+
+
+def _convert(value: Any, tp: Any) -> Any:
+    """`value` as type `tp`; strings (from the command line) are parsed, other values checked.
+
+    Raises ValueError with a short reason.
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE)):
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return _convert(value, arg)
+                except ValueError:
+                    pass
+        raise ValueError(f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        for choice in args:
+            if value == choice or (isinstance(value, str) and not isinstance(choice, str) and value == str(choice)):
+                return choice
+        raise ValueError(f"expected one of {', '.join(repr(a) for a in args)}, got {value!r}")
+    if origin is tuple:
+        items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError(f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0]) for v in items)
+        if args and len(args) != len(items):
+            raise ValueError(f"expected {len(args)} items, got {len(items)}")
+        return tuple(_convert(v, a) for v, a in zip(items, args or [Any] * len(items), strict=True))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ValueError(f"expected a boolean (true/false), got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"expected a string, got {value!r}")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise ValueError(f"expected one of {', '.join(repr(m.value) for m in tp)}, got {value!r}") from None
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        if isinstance(value, str | PurePath):
+            return tp(value)
+        raise ValueError(f"expected a path, got {value!r}")
+    raise ValueError(f"parameters of type {_type_name(tp)} are not supported")
+
+
+def parse_params(params_cls: type, values: Mapping[str, Any], *, owner: str = "") -> Any:
+    """Build `params_cls` from a run spec's or the command line's values, checking every key.
+
+    Strings are parsed into the field's type (int, float, bool, str, Path, Enum, Literal,
+    `X | None`, `tuple[X, ...]` as comma-separated text); other values must already have it.
+    Raises ParamsError naming every unknown, missing or ill-typed key at once.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Params:
+    ...     steps: int = param(50, help="Denoising steps.")
+    >>> parse_params(Params, {"steps": "30"})
+    Params(steps=30)
+    """
+    check_params_class(params_cls)
+    where = f"{owner}: " if owner else ""
+    hints = typing.get_type_hints(params_cls)
+    fields = {f.name: f for f in dataclasses.fields(params_cls) if f.init}
+    problems: list[str] = []
+    bad_keys: list[str] = []
+    unknown = sorted(set(values) - set(fields))
+    for key in unknown:
+        bad_keys.append(key)
+        problems.append(f"unknown parameter {key!r}")
+    if unknown:
+        problems.append(f"accepted: {', '.join(fields) or '(none)'}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in values:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                bad_keys.append(name)
+                problems.append(f"missing required parameter {name!r}")
+            continue
+        try:
+            kwargs[name] = _convert(values[name], hints[name])
+        except ValueError as err:
+            bad_keys.append(name)
+            problems.append(f"parameter {name!r}: {err}")
+    if problems:
+        raise ParamsError(where + "; ".join(problems), bad_keys)
+    return params_cls(**kwargs)
+
+
+def _jsonable(value: Any, path: str) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path}: {value!r} has no canonical JSON form")
+        return value
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value, path)
+    if isinstance(value, PurePath):
+        return value.as_posix()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name), f"{path}.{f.name}") for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"{path}: mapping keys must be strings")
+        return {k: _jsonable(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(f"{path}: {type(value).__name__} has no canonical JSON form")
+
+
+def canonical_json(params: Any) -> str:
+    """The one JSON text of a `Params` instance: sorted keys, no spaces, tuples as lists.
+
+    Equal params give equal text, so its sha256 can key caches and name runs. Types without an
+    unambiguous JSON form (and NaN/inf) raise instead of being stringified.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Params:
+    ...     steps: int = 50
+    ...     seeds: tuple[int, ...] = (1, 2)
+    >>> canonical_json(Params())
+    '{"seeds":[1,2],"steps":50}'
+    """
+    if not (dataclasses.is_dataclass(params) and not isinstance(params, type)):
+        raise TypeError(f"canonical_json expects a Params instance, got {type(params).__name__}")
+    return json.dumps(_jsonable(params, type(params).__name__), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False)
