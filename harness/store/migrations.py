@@ -1,0 +1,289 @@
+"""Schema versions and migrations (a small, documented equivalent of Alembic).
+
+The store records its version in the one-row table `schema_version`. `MIGRATIONS` is the
+ordered list of steps; step k (1-based) takes a store from version k-1 to k, and
+`SCHEMA_VERSION` = len(MIGRATIONS) is the version this code reads and writes. A new store
+is built by running every step from 0, so the path old stores take is the path every test
+takes.
+
+`upgrade(engine)` applies the missing steps, each in its own transaction together with
+the version bump (DDL is transactional on PostgreSQL and, with the engine's BEGIN, on
+SQLite), so a step that fails leaves the store at the previous version with nothing
+half-done. Concurrent callers (torchrun ranks opening one PostgreSQL store) are serialised
+by a transaction-scoped advisory lock on PostgreSQL and by SQLite's write lock (BEGIN
+IMMEDIATE). A store whose version is newer than `SCHEMA_VERSION` is refused with a
+`StoreVersionError`: upgrade the code, never the other way round.
+
+Writing a migration:
+- Append `Migration(version=len(MIGRATIONS) + 1, description=..., apply=_vN)`; never edit a
+  released step (stores in the wild have run it).
+- A step uses only the connection it is given, with its own frozen table definitions
+  (`sqlalchemy.Table` on a private `MetaData`) or DDL text, never the current models: the
+  models describe the newest schema, not the one the step starts from.
+- Then change `models.py` to match; `test_migrations_build_the_models` fails until the two
+  agree, on both backends.
+- Column and constraint changes on SQLite: `ALTER TABLE ... ADD COLUMN` / `RENAME COLUMN` /
+  `DROP COLUMN` work directly; anything else (a new constraint, a type change) needs a table
+  rebuild, for which `alembic.operations.Operations(MigrationContext.configure(conn))
+  .batch_alter_table(...)` can be used inside a step (add `alembic` to the dependencies then).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    inspect,
+    text,
+)
+
+from harness.store.engine import StoreError, make_engine, mask_url
+from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Migration",
+    "StoreVersionError",
+    "open_store",
+    "stored_version",
+    "upgrade",
+]
+
+VERSION_TABLE = "schema_version"
+# pg_advisory_xact_lock key: any constant shared by every stepwise process ("stepwise" in ASCII).
+_PG_LOCK_KEY = 0x7374657077697365
+
+
+class StoreVersionError(StoreError):
+    """The store's schema version is not one this code can use as it is."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_initial(conn: Connection) -> None:
+    """Version 1: every table. Frozen: later versions change the schema in later steps."""
+    md = MetaData(naming_convention=NAMING_CONVENTION)
+
+    def created() -> Column[object]:
+        return Column("created_at", UTCDateTime, nullable=False)
+
+    Table(
+        "suites", md,
+        Column("id", Integer, primary_key=True),
+        Column("name", String, nullable=False),
+        Column("hash", String, nullable=False),
+        created(),
+        UniqueConstraint("name", "hash"),
+    )
+    Table(
+        "prompts", md,
+        Column("id", Integer, primary_key=True),
+        Column("suite_id", Integer, ForeignKey("suites.id", ondelete="CASCADE"), nullable=False),
+        Column("index", Integer, nullable=False),
+        Column("tag", String, nullable=False),
+        Column("text", String, nullable=False),
+        Column("metadata", JSONType, nullable=False),
+        UniqueConstraint("suite_id", "index"),
+    )
+    Table(
+        "runs", md,
+        Column("id", String, primary_key=True),
+        Column("suite_id", Integer, ForeignKey("suites.id", ondelete="RESTRICT"), nullable=False, index=True),
+        Column("generator", String, nullable=False),
+        Column("generator_package", String, nullable=False),
+        Column("generator_version", String, nullable=False),
+        Column("params", JSONType, nullable=False),
+        Column("seed", BigInteger, nullable=False),
+        Column("code_version", String, nullable=False),
+        Column("spec", JSONType, nullable=False),
+        created(),
+    )
+    Table(
+        "candidates", md,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+        Column("prompt_id", Integer, ForeignKey("prompts.id", ondelete="RESTRICT"), nullable=False, index=True),
+        Column("sample_index", Integer, nullable=False),
+        Column("image_path", String, nullable=False),
+        Column("image_sha256", String, nullable=False),
+        Column("step_previews", JSONType, nullable=False),
+        Column("cost", JSONType, nullable=False),
+        Column("seed", BigInteger, nullable=True),
+        created(),
+        UniqueConstraint("run_id", "prompt_id", "sample_index"),
+    )
+    Table(
+        "evaluations", md,
+        Column("id", Integer, primary_key=True),
+        Column("candidate_id", Integer, ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False),
+        Column("backend", String, nullable=False),
+        Column("settings_hash", String, nullable=False),
+        Column("correct", Boolean, nullable=False),
+        Column("reason", String, nullable=False),
+        Column("details", JSONType, nullable=False),
+        Column("detections", JSONType, nullable=True),
+        created(),
+        UniqueConstraint("candidate_id", "backend", "settings_hash"),
+    )
+    Table(
+        "verifier_scores", md,
+        Column("id", Integer, primary_key=True),
+        Column("candidate_id", Integer, ForeignKey("candidates.id", ondelete="CASCADE"), nullable=False),
+        Column("verifier", String, nullable=False),
+        Column("settings_hash", String, nullable=False),
+        Column("score", Double, nullable=False),
+        Column("step_scores", JSONType, nullable=False),
+        Column("cost", JSONType, nullable=False),
+        created(),
+        UniqueConstraint("candidate_id", "verifier", "settings_hash"),
+    )
+    Table(
+        "results", md,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+        Column("strategy", String, nullable=False),
+        Column("verifier", String, nullable=False),
+        Column("n", Integer, nullable=False),
+        Column("scores", JSONType, nullable=False),
+        Column("overall", Double, nullable=False),
+        Column("low", Double, nullable=False),
+        Column("high", Double, nullable=False),
+        Column("evaluator", String, nullable=False),
+        Column("evaluator_settings_hash", String, nullable=False),
+        Column("verifier_settings_hash", String, nullable=True),
+        Column("details", JSONType, nullable=False),
+        created(),
+        Index(None, "run_id", "strategy", "verifier", "n"),
+    )
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
+              _v1_initial),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _version_table() -> Table:
+    # Frozen like a migration: every version of the code must be able to read it.
+    return Table(
+        VERSION_TABLE, MetaData(naming_convention=NAMING_CONVENTION),
+        Column("id", Integer, primary_key=True),
+        Column("version", Integer, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+
+
+def stored_version(conn: Connection) -> int:
+    """The store's schema version; 0 for an empty database. Refuses a foreign database."""
+    names = set(inspect(conn).get_table_names())
+    if VERSION_TABLE not in names:
+        ours = names & {"suites", "prompts", "runs", "candidates", "evaluations", "verifier_scores", "results"}
+        if ours:
+            raise StoreVersionError(
+                f"the database has table(s) {', '.join(sorted(ours))} but no {VERSION_TABLE} table: "
+                "it is not a stepwise store (or an unversioned one); use another database"
+            )
+        return 0
+    version = conn.scalar(_version_table().select().with_only_columns(_version_table().c.version))
+    return int(version or 0)
+
+
+def _check_known(version: int, known: int, where: str) -> None:
+    if version > known:
+        raise StoreVersionError(
+            f"the store {where} is at schema version {version}, newer than this code knows ({known}); "
+            "upgrade stepwise to read it (a store is never downgraded)"
+        )
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    # SQLite: the engine's BEGIN IMMEDIATE already holds the database's write lock.
+
+
+def upgrade(engine: Engine, *, target: int | None = None, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the store to `target` (default: the newest version); returns the version reached.
+
+    migrations: the steps (default `MIGRATIONS`; tests pass their own list).
+    Raises `StoreVersionError` when the store is newer than `migrations` know or than
+    `target` (nothing is ever downgraded).
+    """
+    known = len(migrations)
+    for i, step in enumerate(migrations, start=1):
+        if step.version != i:
+            raise ValueError(f"migration {i} is numbered {step.version}; steps must be numbered 1, 2, ...")
+    target = known if target is None else target
+    if not 0 <= target <= known:
+        raise ValueError(f"target version {target} is not between 0 and {known}")
+    where = mask_url(engine.url)
+    table = _version_table()
+    while True:
+        with engine.begin() as conn:
+            _lock(conn)
+            version = stored_version(conn)
+            _check_known(version, known, where)
+            if version > target:
+                raise StoreVersionError(f"the store {where} is at schema version {version}, past the target {target}")
+            if version == target:
+                return version
+            step = migrations[version]
+            if version == 0:
+                table.create(conn)
+            step.apply(conn)
+            values = {"version": step.version, "updated_at": utcnow()}
+            if version == 0:
+                conn.execute(table.insert().values(id=1, **values))
+            else:
+                conn.execute(table.update().where(table.c.id == 1).values(**values))
+
+
+def check_version(engine: Engine) -> int:
+    """The store's version if it is exactly `SCHEMA_VERSION`; else a `StoreVersionError`."""
+    with engine.connect() as conn:
+        version = stored_version(conn)
+    where = mask_url(engine.url)
+    _check_known(version, SCHEMA_VERSION, where)
+    if version < SCHEMA_VERSION:
+        raise StoreVersionError(
+            f"the store {where} is at schema version {version}, older than this code's {SCHEMA_VERSION}; "
+            "open it with upgrade=True (stepwise commands do) to migrate it"
+        )
+    return version
+
+
+def open_store(url: str | None = None, *, upgrade_schema: bool = True) -> Engine:
+    """`make_engine(url)`, then the schema: migrated to `SCHEMA_VERSION` (created if empty),
+    or, with upgrade_schema=False, only checked (a read-only look never changes a store)."""
+    engine = make_engine(url)
+    try:
+        if upgrade_schema:
+            upgrade(engine)
+        else:
+            check_version(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

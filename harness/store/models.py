@@ -1,0 +1,209 @@
+"""The results store's tables, as typed SQLAlchemy 2.0 models.
+
+    suites ─< prompts ─< candidates >─ runs >─ suites
+                          │
+                          ├─< evaluations      (one per evaluator backend + settings hash)
+                          └─< verifier_scores  (one per verifier + settings hash)
+    runs ─< results                            (a strategy x verifier x n, computed from the above)
+
+Expensive work is stored once per candidate: a candidate is one generated image of one
+prompt in one run; its GenEval verdict and its verifier scores are keyed by what produced
+them (backend or verifier name, plus a hash of their settings), so adding a verifier or
+changing a threshold adds rows and reuses everything else.
+
+Deleting a run deletes its candidates, their evaluations and scores, and its results
+(ON DELETE CASCADE). A suite or prompt that a run still uses cannot be deleted (RESTRICT).
+
+Changing a model here needs a migration in `harness.store.migrations` (the test
+`test_store_migrations.py::test_migrations_build_the_models` compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import BigInteger, ForeignKey, Index, MetaData, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
+
+__all__ = ["Base", "Candidate", "Evaluation", "Prompt", "Result", "Run", "SchemaVersion", "Suite", "VerifierScore"]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSONType,
+        dict[str, float]: JSONType,
+        list[str]: JSONType,
+        list[float]: JSONType,
+        datetime: UTCDateTime,
+    }
+
+
+class SchemaVersion(Base):
+    """One row: the migration the store is at (see `harness.store.migrations`)."""
+
+    __tablename__ = "schema_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    version: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Suite(Base):
+    """A prompt suite, e.g. GenEval's 553 prompts. `hash` names its exact contents."""
+
+    __tablename__ = "suites"
+    __table_args__ = (UniqueConstraint("name", "hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    hash: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    prompts: Mapped[list[Prompt]] = relationship(
+        back_populates="suite", order_by="Prompt.index", passive_deletes=True, cascade="all, delete-orphan"
+    )
+
+
+class Prompt(Base):
+    """One prompt of a suite: its position, GenEval task tag, text and evaluation metadata."""
+
+    __tablename__ = "prompts"
+    __table_args__ = (UniqueConstraint("suite_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    suite_id: Mapped[int] = mapped_column(ForeignKey("suites.id", ondelete="CASCADE"))
+    index: Mapped[int]  # 0-based position in the suite; GenEval's folder name is f"{index:05d}"
+    tag: Mapped[str]
+    text: Mapped[str]
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata")  # GenEval's evaluation_metadata line
+
+    suite: Mapped[Suite] = relationship(back_populates="prompts")
+
+
+class Run(Base):
+    """One generator configuration over one suite. `id` = sha256 of the canonical run spec.
+
+    The spec (`spec`) holds what decides the images: suite, generator name/package/version,
+    parameters and seed. The pool size and the verifiers are not part of it, so raising N
+    or adding a verifier later extends the same run.
+    """
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    suite_id: Mapped[int] = mapped_column(ForeignKey("suites.id", ondelete="RESTRICT"), index=True)
+    generator: Mapped[str]
+    generator_package: Mapped[str]
+    generator_version: Mapped[str]
+    params: Mapped[dict[str, Any]]
+    seed: Mapped[int] = mapped_column(BigInteger)
+    code_version: Mapped[str]  # of the harness that created the run (not part of the id)
+    spec: Mapped[dict[str, Any]]  # the canonical spec that `id` hashes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    suite: Mapped[Suite] = relationship()
+
+
+class Candidate(Base):
+    """One generated image: run x prompt x sample index.
+
+    image_path: relative to the run folder (the runner's choice), named by content hash.
+    step_previews: paths of intermediate previews (reasoning steps), in step order.
+    cost: generation cost, e.g. {"forward_passes": 50, "tokens": 0, "seconds": 1.9}.
+    seed: the seed this sample was drawn with, when the generator takes one.
+    """
+
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("run_id", "prompt_id", "sample_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="RESTRICT"), index=True)
+    sample_index: Mapped[int]
+    image_path: Mapped[str]
+    image_sha256: Mapped[str]
+    step_previews: Mapped[list[str]]
+    cost: Mapped[dict[str, Any]]
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run] = relationship()
+    prompt: Mapped[Prompt] = relationship()
+
+
+class Evaluation(Base):
+    """A GenEval verdict on a candidate by one evaluator backend with one settings hash.
+
+    settings_hash: `harness.geneval.evaluator.EvaluatorSpec.key()` (settings + model files).
+    details: the rest of the result record (e.g. per-clause outcomes, colours).
+    detections: the raw detections the verdict was judged from (for re-scoring without a model).
+    """
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("candidate_id", "backend", "settings_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    backend: Mapped[str]
+    settings_hash: Mapped[str]
+    correct: Mapped[bool]
+    reason: Mapped[str]  # "" when correct
+    details: Mapped[dict[str, Any]]
+    detections: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    candidate: Mapped[Candidate] = relationship()
+
+
+class VerifierScore(Base):
+    """A verifier's score of a candidate (higher is better) with one settings hash.
+
+    step_scores: per reasoning step, when the verifier scores intermediate steps (PARM).
+    cost: e.g. {"forward_passes": 1, "seconds": 0.04}.
+    """
+
+    __tablename__ = "verifier_scores"
+    __table_args__ = (UniqueConstraint("candidate_id", "verifier", "settings_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    verifier: Mapped[str]
+    settings_hash: Mapped[str]
+    score: Mapped[float]
+    step_scores: Mapped[list[float]]
+    cost: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    candidate: Mapped[Candidate] = relationship()
+
+
+class Result(Base):
+    """A computed score: best-of-n with a verifier (or a strategy) over a run's pool.
+
+    scores: per GenEval task, in task order; overall: their mean; low/high: its interval.
+    evaluator / evaluator_settings_hash and verifier_settings_hash say which stored verdicts
+    and scores it was computed from; details holds the rest (intervals per task, bootstrap
+    size and seed, compute per selection).
+    """
+
+    __tablename__ = "results"
+    __table_args__ = (Index(None, "run_id", "strategy", "verifier", "n"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    strategy: Mapped[str]
+    verifier: Mapped[str]
+    n: Mapped[int]
+    scores: Mapped[dict[str, float]]
+    overall: Mapped[float]
+    low: Mapped[float]
+    high: Mapped[float]
+    evaluator: Mapped[str]
+    evaluator_settings_hash: Mapped[str]
+    verifier_settings_hash: Mapped[str | None]
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
