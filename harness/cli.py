@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Exact best-of-n curves per verifier from a candidate pool, with intervals."),
     "doctor": ("harness.commands.doctor:doctor",
                "Check torch/CUDA, detector backends and local model weights."),
+    "run": ("harness.commands.run:run_command",
+            "Generate a candidate pool, judge it with GenEval, score it with verifiers; store it (resumable)."),
+    "merge": ("harness.commands.merge:merge",
+              "Combine stores (e.g. per-rank SQLite files of a torchrun run) into one, by natural keys."),
     "list": ("harness.commands.plugins:list_command",
              "List generators, verifiers, strategies and detector backends."),
 }

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import click
+
+from harness.commands.options import options_from_flags, threshold_options
 
 
 def parse_ns(text: str) -> list[int]:
@@ -26,9 +30,26 @@ def parse_ns(text: str) -> list[int]:
 
 
 @click.command()
-@click.option("--from-jsonl", "pool_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--from-jsonl", "pool_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help='Pool made elsewhere, one candidate per line: {"prompt_id": ..., "tag": ..., '
                    '"correct": true, "scores": {"<verifier>": 0.9}}.')
+@click.option("--run", "run_id", default=None,
+              help="Read the pool of this run (the id `stepwise run` prints) from the store.")
+@click.option("--db", default=None, help="Store URL for --run [$STEPWISE_DB or sqlite:///stepwise.db].")
+@click.option("--verifier", "verifiers", multiple=True, help="With --run: a verifier whose scores to use. Repeatable.")
+@click.option("--verifier-param", "verifier_params", multiple=True, metavar="V:KEY=VALUE",
+              help="With --run: a parameter of verifier V, as given to `stepwise run`. Repeatable.")
+@click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
+              help="With --run: use sample indices below this only [all stored].")
+@click.option("--backend", type=click.Choice(["mmdet", "hf"]), default="mmdet", show_default=True,
+              help="With --run: the GenEval detector whose verdicts to use.")
+@click.option("--detector", default=None, metavar="PATH|ID", help="With --run: as given to `stepwise run`.")
+@click.option("--detector-config", default=None, help="With --run: as given to `stepwise run`.")
+@click.option("--clip-arch", default="ViT-L-14-quickgelu", show_default=True, help="With --run: as for `run`.")
+@click.option("--clip-weights", default=None, help="With --run: as given to `stepwise run`.")
+@click.option("--device", default=None, help="With --run: as given to `stepwise run`.")
+@threshold_options
+@click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--n", "ns_text", default="1..20", show_default=True, help="Subset sizes: 1..20 or 1,2,4,8.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"<verifier>": {"<n>": {"overall": ..., "<tag>": ...}}} instead of a table.')
@@ -37,9 +58,12 @@ def parse_ns(text: str) -> list[int]:
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples over prompts for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-def curve(pool_path: Path, ns_text: str, as_json: bool, plot: Path | None, n_boot: int, seed: int) -> None:
+def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: bool, plot: Path | None,
+          n_boot: int, seed: int, **store_flags: Any) -> None:
     """Expected GenEval score of best-of-n selection, for every verifier in a pool, every n.
 
+    The pool comes from --from-jsonl, or from the store with --run (plus the evaluator
+    settings and --verifier names the run used, to pick its verdicts and scores).
     For each prompt the score is the exact expectation over all n-subsets of its candidates
     of the correctness of the subset's best candidate (ties shared evenly): no resampling
     noise, no regeneration per n. Task scores are means over prompts; overall is the mean
@@ -48,18 +72,13 @@ def curve(pool_path: Path, ns_text: str, as_json: bool, plot: Path | None, n_boo
     """
     import numpy as np
 
-    from harness.pools import read_pool
     from harness.scaling import bootstrap_intervals, task_scores
     from harness.scaling import curve as scaling_curve
 
     ns = parse_ns(ns_text)
-    try:
-        with open(pool_path, encoding="utf-8") as fp:
-            pool = read_pool(fp, str(pool_path))
-    except OSError as err:
-        raise click.ClickException(f"{pool_path}: cannot read ({err.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise click.ClickException(str(err)) from None
+    if (pool_path is None) == (run_id is None):
+        raise click.UsageError("give exactly one of --from-jsonl POOL.jsonl and --run RUN_ID")
+    pool = read_jsonl_pool(pool_path) if pool_path is not None else read_store_pool(run_id or "", **store_flags)
     smallest = int(pool.sizes.min())
     if ns[-1] > smallest:
         prompt = pool.prompt_ids[int(pool.sizes.argmin())]
@@ -89,6 +108,54 @@ def curve(pool_path: Path, ns_text: str, as_json: bool, plot: Path | None, n_boo
     if plot is not None:
         write_plot(plot, table, intervals)
         click.echo(f"plot written to {plot}", err=True)
+
+
+def read_jsonl_pool(pool_path: Path) -> Any:
+    from harness.pools import read_pool
+
+    try:
+        with open(pool_path, encoding="utf-8") as fp:
+            return read_pool(fp, str(pool_path))
+    except OSError as err:
+        raise click.ClickException(f"{pool_path}: cannot read ({err.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], verifier_params: tuple[str, ...],
+                    max_samples: int | None, backend: str, detector: str | None, detector_config: str | None,
+                    clip_arch: str, clip_weights: str | None, device: str | None, plugins: tuple[str, ...],
+                    **thresholds: Any) -> Any:
+    """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers."""
+    from sqlalchemy.orm import Session
+
+    from harness import registry
+    from harness.commands.run import parse_verifier_params
+    from harness.geneval.evaluator import EvaluatorSpec
+    from harness.runner import RunError, load_verifiers
+    from harness.store import StoreError, open_store, pool_arrays
+
+    try:
+        spec = EvaluatorSpec(backend=backend, detector=detector, detector_config=detector_config,
+                             clip_arch=clip_arch, clip_weights=clip_weights,
+                             options=options_from_flags(**thresholds), device=device)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    try:
+        with registry.configured(plugins) if plugins else contextlib.nullcontext():
+            # The same settings hashes `stepwise run` stored the scores under (the verifiers are built,
+            # which for a real reward model loads it: the hash is of its package, version and params).
+            keys = {v.name: v.settings_hash for v in load_verifiers(verifiers, parse_verifier_params(verifier_params))}
+        engine = open_store(db, upgrade_schema=False)
+    except (RunError, registry.PluginError, StoreError) as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        with Session(engine) as s:
+            return pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        engine.dispose()
 
 
 def render_table(table: dict[str, dict[int, dict[str, float]]],

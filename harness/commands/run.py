@@ -1,0 +1,187 @@
+"""`stepwise run`: generate a candidate pool, judge it with GenEval, score it with verifiers, store it all."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.commands.options import options_from_flags, threshold_options
+
+# Keys a TOML run spec may hold (the flags' names, with underscores); flags override them.
+SPEC_KEYS = {
+    "generator", "params", "suite", "per_task", "prompts", "pool", "verifiers", "verifier_params", "backend",
+    "detector", "detector_config", "clip_arch", "clip_weights", "db", "out", "seed", "plugins", "batch_size",
+    "device",
+}
+DEFAULTS: dict[str, Any] = {"suite": "geneval", "per_task": 100, "seed": 0, "backend": "mmdet",
+                            "clip_arch": "ViT-L-14-quickgelu", "batch_size": 8}
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fp:
+            spec = tomllib.load(fp)
+    except OSError as err:
+        raise click.ClickException(f"{path}: cannot read ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise click.ClickException(f"{path}: not valid TOML ({err})") from None
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise click.ClickException(f"{path}: unknown key(s) {', '.join(unknown)}; "
+                                   f"accepted: {', '.join(sorted(SPEC_KEYS))}")
+    return spec
+
+
+def parse_pairs(items: tuple[str, ...], hint: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=hint)
+        out[key.strip()] = value
+    return out
+
+
+def parse_verifier_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, pair = item.partition(":")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not VERIFIER:KEY=VALUE", param_hint="--verifier-param")
+        out.setdefault(name, {}).update(parse_pairs((pair,), "--verifier-param"))
+    return out
+
+
+def parse_prompts(text: str | list[int] | None) -> list[int] | None:
+    """'0,80..84' (or a TOML list) -> suite indices."""
+    if text is None or isinstance(text, list):
+        return text
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            if ".." in part:
+                low, high = (int(x) for x in part.split("..", 1))
+                values.extend(range(low, high + 1))
+            elif part.strip():
+                values.append(int(part))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. 0..9 or 0,80,81", param_hint="--prompts") from None
+    return values
+
+
+def merged(spec: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Spec values, then flags that were given on top; params tables merge key by key."""
+    out = {**DEFAULTS, **spec}
+    for key, value in flags.items():
+        if value is None or value == () or value == {}:
+            continue
+        if key in ("params", "verifier_params"):
+            base = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in dict(out.get(key, {})).items()}
+            for k, v in value.items():
+                base[k] = {**base.get(k, {}), **v} if isinstance(v, Mapping) else v
+            out[key] = base
+        else:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def default_db(db: str | None, out: Path) -> str | None:
+    """Under torchrun with no --db (and no $STEPWISE_DB), each rank writes OUT/stepwise-rank{R}.db."""
+    if db or os.environ.get("STEPWISE_DB") or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return db
+    out.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ.get("RANK", "0"))
+    return f"sqlite:///{(out / f'stepwise-rank{rank}.db').resolve()}"
+
+
+@click.command("run")
+@click.option("--spec", "spec_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="TOML run spec with the same fields (params and verifier_params as tables); flags override.")
+@click.option("--generator", default=None, help="Generator plug-in name (see `stepwise list`).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Generator parameter. Repeatable.")
+@click.option("--suite", default=None, help="Prompt suite [default: geneval].")
+@click.option("--per-task", type=click.IntRange(min=0), default=None,
+              help="Prompts per GenEval task after the 80 single objects [default: 100, GenEval's].")
+@click.option("--prompts", "prompts_text", default=None, metavar="0..9,80",
+              help="Work on these suite indices only (the run and its suite stay the same).")
+@click.option("--pool", type=click.IntRange(min=1), default=None, help="Candidates per prompt (N_MAX).")
+@click.option("--verifier", "verifiers", multiple=True, help="Verifier plug-in to score with. Repeatable.")
+@click.option("--verifier-param", "verifier_params", multiple=True, metavar="V:KEY=VALUE",
+              help="Parameter of verifier V. Repeatable.")
+@click.option("--backend", type=click.Choice(["mmdet", "hf"]), default=None, help="GenEval detector [mmdet].")
+@click.option("--detector", default=None, metavar="PATH|ID", help="Detector checkpoint (mmdet) or model (hf).")
+@click.option("--detector-config", default=None, help="mmdet config file.")
+@click.option("--clip-arch", default=None, help="open_clip architecture of the colour classifier.")
+@click.option("--clip-weights", default=None, help="Local open_clip checkpoint.")
+@click.option("--device", default=None, help="Device of the GenEval models [cuda if available].")
+@threshold_options
+@click.option("--db", default=None, help="SQLAlchemy URL of the store [$STEPWISE_DB or sqlite:///stepwise.db].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder: images/<sha256>.png [stepwise-out].")
+@click.option("--seed", type=int, default=None, help="Run seed; candidate seeds derive from it [0].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per detector call [8].")
+@click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]",
+              help="Allow (and require) this plug-in package. Repeatable.")
+def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params: tuple[str, ...],
+                prompts_text: str | None, **flags: Any) -> None:
+    """Generate --pool candidates per prompt, judge each with GenEval, score each with every --verifier.
+
+    Everything goes to the store; images go to OUT/images named by sha256. Re-running the
+    same command continues where it stopped; raising --pool or adding a --verifier reuses
+    all stored work. Under torchrun each rank takes the prompts with index % WORLD_SIZE == RANK.
+    """
+    thresholds = {k: flags.pop(k) for k in ("threshold", "counting_threshold", "max_objects", "max_overlap",
+                                             "position_threshold")}
+    spec = read_spec(spec_path) if spec_path else {}
+    given = {**flags, "params": parse_pairs(params, "--param"),
+             "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text)}
+    values = merged(spec, given)
+    config = build_config(values, options_from_flags(**thresholds))
+    execute(config, values.get("plugins") or None)
+
+
+def build_config(values: Mapping[str, Any], options: Any) -> Any:
+    from harness.geneval.evaluator import EvaluatorSpec
+    from harness.runner import RunConfig
+
+    for key in ("generator", "pool"):
+        if values.get(key) is None:
+            raise click.UsageError(f"--{key} is required (or `{key}` in the --spec file)")
+    try:
+        evaluator = EvaluatorSpec(backend=values["backend"], detector=values.get("detector"),
+                                  detector_config=values.get("detector_config"), clip_arch=values["clip_arch"],
+                                  clip_weights=values.get("clip_weights"), options=options,
+                                  device=values.get("device"))
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    out = Path(values.get("out") or "stepwise-out")
+    return RunConfig(
+        generator=values["generator"], evaluator=evaluator, pool=int(values["pool"]),
+        params=dict(values.get("params") or {}), verifiers=tuple(values.get("verifiers") or ()),
+        verifier_params={k: dict(v) for k, v in dict(values.get("verifier_params") or {}).items()},
+        suite=values["suite"], per_task=int(values["per_task"]), prompts=parse_prompts(values.get("prompts")),
+        seed=int(values["seed"]), db=default_db(values.get("db"), out), out=out,
+        batch_size=int(values["batch_size"]),
+    )
+
+
+def execute(config: Any, plugins: list[str] | None) -> None:
+    from harness import registry
+    from harness.runner import RunError, run
+
+    try:
+        if plugins:
+            with registry.configured(plugins):
+                summary = run(config)
+        else:
+            summary = run(config)
+    except (RunError, registry.PluginError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"run {summary.run_id}: {summary.prompts} prompts, {summary.written} needed work; "
+               f"{summary.generated} generated, {summary.evaluated} evaluated, {summary.scored} scores", err=True)
+    click.echo(summary.run_id)

@@ -1,0 +1,474 @@
+"""The runner: fill a run's candidate pool, evaluate it with GenEval and score it with verifiers.
+
+    config = RunConfig(generator="solid", params={"size": "64"}, pool=4, verifiers=("brightness",),
+                       evaluator=EvaluatorSpec(backend="hf", ...), db="sqlite:///stepwise.db", out=Path("out"))
+    summary = run(config)
+
+For every prompt of this rank's shard that is not complete in the store, the runner generates
+only the missing sample indices, evaluates the candidates that lack a verdict and scores those
+that lack a verifier's score, then writes that prompt's rows in ONE transaction. So a run killed
+at any moment resumes where it stopped, raising the pool or adding a verifier reuses every stored
+row, and the final rows are the same as an uninterrupted run's: a candidate's seed depends only
+on (run seed, prompt index, sample index), and its image is stored under its sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+    from sqlalchemy import Engine
+
+    from harness.geneval.evaluator import EvaluatorSpec, Models
+    from harness.plugins import Generator, Verifier
+    from harness.store.models import Candidate
+
+SUITES = ("geneval",)
+_SEED_MASK = (1 << 63) - 1  # candidates.seed is a signed 64-bit column
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or go on, with a message meant for the user."""
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `stepwise run` is told (flags or a TOML run spec)."""
+
+    generator: str
+    evaluator: EvaluatorSpec
+    pool: int
+    params: Mapping[str, Any] = field(default_factory=dict)
+    verifiers: Sequence[str] = ()
+    verifier_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    suite: str = "geneval"
+    per_task: int = 100
+    prompts: Sequence[int] | None = None  # work on these suite indices only (None: all)
+    seed: int = 0
+    db: str | None = None
+    out: Path = Path("stepwise-out")
+    batch_size: int = 8  # images per detector call
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the prompts under torchrun (RANK/WORLD_SIZE), else everything."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Shard:
+        env = os.environ if env is None else env
+        try:
+            rank, world = int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+        except ValueError:
+            raise RunError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} "
+                           "are not integers") from None
+        if world < 1 or not 0 <= rank < world:
+            raise RunError(f"RANK={rank} is not in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+        return cls(rank, world)
+
+    def owns(self, prompt_index: int) -> bool:
+        return prompt_index % self.world_size == self.rank
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    prompts: int = 0  # prompts of this shard
+    written: int = 0  # prompts that needed work
+    generated: int = 0
+    evaluated: int = 0
+    scored: int = 0
+
+
+def candidate_seed(run_seed: int, prompt_index: int, sample_index: int) -> int:
+    """A candidate's generator seed: stable across runs, Python versions and pool sizes."""
+    digest = hashlib.sha256(f"stepwise-candidate:{run_seed}:{prompt_index}:{sample_index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & _SEED_MASK
+
+
+# ---------------------------------------------------------------------------------------------
+# plug-ins
+
+
+@dataclass(frozen=True)
+class LoadedVerifier:
+    name: str
+    settings_hash: str  # names this verifier + params in the store
+    instance: Verifier
+    needs_previews: bool
+
+
+def _plugin(kind: str, name: str, values: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """(class, parsed params, provenance) of a registered plug-in; RunError on unknown name or bad params."""
+    from harness import registry
+    from harness.plugins import ParamsError, parse_params
+
+    reg = registry.REGISTRIES[kind]
+    try:
+        cls = reg.get(name)
+        info = reg.info(name)
+    except (registry.UnknownPluginError, registry.PluginLoadError) as err:
+        raise RunError(str(err)) from None
+    try:
+        params = parse_params(cls.Params, values, owner=f"{kind} {info.name!r}")
+    except ParamsError as err:
+        raise RunError(str(err)) from None
+    return cls, params, info.provenance()
+
+
+def settings_hash(provenance: Mapping[str, str], params: Any) -> str:
+    """What names a verifier's scores: its package, version and canonical params."""
+    from harness.plugins import canonical_json
+    from harness.store import content_hash
+
+    return content_hash({"name": provenance["name"], "package": provenance["package"],
+                         "version": provenance["version"], "params": json.loads(canonical_json(params))})
+
+
+def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[LoadedVerifier]:
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise RunError(f"--verifier-param for {', '.join(unknown)}, which is not a --verifier of this run")
+    if len(set(names)) != len(names):
+        raise RunError(f"a verifier is named twice: {', '.join(names)}")
+    out = []
+    for name in names:
+        cls, parsed, provenance = _plugin("verifier", name, params.get(name, {}))
+        out.append(LoadedVerifier(name, settings_hash(provenance, parsed), cls(parsed), bool(cls.needs_previews)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# images on disk
+
+
+def save_png(image: Image, images_dir: Path) -> tuple[Path, str]:
+    """Write `image` as OUT/images/<sha256>.png (atomically; an existing file is kept); (path, sha256)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path = images_dir / f"{digest}.png"
+    if not path.exists():
+        tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)  # a crash never leaves a half-written file under the final name
+    return path.resolve(), digest
+
+
+def _open(path: str) -> Image:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as err:
+        raise RunError(f"stored image {path} cannot be read ({err}); was the run folder moved?") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan: what each prompt still needs
+
+
+@dataclass
+class PromptWork:
+    """One prompt's missing work: new sample indices, and stored candidates lacking a verdict / score."""
+
+    index: int
+    prompt_id: int
+    metadata: dict[str, Any]
+    generate: list[int] = field(default_factory=list)
+    evaluate: list[Candidate] = field(default_factory=list)
+    score: dict[str, list[Candidate]] = field(default_factory=dict)
+
+    def empty(self) -> bool:
+        return not (self.generate or self.evaluate or any(self.score.values()))
+
+
+def suite_samples(config: RunConfig) -> list[dict[str, Any]]:
+    from harness.prompts import geneval_suite
+
+    if config.suite not in SUITES:
+        raise RunError(f"unknown suite {config.suite!r}; available: {', '.join(SUITES)}")
+    return geneval_suite(per_task=config.per_task)
+
+
+def plan(engine: Engine, run_id: str, prompt_ids: Mapping[int, int], samples: Sequence[dict[str, Any]],
+         config: RunConfig, verifiers: Sequence[LoadedVerifier]) -> list[PromptWork]:
+    """The work left for `prompt_ids` ({suite index: prompt id}), from three store queries."""
+    from sqlalchemy.orm import Session
+
+    from harness.store import missing_evaluations, missing_scores, stored_samples
+
+    work = {pid: PromptWork(index, pid, samples[index]) for index, pid in prompt_ids.items()}
+    with Session(engine) as s:
+        stored = stored_samples(s, run_id)
+        for pid, item in work.items():
+            item.generate = [i for i in range(config.pool) if i not in stored.get(pid, set())]
+        for cand in missing_evaluations(s, run_id, config.evaluator.backend, config.evaluator.key(),
+                                        max_samples=config.pool):
+            if cand.prompt_id in work:
+                work[cand.prompt_id].evaluate.append(cand)
+        for v in verifiers:
+            for cand in missing_scores(s, run_id, v.name, v.settings_hash, max_samples=config.pool):
+                if cand.prompt_id in work:
+                    work[cand.prompt_id].score.setdefault(v.name, []).append(cand)
+        s.expunge_all()  # the candidates are read after the session closes
+    return [w for w in sorted(work.values(), key=lambda w: w.index) if not w.empty()]
+
+
+# ---------------------------------------------------------------------------------------------
+# one prompt
+
+
+@dataclass
+class Item:
+    """A candidate the runner works on: stored (candidate_id set) or new."""
+
+    sample_index: int
+    path: str
+    sha256: str
+    previews: list[str]
+    candidate_id: int | None = None
+    seed: int | None = None
+    cost: dict[str, Any] = field(default_factory=dict)
+
+
+def _generate(generator: Generator, work: PromptWork, config: RunConfig, images_dir: Path,
+              previews: bool) -> list[Item]:
+    from harness.plugins import GenerationRequest
+
+    seeds = tuple(candidate_seed(config.seed, work.index, i) for i in work.generate)
+    request = GenerationRequest(work.metadata["prompt"], seeds, dict(work.metadata), previews=previews)
+    started = time.perf_counter()
+    (result,) = generator.generate([request])
+    seconds = time.perf_counter() - started
+    if len(result.images) != len(seeds):
+        raise RunError(f"generator returned {len(result.images)} images for {len(seeds)} seeds "
+                       f"(prompt {work.index:05d})")
+    share = len(seeds)
+    cost = {"forward_passes": result.cost.forward_passes / share, "tokens": result.cost.tokens / share,
+            "seconds": (result.cost.seconds or seconds) / share}
+    items = []
+    for k, (sample, seed, image) in enumerate(zip(work.generate, seeds, result.images, strict=True)):
+        path, digest = save_png(image, images_dir)
+        steps = result.previews[k] if previews and k < len(result.previews) else []
+        preview_paths = [str(save_png(p, images_dir)[0]) for p in steps]
+        items.append(Item(sample, str(path), digest, preview_paths, seed=seed, cost=dict(cost)))
+    return items
+
+
+def _stored_item(cand: Candidate) -> Item:
+    return Item(cand.sample_index, cand.image_path, cand.image_sha256, list(cand.step_previews), cand.id)
+
+
+def _evaluate(models: Models, spec: EvaluatorSpec, items: list[Item], metadata: dict[str, Any],
+              batch_size: int) -> list[tuple[Item, Any, Any]]:
+    from harness.geneval.evaluator import judge_batch
+    from harness.geneval.folder import decode_image
+
+    out = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        # Decoded from the saved PNG, exactly as `stepwise eval` reads a folder: same pixels, same verdict.
+        arrays = [decode_image(Path(item.path)).rgb for item in batch]
+        results = judge_batch(models, arrays, [metadata] * len(batch), spec)
+        out.extend((item, det, verdict) for item, (det, verdict) in zip(batch, results, strict=True))
+    return out
+
+
+def _score(verifier: LoadedVerifier, items: list[Item], prompt: str) -> list[tuple[Item, Any]]:
+    images = [_open(item.path) for item in items]
+    previews = [[_open(p) for p in item.previews] for item in items] if verifier.needs_previews else None
+    scores = verifier.instance.score(prompt, images, previews)
+    if len(scores) != len(items):
+        raise RunError(f"verifier {verifier.name!r} returned {len(scores)} scores for {len(items)} images")
+    return list(zip(items, scores, strict=True))
+
+
+def _cost_dict(cost: Any) -> dict[str, Any]:
+    return {"forward_passes": cost.forward_passes, "tokens": cost.tokens, "seconds": cost.seconds}
+
+
+def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContext, bars: Bars) -> tuple[int, int, int]:
+    """Generate, evaluate and score what `work` lacks, then write it all in one transaction.
+
+    Returns (generated, evaluated, scored) counts.
+    """
+    from sqlalchemy.orm import Session
+
+    from harness.geneval.detections import detections_to_json
+    from harness.store import (
+        NewCandidate,
+        NewEvaluation,
+        NewScore,
+        add_candidates,
+        add_evaluations,
+        add_verifier_scores,
+    )
+
+    new = _generate(ctx.generator(), work, ctx.config, ctx.images_dir, ctx.wants_previews) if work.generate else []
+    bars.update("generate", len(new))
+    to_eval = [_stored_item(c) for c in work.evaluate] + new
+    verdicts = _evaluate(ctx.models, ctx.config.evaluator, to_eval, work.metadata, ctx.config.batch_size)
+    bars.update("evaluate", len(verdicts))
+    scored: dict[str, list[tuple[Item, Any]]] = {}
+    for v in ctx.verifiers:
+        todo = [_stored_item(c) for c in work.score.get(v.name, [])] + new
+        if todo:
+            scored[v.name] = _score(v, todo, work.metadata["prompt"])
+            bars.update("score", len(todo))
+
+    spec = ctx.config.evaluator
+    with Session(engine) as s, s.begin():
+        ids = add_candidates(s, run_id, work.prompt_id, [
+            NewCandidate(i.sample_index, i.path, i.sha256, i.previews, i.cost, i.seed) for i in new])
+
+        def cid(item: Item) -> int:
+            return item.candidate_id if item.candidate_id is not None else ids[item.sample_index]
+
+        add_evaluations(s, spec.backend, spec.key(), [
+            NewEvaluation(cid(i), bool(v.correct), v.reason, dict(v.details), detections_to_json(d))
+            for i, d, v in verdicts])
+        for v in ctx.verifiers:
+            add_verifier_scores(s, v.name, v.settings_hash, [
+                NewScore(cid(i), sc.score, tuple(sc.step_scores), _cost_dict(sc.cost))
+                for i, sc in scored.get(v.name, [])])
+    return len(new), len(verdicts), sum(len(x) for x in scored.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole run
+
+
+class Bars:
+    """One tqdm bar per stage (hidden when stderr is not a terminal)."""
+
+    def __init__(self, totals: Mapping[str, int]) -> None:
+        from tqdm import tqdm
+
+        self._bars = {name: tqdm(total=total, desc=name, unit="img", disable=None, leave=True)
+                      for name, total in totals.items()}
+
+    def update(self, stage: str, n: int) -> None:
+        if n:
+            self._bars[stage].update(n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+@dataclass
+class RunContext:
+    config: RunConfig
+    generator_cls: Any
+    generator_params: Any
+    verifiers: list[LoadedVerifier]
+    models: Models
+    images_dir: Path
+    _generator: Any = None
+
+    @property
+    def wants_previews(self) -> bool:
+        return any(v.needs_previews for v in self.verifiers)
+
+    def generator(self) -> Generator:
+        # Built on first use: a run with nothing left to generate never loads the generator's weights.
+        if self._generator is None:
+            self._generator = self.generator_cls(self.generator_params)
+        return self._generator  # type: ignore[no-any-return]
+
+
+def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
+            provenance: Mapping[str, str], params: Any) -> tuple[str, dict[int, int]]:
+    """Store the suite, its prompts and the run (idempotent); (run id, {suite index: prompt id})."""
+    from sqlalchemy.orm import Session
+
+    from harness import __version__
+    from harness.plugins import canonical_json
+    from harness.store import NewPrompt, RunSpec, add_prompts, content_hash, get_or_create_run, get_or_create_suite
+
+    suite_hash = content_hash(samples)
+    spec = RunSpec(config.suite, suite_hash, provenance["name"], provenance["package"], provenance["version"],
+                   json.loads(canonical_json(params)), config.seed)
+    with Session(engine) as s, s.begin():
+        suite = get_or_create_suite(s, config.suite, suite_hash)
+        new = [NewPrompt(i, x["tag"], x["prompt"], x) for i, x in enumerate(samples)]
+        ids = add_prompts(s, suite.id, new)
+        get_or_create_run(s, spec, __version__)
+    return spec.run_id, dict(enumerate(ids))
+
+
+def selected(config: RunConfig, n_prompts: int, shard: Shard) -> list[int]:
+    wanted = range(n_prompts) if config.prompts is None else sorted(set(config.prompts))
+    bad = [i for i in wanted if not 0 <= i < n_prompts]
+    if bad:
+        raise RunError(f"prompt index {bad[0]} is outside the suite (0..{n_prompts - 1})")
+    return [i for i in wanted if shard.owns(i)]
+
+
+def run(config: RunConfig, *, shard: Shard | None = None, engine: Engine | None = None,
+        log: Any = None) -> RunSummary:
+    """Fill, evaluate and score this shard's part of the run; returns what was done."""
+    from harness.geneval.evaluator import Models
+    from harness.store import StoreError, open_store
+
+    if config.pool < 1:
+        raise RunError(f"--pool must be >= 1, got {config.pool}")
+    shard = shard or Shard.from_env()
+    gen_cls, gen_params, provenance = _plugin("generator", config.generator, config.params)
+    verifiers = load_verifiers(config.verifiers, config.verifier_params)
+    samples = suite_samples(config)
+    indices = selected(config, len(samples), shard)
+    own_engine = engine is None
+    if engine is None:
+        try:
+            engine = open_store(config.db)
+        except StoreError as err:
+            raise RunError(str(err)) from None
+    try:
+        run_id, prompt_ids = prepare(engine, config, samples, provenance, gen_params)
+        mine = {i: prompt_ids[i] for i in indices}
+        work = plan(engine, run_id, mine, samples, config, verifiers)
+        images_dir = config.out / "images"
+        images_dir.mkdir(parents=True, exist_ok=True)
+        ctx = RunContext(config, gen_cls, gen_params, verifiers, Models(config.evaluator), images_dir)
+        summary = RunSummary(run_id, prompts=len(mine), written=len(work))
+        bars = Bars(_totals(work, verifiers))
+        try:
+            for item in work:
+                g, e, s = process_prompt(engine, run_id, item, ctx, bars)
+                summary.generated += g
+                summary.evaluated += e
+                summary.scored += s
+        finally:
+            bars.close()
+        return summary
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+def _totals(work: Iterable[PromptWork], verifiers: Sequence[LoadedVerifier]) -> dict[str, int]:
+    work = list(work)
+    generate = sum(len(w.generate) for w in work)
+    evaluate = sum(len(w.evaluate) + len(w.generate) for w in work)
+    score = sum(len(w.score.get(v.name, [])) + len(w.generate) for w in work for v in verifiers)
+    return {"generate": generate, "evaluate": evaluate, "score": score}

@@ -1,0 +1,309 @@
+"""`stepwise run` / `stepwise merge` end to end: a shapes generator, a scripted verifier, tiny GenEval models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import runner_plugins
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from harness import registry
+from harness.cli import main
+from harness.geneval.evaluator import EvaluatorSpec
+from harness.geneval.rules import EvalOptions
+from harness.runner import candidate_seed
+from harness.store import Candidate, Evaluation, VerifierScore, open_store, pool_arrays
+from harness.store.data import count_rows
+
+pytest_plugins = ["postgres"]
+
+PROMPTS = "0,80..84"  # one single-object prompt, then one of every other task (per_task 1)
+N_PROMPTS = 6
+
+
+@pytest.fixture(scope="module")
+def model_flags(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    from harness.tiny.clip import write_tiny_clip
+    from harness.tiny.hf_detector import write_tiny_hf_detector
+
+    arch, weights = write_tiny_clip(tmp_path_factory.mktemp("clip"))
+    detector = write_tiny_hf_detector(tmp_path_factory.mktemp("hf"))
+    # A low threshold lets random-weight detections through, so colour checks run too.
+    return ["--backend", "hf", "--detector", str(detector), "--clip-arch", arch, "--clip-weights", str(weights),
+            "--threshold", "0.05"]
+
+
+@pytest.fixture(autouse=True)
+def plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Registered into copies of the registries' tables, restored afterwards: other tests see no trace.
+    for reg in (registry.generators, registry.verifiers):
+        for table in ("_entries", "_names", "_loaded"):
+            monkeypatch.setattr(reg, table, dict(getattr(reg, table)))
+    runner_plugins.register()
+    runner_plugins.CALLS.update(generate=0, score=0)
+    runner_plugins.FAIL_ON.clear()
+    yield
+    runner_plugins.FAIL_ON.clear()
+
+
+def stepwise(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def run_args(flags: list[str], db: str | None, out: Path, *extra: str, pool: int = 3) -> list[str]:
+    return ["run", "--generator", "shapes", "--per-task", "1", "--prompts", PROMPTS, "--pool", str(pool),
+            "--verifier", "scripted", *(["--db", db] if db else []), "--out", str(out), *flags, *extra]
+
+
+def do_run(flags: list[str], db: str, out: Path, *extra: str, pool: int = 3) -> str:
+    code, output = stepwise(*run_args(flags, db, out, *extra, pool=pool))
+    assert code == 0, output
+    return output.strip().splitlines()[-1]  # the run id
+
+
+def counts(db: str) -> tuple[int, int, int]:
+    engine = open_store(db)
+    try:
+        with Session(engine) as s:
+            return count_rows(s, Candidate), count_rows(s, Evaluation), count_rows(s, VerifierScore)
+    finally:
+        engine.dispose()
+
+
+def hashes(db: str) -> dict[tuple[int, int], str]:
+    """{(prompt index, sample index): image sha256}."""
+    engine = open_store(db)
+    try:
+        with Session(engine) as s:
+            rows = s.execute(select(Candidate)).scalars()
+            return {(c.prompt.index, c.sample_index): c.image_sha256 for c in rows}
+    finally:
+        engine.dispose()
+
+
+def evaluator_key(flags: list[str]) -> str:
+    get = dict(zip(flags[::2], flags[1::2], strict=True))
+    spec = EvaluatorSpec(backend="hf", detector=get["--detector"], clip_arch=get["--clip-arch"],
+                         clip_weights=get["--clip-weights"], options=EvalOptions(threshold=0.05))
+    return spec.key()
+
+
+def pool_of(db: str, run_id: str, flags: list[str], verifiers: tuple[str, ...] = ("scripted",)) -> object:
+    from harness.runner import settings_hash
+
+    engine = open_store(db)
+    try:
+        keys = {}
+        for name in verifiers:
+            cls = registry.verifiers.get(name)
+            keys[name] = settings_hash(registry.verifiers.info(name).provenance(), cls.Params())
+        with Session(engine) as s:
+            return pool_arrays(s, run_id, "hf", evaluator_key(flags), keys)
+    finally:
+        engine.dispose()
+
+
+def same_pool(a: object, b: object) -> None:
+    assert a.prompt_ids == b.prompt_ids and a.tags == b.tags  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(a.correct, b.correct)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(a.valid, b.valid)  # type: ignore[attr-defined]
+    for name in a.scores:  # type: ignore[attr-defined]
+        np.testing.assert_array_equal(a.scores[name], b.scores[name])  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_candidate_seeds_are_stable_and_distinct() -> None:
+    assert candidate_seed(0, 3, 1) == candidate_seed(0, 3, 1)
+    seeds = {candidate_seed(s, p, i) for s in range(2) for p in range(20) for i in range(20)}
+    assert len(seeds) == 800 and all(0 <= x < 2**63 for x in seeds)
+
+
+def test_run_stores_everything_and_rerun_is_a_no_op(model_flags: list[str], tmp_path: Path) -> None:
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out)
+    assert counts(db) == (N_PROMPTS * 3,) * 3
+    stored = hashes(db)
+    for (_, _), sha in stored.items():
+        assert (out / "images" / f"{sha}.png").is_file()  # content-addressed
+    engine = open_store(db)
+    with Session(engine) as s:
+        cand = s.scalars(select(Candidate)).first()
+        assert cand is not None and len(cand.step_previews) == 2  # the verifier needs previews
+        assert all(Path(p).is_file() for p in cand.step_previews)
+        assert cand.seed == candidate_seed(0, cand.prompt.index, cand.sample_index)
+        score = s.scalars(select(VerifierScore)).first()
+        assert score is not None and len(score.step_scores) == 2
+    engine.dispose()
+    pool = pool_of(db, run_id, model_flags)
+    assert pool.correct.shape == (N_PROMPTS, 3)  # type: ignore[attr-defined]
+
+    runner_plugins.CALLS.update(generate=0, score=0)
+    assert do_run(model_flags, db, out) == run_id
+    assert counts(db) == (N_PROMPTS * 3,) * 3 and hashes(db) == stored
+    assert runner_plugins.CALLS == {"generate": 0, "score": 0}
+
+
+def test_raising_the_pool_adds_only_new_samples(model_flags: list[str], tmp_path: Path) -> None:
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out)
+    first = hashes(db)
+    assert do_run(model_flags, db, out, pool=5) == run_id  # the pool size is not part of the run
+    after = hashes(db)
+    assert counts(db) == (N_PROMPTS * 5,) * 3
+    assert {k: v for k, v in after.items() if k[1] < 3} == first
+    # A fresh pool of 5 in another store is the same: the seeds depend on the sample index only.
+    other = f"sqlite:///{tmp_path / 'fresh.db'}"
+    do_run(model_flags, other, tmp_path / "out2", pool=5)
+    assert hashes(other) == after
+
+
+def test_adding_a_verifier_only_scores(model_flags: list[str], tmp_path: Path) -> None:
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out)
+    runner_plugins.CALLS.update(generate=0, score=0)
+    code, output = stepwise(*run_args(model_flags, db, out, "--verifier", "plain"))
+    assert code == 0, output
+    assert "0 generated, 0 evaluated" in output
+    assert runner_plugins.CALLS["generate"] == 0 and runner_plugins.CALLS["score"] == N_PROMPTS
+    assert counts(db) == (N_PROMPTS * 3, N_PROMPTS * 3, N_PROMPTS * 3 * 2)
+    pool = pool_of(db, run_id, model_flags, ("scripted", "plain"))
+    np.testing.assert_array_equal(pool.scores["scripted"], pool.scores["plain"])  # type: ignore[attr-defined]
+
+
+def test_crash_resume_gives_the_rows_of_an_uninterrupted_run(
+    model_flags: list[str], store_url: str, other_store_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    runner_plugins.FAIL_ON.add("a photo of four snowboards")  # a prompt in the middle of the selection
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        stepwise(*run_args(model_flags, store_url, out))
+    done, _, _ = counts(store_url)
+    assert 0 < done < N_PROMPTS * 3 and done % 3 == 0  # whole prompts only: one transaction each
+    runner_plugins.FAIL_ON.clear()
+    run_id = do_run(model_flags, store_url, out)
+    reference = do_run(model_flags, other_store_url, tmp_path / "ref")
+    assert run_id == reference
+    assert counts(store_url) == counts(other_store_url) == (N_PROMPTS * 3,) * 3
+    assert hashes(store_url) == hashes(other_store_url)
+    same_pool(pool_of(store_url, run_id, model_flags), pool_of(other_store_url, run_id, model_flags))
+
+
+def test_toml_spec_with_flag_overrides(model_flags: list[str], tmp_path: Path) -> None:
+    get = dict(zip(model_flags[::2], model_flags[1::2], strict=True))
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    spec = tmp_path / "run.toml"
+    spec.write_text(f"""
+generator = "shapes"
+per_task = 1
+prompts = [0, 80]
+pool = 4
+verifiers = ["scripted"]
+backend = "hf"
+detector = "{get['--detector']}"
+clip_arch = "{get['--clip-arch']}"
+clip_weights = "{get['--clip-weights']}"
+db = "{db}"
+out = "{tmp_path / 'out'}"
+[params]
+size = 48
+[verifier_params.scripted]
+channel = 0
+""")
+    code, output = stepwise("run", "--spec", str(spec), "--pool", "2", "--threshold", "0.05")
+    assert code == 0, output
+    assert counts(db) == (4, 4, 4)  # --pool 2 overrides the spec's 4
+    from_flags = do_run(model_flags, db, tmp_path / "out", "--param", "size=48", pool=2)
+    assert from_flags == output.strip().splitlines()[-1]  # the same run: params are canonical
+
+
+def test_clear_errors(model_flags: list[str], tmp_path: Path) -> None:
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    code, output = stepwise(*run_args(model_flags, db, out)[:1], "--generator", "shapez", "--pool", "1",
+                            "--db", db, *model_flags)
+    assert code != 0 and "unknown generator 'shapez'" in output and "shapes" in output
+    code, output = stepwise(*run_args(model_flags, db, out, "--param", "size=big"))
+    assert code != 0 and "'size'" in output and "integer" in output
+    code, output = stepwise(*run_args(model_flags, db, out, "--verifier-param", "scripted:chanel=1"))
+    assert code != 0 and "'chanel'" in output
+    code, output = stepwise(*run_args(model_flags, "postgresql+psycopg://nobody@127.0.0.1:9/none", out))
+    assert code != 0 and "cannot open database" in output
+    assert not (tmp_path / "s.db").exists()  # nothing was started
+
+
+# ---------------------------------------------------------------------------------------------
+# torchrun + merge
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_torchrun_two_ranks_then_merge(model_flags: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "ranks"
+    tests_dir = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests_dir), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("STEPWISE_DB", None)  # no --db and no $STEPWISE_DB: each rank writes its own SQLite file
+    args = run_args(model_flags, None, out)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", str(_free_port()), "--module", "runner_plugins", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank_files = sorted(out.glob("stepwise-rank*.db"))
+    assert [p.name for p in rank_files] == ["stepwise-rank0.db", "stepwise-rank1.db"]
+    per_rank = [{k[0] for k in hashes(f"sqlite:///{p}")} for p in rank_files]
+    assert per_rank == [{0, 80, 82, 84}, {81, 83}]  # prompt index % WORLD_SIZE == RANK
+
+    merged = f"sqlite:///{tmp_path / 'merged.db'}"
+    for _ in range(2):  # merging twice adds nothing
+        code, output = stepwise("merge", *map(str, rank_files), "--db", merged)
+        assert code == 0, output
+        assert counts(merged) == (N_PROMPTS * 3,) * 3
+
+    single = f"sqlite:///{tmp_path / 'single.db'}"
+    run_id = do_run(model_flags, single, tmp_path / "single")
+    assert hashes(merged) == hashes(single)
+    same_pool(pool_of(merged, run_id, model_flags), pool_of(single, run_id, model_flags))
+
+
+# ---------------------------------------------------------------------------------------------
+# stepwise curve --run
+
+
+def test_curve_reads_the_pool_from_the_store(model_flags: list[str], tmp_path: Path) -> None:
+    import json
+
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out)
+    pool = pool_of(db, run_id, model_flags)
+    jsonl = tmp_path / "pool.jsonl"
+    with open(jsonl, "w") as fp:
+        for p, (pid, tag) in enumerate(zip(pool.prompt_ids, pool.tags, strict=True)):  # type: ignore[attr-defined]
+            for c in range(3):
+                fp.write(json.dumps({"prompt_id": pid, "tag": tag, "correct": bool(pool.correct[p, c]),  # type: ignore[attr-defined]
+                                     "scores": {"scripted": float(pool.scores["scripted"][p, c])}}) + "\n")  # type: ignore[attr-defined]
+    code, from_store = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "scripted", *model_flags,
+                                "--n", "1..3", "--json")
+    assert code == 0, from_store
+    code, from_file = stepwise("curve", "--from-jsonl", str(jsonl), "--n", "1..3", "--json")
+    assert code == 0 and json.loads(from_store) == json.loads(from_file)
+    code, output = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", *model_flags)
+    assert code != 0 and "no score by plain" in output  # a pool with missing scores: a clear error
+    code, output = stepwise("curve", "--n", "1..3")
+    assert code != 0 and "exactly one of --from-jsonl" in output
