@@ -2,6 +2,14 @@
 
     {"prompt_id": "00042", "tag": "counting", "correct": true, "scores": {"orm": 0.93, "clip": 0.31}}
 
+A line may also carry what the candidate cost, in seconds (and optionally forward passes):
+
+    "cost": {"generator_seconds": 1.9, "verifier_seconds": {"orm": 0.05, "clip": 0.01},
+             "generator_forward_passes": 50}
+
+All or nothing per file: either every line has a cost (each with the same keys and a time for
+every verifier) or none has.
+
 Candidates are grouped by prompt (in order of first appearance) into (P, m) arrays, ragged
 pools padded and marked invalid, ready for `harness.scaling`.
 """
@@ -25,6 +33,10 @@ class Pool:
     correct: np.ndarray  # bool (P, m)
     valid: np.ndarray  # bool (P, m): False where a prompt has fewer than m candidates
     scores: dict[str, np.ndarray]  # verifier -> float (P, m), 0 where invalid
+    # What each candidate cost, where known (None otherwise); 0 where invalid.
+    generator_seconds: np.ndarray | None = None  # float (P, m): generating the candidate
+    generator_forward_passes: np.ndarray | None = None  # float (P, m): network evaluations to generate it
+    verifier_seconds: dict[str, np.ndarray] | None = None  # verifier -> float (P, m): scoring it
 
     @property
     def sizes(self) -> np.ndarray:
@@ -35,6 +47,7 @@ def read_pool(lines: Iterable[str], source: str) -> Pool:
     """Parse pool lines; every malformed line is reported with its number."""
     by_prompt: dict[str, dict[str, Any]] = {}
     verifiers: list[str] | None = None
+    cost_keys: tuple[str, ...] | None = None  # the cost keys of the first line (() when it has none)
     for lineno, record in iter_json_lines(lines, source):
         where = f"{source}:{lineno}"
         prompt_id, tag, correct, scores = _fields(record, where)
@@ -43,11 +56,23 @@ def read_pool(lines: Iterable[str], source: str) -> Pool:
         elif sorted(scores) != verifiers:
             raise ValueError(f"{where}: scores for {sorted(scores)}, but earlier lines have {verifiers}; "
                              "every candidate needs a score from every verifier")
-        entry = by_prompt.setdefault(prompt_id, {"tag": tag, "correct": [], "scores": []})
+        cost = _cost(record.get("cost"), verifiers, where)
+        keys = tuple(sorted(cost)) if cost is not None else ()
+        if cost_keys is None:
+            cost_keys = keys
+        elif keys != cost_keys:
+            have = f"cost keys {list(keys)}" if keys else "no cost"
+            before = f"cost keys {list(cost_keys)}" if cost_keys else "no cost"
+            raise ValueError(f"{where}: {have}, but earlier lines have {before}; "
+                             "give a cost on every line or on none")
+        entry = by_prompt.setdefault(prompt_id, {"tag": tag, "correct": [], "scores": [], "cost": []})
         if entry["tag"] != tag:
             raise ValueError(f"{where}: prompt {prompt_id!r} has tag {tag!r} here but {entry['tag']!r} before")
         entry["correct"].append(correct)
         entry["scores"].append([scores[v] for v in verifiers])
+        if cost is not None:
+            entry["cost"].append([cost["generator_seconds"], cost.get("generator_forward_passes", 0.0),
+                                  *(cost["verifier_seconds"][v] for v in verifiers)])
     if not by_prompt or verifiers is None:
         raise ValueError(f"{source}: no candidates")
     width = max(len(e["correct"]) for e in by_prompt.values())
@@ -55,18 +80,61 @@ def read_pool(lines: Iterable[str], source: str) -> Pool:
     correct_arr = np.zeros((n_prompts, width), dtype=bool)
     valid = np.zeros((n_prompts, width), dtype=bool)
     score_arr = np.zeros((len(verifiers), n_prompts, width), dtype=np.float64)
+    has_cost = bool(cost_keys)
+    cost_arr = np.zeros((2 + len(verifiers), n_prompts, width), dtype=np.float64)
     for p, entry in enumerate(by_prompt.values()):
         k = len(entry["correct"])
         correct_arr[p, :k] = entry["correct"]
         valid[p, :k] = True
         score_arr[:, p, :k] = np.asarray(entry["scores"], dtype=np.float64).T
+        if has_cost:
+            cost_arr[:, p, :k] = np.asarray(entry["cost"], dtype=np.float64).T
     return Pool(
         prompt_ids=list(by_prompt),
         tags=[e["tag"] for e in by_prompt.values()],
         correct=correct_arr,
         valid=valid,
         scores={v: score_arr[i] for i, v in enumerate(verifiers)},
+        generator_seconds=cost_arr[0] if has_cost else None,
+        generator_forward_passes=cost_arr[1] if "generator_forward_passes" in (cost_keys or ()) else None,
+        verifier_seconds={v: cost_arr[2 + i] for i, v in enumerate(verifiers)} if has_cost else None,
     )
+
+
+_COST_KEYS = ("generator_seconds", "verifier_seconds", "generator_forward_passes")
+
+
+def _cost(cost: Any, verifiers: list[str], where: str) -> dict[str, Any] | None:
+    """A line's optional "cost" object, checked: None when the line has none."""
+    if cost is None:
+        return None
+    if not isinstance(cost, dict):
+        raise ValueError(f"{where}: 'cost' must be an object like "
+                         '{"generator_seconds": 1.9, "verifier_seconds": {"<verifier>": 0.05}}')
+    unknown = sorted(set(cost) - set(_COST_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown cost key(s) {', '.join(unknown)} (known: {', '.join(_COST_KEYS)})")
+    missing = [k for k in _COST_KEYS[:2] if k not in cost]
+    if missing:
+        raise ValueError(f"{where}: cost lacks {', '.join(missing)}")
+    for key in ("generator_seconds", "generator_forward_passes"):
+        if key in cost:
+            _check_amount(cost[key], f"{where}: cost {key!r}")
+    per_verifier = cost["verifier_seconds"]
+    if not isinstance(per_verifier, dict):
+        raise ValueError(f"{where}: cost 'verifier_seconds' must be an object mapping verifier names to seconds")
+    if sorted(per_verifier) != verifiers:
+        raise ValueError(f"{where}: cost 'verifier_seconds' for {sorted(per_verifier)}, but the scores are "
+                         f"for {verifiers}; give a time for every verifier")
+    for name, value in per_verifier.items():
+        _check_amount(value, f"{where}: cost 'verifier_seconds' of {name!r}")
+    return {k: ({n: float(x) for n, x in v.items()} if isinstance(v, dict) else float(v)) for k, v in cost.items()}
+
+
+def _check_amount(value: Any, what: str) -> None:
+    if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+            or value < 0):
+        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
 
 
 def _fields(record: Any, where: str) -> tuple[str, str, bool, dict[str, float]]:

@@ -141,17 +141,28 @@ def settings_hash(provenance: Mapping[str, str], params: Any) -> str:
                          "version": provenance["version"], "params": json.loads(canonical_json(params))})
 
 
-def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[LoadedVerifier]:
+def _verifier_specs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Any, Any, str]]:
+    """(name, class, parsed params, settings hash) per verifier, checked; nothing is instantiated."""
     unknown = sorted(set(params) - set(names))
     if unknown:
         raise RunError(f"--verifier-param for {', '.join(unknown)}, which is not a --verifier of this run")
     if len(set(names)) != len(names):
         raise RunError(f"a verifier is named twice: {', '.join(names)}")
-    out = []
+    specs = []
     for name in names:
         cls, parsed, provenance = _plugin("verifier", name, params.get(name, {}))
-        out.append(LoadedVerifier(name, settings_hash(provenance, parsed), cls(parsed), bool(cls.needs_previews)))
-    return out
+        specs.append((name, cls, parsed, settings_hash(provenance, parsed)))
+    return specs
+
+
+def verifier_settings_hashes(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The hashes the verifiers' scores are stored under, without building them (no model is loaded)."""
+    return {name: digest for name, _cls, _parsed, digest in _verifier_specs(names, params)}
+
+
+def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[LoadedVerifier]:
+    return [LoadedVerifier(name, digest, cls(parsed), bool(cls.needs_previews))
+            for name, cls, parsed, digest in _verifier_specs(names, params)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,17 +304,21 @@ def _evaluate(models: Models, spec: EvaluatorSpec, items: list[Item], metadata: 
     return out
 
 
-def _score(verifier: LoadedVerifier, items: list[Item], prompt: str) -> list[tuple[Item, Any]]:
+def _score(verifier: LoadedVerifier, items: list[Item], prompt: str) -> list[tuple[Item, Any, dict[str, Any]]]:
+    """Each item's score and cost; seconds measured here (shared evenly) unless the plug-in reports them."""
     images = [_open(item.path) for item in items]
     previews = [[_open(p) for p in item.previews] for item in items] if verifier.needs_previews else None
+    started = time.perf_counter()
     scores = verifier.instance.score(prompt, images, previews)
+    measured = (time.perf_counter() - started) / max(len(items), 1)
     if len(scores) != len(items):
         raise RunError(f"verifier {verifier.name!r} returned {len(scores)} scores for {len(items)} images")
-    return list(zip(items, scores, strict=True))
+    return [(item, sc, _cost_dict(sc.cost, measured)) for item, sc in zip(items, scores, strict=True)]
 
 
-def _cost_dict(cost: Any) -> dict[str, Any]:
-    return {"forward_passes": cost.forward_passes, "tokens": cost.tokens, "seconds": cost.seconds}
+def _cost_dict(cost: Any, measured_seconds: float) -> dict[str, Any]:
+    return {"forward_passes": cost.forward_passes, "tokens": cost.tokens,
+            "seconds": cost.seconds or measured_seconds}
 
 
 def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContext, bars: Bars) -> tuple[int, int, int]:
@@ -328,7 +343,7 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
     to_eval = [_stored_item(c) for c in work.evaluate] + new
     verdicts = _evaluate(ctx.models, ctx.config.evaluator, to_eval, work.metadata, ctx.config.batch_size)
     bars.update("evaluate", len(verdicts))
-    scored: dict[str, list[tuple[Item, Any]]] = {}
+    scored: dict[str, list[tuple[Item, Any, dict[str, Any]]]] = {}
     for v in ctx.verifiers:
         todo = [_stored_item(c) for c in work.score.get(v.name, [])] + new
         if todo:
@@ -348,8 +363,8 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
             for i, d, v in verdicts])
         for v in ctx.verifiers:
             add_verifier_scores(s, v.name, v.settings_hash, [
-                NewScore(cid(i), sc.score, tuple(sc.step_scores), _cost_dict(sc.cost))
-                for i, sc in scored.get(v.name, [])])
+                NewScore(cid(i), sc.score, tuple(sc.step_scores), cost)
+                for i, sc, cost in scored.get(v.name, [])])
     return len(new), len(verdicts), sum(len(x) for x in scored.values())
 
 

@@ -303,7 +303,50 @@ def test_curve_reads_the_pool_from_the_store(model_flags: list[str], tmp_path: P
     assert code == 0, from_store
     code, from_file = stepwise("curve", "--from-jsonl", str(jsonl), "--n", "1..3", "--json")
     assert code == 0 and json.loads(from_store) == json.loads(from_file)
+    # curve --run recorded every row it computed in the run's results
+    from harness.store import Result
+
+    engine = open_store(db)
+    with Session(engine) as s:
+        rows = s.scalars(select(Result).where(Result.run_id == run_id)).all()
+    engine.dispose()
+    computed = json.loads(from_store)
+    assert {(r.strategy, r.verifier, r.n) for r in rows} == {
+        (strategy, verifier, n) for strategy, verifier in
+        [("best-of-n", "scripted"), ("random", "none"), ("oracle", "geneval")] for n in (1, 2, 3)}
+    best3 = next(r for r in rows if r.strategy == "best-of-n" and r.n == 3)
+    assert best3.overall == pytest.approx(computed["scripted"]["3"]["overall"])
+    assert best3.low <= best3.overall <= best3.high
+    assert best3.verifier_settings_hash and best3.evaluator == "hf"
+    assert set(best3.details["intervals"]) == set(best3.scores)
     code, output = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", *model_flags)
     assert code != 0 and "no score by plain" in output  # a pool with missing scores: a clear error
     code, output = stepwise("curve", "--n", "1..3")
     assert code != 0 and "exactly one of --from-jsonl" in output
+
+
+def test_curve_from_the_store_knows_costs_and_compares(model_flags: list[str], tmp_path: Path) -> None:
+    import json
+
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out)
+    pool = pool_of(db, run_id, model_flags)
+    # the shapes generator reports 1 forward pass per image and the scripted verifier no seconds:
+    # the runner measures both plug-ins' seconds itself
+    assert pool.generator_seconds is not None and (pool.generator_seconds[pool.valid] > 0).all()  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(pool.generator_forward_passes, pool.valid.astype(float))  # type: ignore[attr-defined]
+    assert (pool.verifier_seconds["scripted"][pool.valid] > 0).all()  # type: ignore[attr-defined]
+    base = ["curve", "--run", run_id, "--db", db, "--verifier", "scripted", *model_flags, "--n", "1..3",
+            "--bootstrap", "200"]
+    code, output = stepwise(*base, "--compute-json", str(tmp_path / "c.json"), "--compare", "scripted", "random",
+                            "--compare-json", str(tmp_path / "cmp.json"))
+    assert code == 0, output
+    assert "s/prompt" in output and "scripted vs random" in output
+    compute = json.loads((tmp_path / "c.json").read_text())
+    per_candidate = float(pool.generator_seconds[pool.valid].mean())  # type: ignore[attr-defined]
+    assert compute["generator_seconds_per_candidate"] == pytest.approx(per_candidate)
+    assert compute["generator_forward_passes_per_candidate"] == pytest.approx(1.0)
+    verifier_per_candidate = float(pool.verifier_seconds["scripted"][pool.valid].mean())  # type: ignore[attr-defined]
+    assert compute["seconds_per_prompt"]["scripted"]["3"] == pytest.approx(3 * (per_candidate + verifier_per_candidate))
+    assert compute["seconds_per_prompt"]["random"]["3"] == pytest.approx(3 * per_candidate)
+    assert list(json.loads((tmp_path / "cmp.json").read_text())["n"]) == ["1", "2", "3"]

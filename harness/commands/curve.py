@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -54,12 +54,23 @@ def parse_ns(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"<verifier>": {"<n>": {"overall": ..., "<tag>": ...}}} instead of a table.')
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a plot of overall score vs n with 95% intervals (.png or .svg).")
+              help="Write a plot of overall score vs n with 95% intervals (.png or .svg); with costs in the "
+                   "pool, a second panel of score vs compute (seconds per prompt).")
+@click.option("--compute-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With costs in the pool: write the compute per selection to this JSON file.")
+@click.option("--compare", nargs=2, default=None, metavar="A B",
+              help="Paired bootstrap of A vs B (verifiers, random or oracle) on the same prompts: "
+                   "difference in overall score, 95% interval and p-value at each n.")
+@click.option("--compare-n", "compare_ns", multiple=True, type=click.IntRange(min=1), metavar="K",
+              help="With --compare: compare at these n only [every --n]. Repeatable.")
+@click.option("--compare-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --compare: also write the comparison to this JSON file.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples over prompts for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: bool, plot: Path | None,
-          n_boot: int, seed: int, **store_flags: Any) -> None:
+          compute_json: Path | None, compare: tuple[str, str] | None, compare_ns: tuple[int, ...],
+          compare_json: Path | None, n_boot: int, seed: int, **store_flags: Any) -> None:
     """Expected GenEval score of best-of-n selection, for every verifier in a pool, every n.
 
     The pool comes from --from-jsonl, or from the store with --run (plus the evaluator
@@ -69,6 +80,13 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
     noise, no regeneration per n. Task scores are means over prompts; overall is the mean
     over tasks (GenEval's definition). Two reference rows are added: `random` (no verifier)
     and `oracle` (GenEval itself as the verifier: the upper bound).
+
+    When the pool knows what candidates cost, the table adds the expected compute per
+    selection, in seconds per prompt: n x (mean generator seconds per candidate + mean
+    seconds of that verifier per candidate). `random` and `oracle` count the generator only
+    (the oracle's cost is not a real one: it is the evaluator).
+
+    --compare A B: a paired, stratified bootstrap over prompts of overall(A) - overall(B).
     """
     import numpy as np
 
@@ -78,21 +96,31 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
     ns = parse_ns(ns_text)
     if (pool_path is None) == (run_id is None):
         raise click.UsageError("give exactly one of --from-jsonl POOL.jsonl and --run RUN_ID")
-    pool = read_jsonl_pool(pool_path) if pool_path is not None else read_store_pool(run_id or "", **store_flags)
+    if compare is None and (compare_ns or compare_json is not None):
+        raise click.UsageError("--compare-n and --compare-json need --compare A B")
+    stored = None if pool_path is not None else read_store_pool(run_id or "", **store_flags)
+    pool = read_jsonl_pool(pool_path) if stored is None else stored.pool
     smallest = int(pool.sizes.min())
-    if ns[-1] > smallest:
+    largest = max([ns[-1], *compare_ns])
+    if largest > smallest:
         prompt = pool.prompt_ids[int(pool.sizes.argmin())]
-        raise click.ClickException(f"n = {ns[-1]} is larger than the pool of prompt {prompt!r} "
+        raise click.ClickException(f"n = {largest} is larger than the pool of prompt {prompt!r} "
                                    f"({smallest} candidates); use --n up to {smallest}")
     keys = dict(pool.scores)
     for name, key in (("random", np.zeros_like(pool.correct, dtype=float)),
                       ("oracle", pool.correct.astype(float))):
         keys.setdefault(name, key)
+    if compare is not None:
+        unknown = [name for name in compare if name not in keys]
+        if unknown:
+            raise click.UsageError(f"--compare: no verifier {', '.join(map(repr, unknown))} in the pool; "
+                                   f"available: {', '.join(keys)}")
 
     # (verifiers, len(ns), P): every curve at once; one bootstrap shares its resamples across them.
     per_prompt = np.stack([scaling_curve(key, pool.correct, ns, valid=pool.valid) for key in keys.values()])
     scores = task_scores(per_prompt, pool.tags)
-    low, high = bootstrap_intervals(per_prompt, pool.tags, np.random.default_rng(seed), n_boot=n_boot)["overall"]
+    boot = bootstrap_intervals(per_prompt, pool.tags, np.random.default_rng(seed), n_boot=n_boot)
+    low, high = boot["overall"]
     tags = [t for t in scores if t != "overall"]
     table: dict[str, dict[int, dict[str, float]]] = {}
     intervals: dict[str, dict[int, tuple[float, float]]] = {}
@@ -101,13 +129,150 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
                                **{t: float(scores[t][v, i]) for t in tags}} for i, n in enumerate(ns)}
         intervals[verifier] = {n: (float(low[v, i]), float(high[v, i])) for i, n in enumerate(ns)}
 
+    per_candidate = compute_per_candidate(pool, list(keys))
+    compute = ({v: {n: n * per_candidate[v] for n in ns} for v in keys} if per_candidate is not None else None)
+    if compute_json is not None:
+        if per_candidate is None:
+            raise click.UsageError("--compute-json: the pool has no costs")
+        write_json(compute_json, compute_document(pool, per_candidate, compute or {}))
+
+    if stored is not None:
+        tag_intervals = {v: {n: {t: [float(boot[t][0][k, i]), float(boot[t][1][k, i])] for t in tags}
+                             for i, n in enumerate(ns)} for k, v in enumerate(keys)}
+        record_results(stored, table, intervals, tag_intervals, compute, n_boot, seed)
+
     if as_json:
         click.echo(json.dumps({v: {str(n): row for n, row in rows.items()} for v, rows in table.items()}, indent=2))
     else:
-        click.echo(render_table(table, intervals, len(pool.prompt_ids), int(pool.valid.sum())))
+        click.echo(render_table(table, intervals, len(pool.prompt_ids), int(pool.valid.sum()), compute))
+    if compare is not None:
+        a, b = compare
+        at = sorted(set(compare_ns)) if compare_ns else ns
+        results = compare_strategies(keys[a], keys[b], pool, at, np.random.default_rng(seed), n_boot)
+        # With --json, stdout holds the JSON only: the comparison goes to stderr (and to --compare-json).
+        click.echo(render_comparison(a, b, results), err=as_json)
+        if compare_json is not None:
+            write_json(compare_json, {"a": a, "b": b, "method": "paired stratified bootstrap over prompts",
+                                      "bootstrap": n_boot, "seed": seed,
+                                      "n": {str(n): r._asdict() for n, r in results.items()}})
     if plot is not None:
-        write_plot(plot, table, intervals)
+        write_plot(plot, table, intervals, compute)
         click.echo(f"plot written to {plot}", err=True)
+
+
+class StorePool(NamedTuple):
+    pool: Any
+    db: str | None
+    run_id: str
+    backend: str
+    evaluator_settings_hash: str
+    verifier_settings_hashes: dict[str, str]
+
+
+# Rows that are not "best of n by a verifier": their strategy, and what plays the verifier.
+REFERENCE_ROWS = {"random": ("random", "none"), "oracle": ("oracle", "geneval")}
+
+
+def record_results(stored: StorePool, table: dict[str, dict[int, dict[str, float]]],
+                   intervals: dict[str, dict[int, tuple[float, float]]],
+                   tag_intervals: dict[str, dict[int, dict[str, list[float]]]],
+                   compute: dict[str, dict[int, float]] | None, n_boot: int, seed: int) -> None:
+    """Store every computed row in the run's `results`, in one transaction (newest rows win)."""
+    from sqlalchemy.orm import Session
+
+    from harness.store import StoreError, add_result, open_store
+
+    try:
+        engine = open_store(stored.db, upgrade_schema=False)
+    except StoreError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        with Session(engine) as s, s.begin():
+            for verifier, rows in table.items():
+                strategy, plays = REFERENCE_ROWS.get(verifier, ("best-of-n", verifier))
+                for n, row in rows.items():
+                    details: dict[str, Any] = {"intervals": tag_intervals[verifier][n], "bootstrap": n_boot,
+                                               "seed": seed, "level": 0.95}
+                    if compute is not None:
+                        details["seconds_per_prompt"] = compute[verifier][n]
+                    add_result(s, stored.run_id, strategy=strategy, verifier=plays, n=n,
+                               scores={t: v for t, v in row.items() if t != "overall"}, overall=row["overall"],
+                               low=intervals[verifier][n][0], high=intervals[verifier][n][1],
+                               evaluator=stored.backend, evaluator_settings_hash=stored.evaluator_settings_hash,
+                               verifier_settings_hash=stored.verifier_settings_hashes.get(verifier),
+                               details=details)
+    finally:
+        engine.dispose()
+
+
+class Comparison(NamedTuple):
+    difference: float  # overall(A) - overall(B)
+    low: float
+    high: float
+    p_value: float
+
+
+def compare_strategies(key_a: Any, key_b: Any, pool: Any, ns: list[int], rng: Any,
+                       n_boot: int) -> dict[int, Comparison]:
+    """{n: overall(A) - overall(B), 95% paired bootstrap interval and two-sided p-value}."""
+    from harness.scaling import curve as scaling_curve
+    from harness.scaling import paired_comparison
+
+    per_a = scaling_curve(key_a, pool.correct, ns, valid=pool.valid)
+    per_b = scaling_curve(key_b, pool.correct, ns, valid=pool.valid)
+    out = {}
+    for i, n in enumerate(ns):
+        r = paired_comparison(per_a[i], per_b[i], pool.tags, rng, n_boot=n_boot)
+        out[n] = Comparison(r.difference, r.low, r.high, r.p_value)
+    return out
+
+
+def render_comparison(a: str, b: str, results: dict[int, Comparison]) -> str:
+    header = f"{'n':>3}  {'difference':>10}  {'95% interval':<17}  {'p-value':>7}"
+    lines = ["", f"{a} vs {b}: overall({a}) - overall({b}), paired bootstrap over prompts", header,
+             "-" * len(header)]
+    for n, r in results.items():
+        lines.append(f"{n:>3}  {r.difference:>+10.4f}  [{r.low:+.4f}, {r.high:+.4f}]  {r.p_value:>7.4f}")
+    return "\n".join(lines)
+
+
+def compute_per_candidate(pool: Any, names: list[str]) -> dict[str, float] | None:
+    """Seconds per candidate of each selection rule: generator + its verifier (None without costs)."""
+    if pool.generator_seconds is None:
+        return None
+    count = pool.valid.sum()
+    generator = float(pool.generator_seconds[pool.valid].sum() / count)
+    verifier_seconds = pool.verifier_seconds or {}
+    out = {}
+    for name in names:
+        scoring = verifier_seconds.get(name) if name not in ("random", "oracle") else None
+        out[name] = generator + (float(scoring[pool.valid].sum() / count) if scoring is not None else 0.0)
+    return out
+
+
+def compute_document(pool: Any, per_candidate: dict[str, float],
+                     compute: dict[str, dict[int, float]]) -> dict[str, Any]:
+    count = pool.valid.sum()
+    passes = pool.generator_forward_passes
+    return {
+        "generator_seconds_per_candidate": float(pool.generator_seconds[pool.valid].sum() / count),
+        "generator_forward_passes_per_candidate": (float(passes[pool.valid].sum() / count)
+                                                   if passes is not None else None),
+        "verifier_seconds_per_candidate": {v: float(x[pool.valid].sum() / count)
+                                           for v, x in (pool.verifier_seconds or {}).items()},
+        "seconds_per_candidate": per_candidate,
+        "seconds_per_prompt": {v: {str(n): s for n, s in rows.items()} for v, rows in compute.items()},
+        "note": "seconds_per_prompt = n x seconds_per_candidate; random and oracle count the generator only "
+                "(the oracle is the evaluator, not a real cost)",
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise click.ClickException(f"{path}: cannot write ({err.strerror})") from None
 
 
 def read_jsonl_pool(pool_path: Path) -> Any:
@@ -126,13 +291,14 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
                     max_samples: int | None, backend: str, detector: str | None, detector_config: str | None,
                     clip_arch: str, clip_weights: str | None, device: str | None, plugins: tuple[str, ...],
                     **thresholds: Any) -> Any:
-    """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers."""
+    """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers;
+    with what names those settings, so that the computed results can be recorded against them."""
     from sqlalchemy.orm import Session
 
     from harness import registry
     from harness.commands.run import parse_verifier_params
     from harness.geneval.evaluator import EvaluatorSpec
-    from harness.runner import RunError, load_verifiers
+    from harness.runner import RunError, verifier_settings_hashes
     from harness.store import StoreError, open_store, pool_arrays
 
     try:
@@ -143,15 +309,16 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
         raise click.UsageError(str(err)) from None
     try:
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
-            # The same settings hashes `stepwise run` stored the scores under (the verifiers are built,
-            # which for a real reward model loads it: the hash is of its package, version and params).
-            keys = {v.name: v.settings_hash for v in load_verifiers(verifiers, parse_verifier_params(verifier_params))}
+            # The settings hashes `stepwise run` stored the scores under (package, version and params of
+            # each verifier; the verifiers are not built, so no reward model is loaded).
+            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params))
         engine = open_store(db, upgrade_schema=False)
     except (RunError, registry.PluginError, StoreError) as err:
         raise click.ClickException(str(err)) from None
     try:
         with Session(engine) as s:
-            return pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)
+            pool = pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)
+        return StorePool(pool, db, run_id, backend, spec.key(), keys)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     finally:
@@ -159,43 +326,62 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
 
 
 def render_table(table: dict[str, dict[int, dict[str, float]]],
-                 intervals: dict[str, dict[int, tuple[float, float]]], n_prompts: int, n_candidates: int) -> str:
+                 intervals: dict[str, dict[int, tuple[float, float]]], n_prompts: int, n_candidates: int,
+                 compute: dict[str, dict[int, float]] | None = None) -> str:
     first = next(iter(table.values()))
     tags = [t for t in next(iter(first.values())) if t != "overall"]
     header = (f"{'verifier':<14} {'n':>3}  {'overall':>7}  {'95% interval':<15}"
+              + (f" {'s/prompt':>10}" if compute is not None else "")
               + "".join(f" {t[:13]:>13}" for t in tags))
     lines = [f"{n_prompts} prompts, {n_candidates} candidates", header, "-" * len(header)]
     for verifier, rows in table.items():
         for n, row in rows.items():
             low, high = intervals[verifier][n]
             lines.append(f"{verifier:<14} {n:>3}  {row['overall']:>7.4f}  [{low:.4f}, {high:.4f}]"
+                         + (f" {compute[verifier][n]:>10.4g}" if compute is not None else "")
                          + "".join(f" {row[t]:>13.4f}" for t in tags))
+    if compute is not None:
+        lines.append("s/prompt: expected seconds per selection = n x (generator + verifier seconds per "
+                     "candidate); random and oracle count the generator only (the oracle is not a real cost)")
     return "\n".join(lines)
 
 
 def write_plot(path: Path, table: dict[str, dict[int, dict[str, float]]],
-               intervals: dict[str, dict[int, tuple[float, float]]]) -> None:
+               intervals: dict[str, dict[int, tuple[float, float]]],
+               compute: dict[str, dict[int, float]] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write files only
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    # A log axis needs positive compute: a pool whose costs are all 0 gets the n panel only.
+    if compute is not None and not all(s > 0 for rows in compute.values() for s in rows.values()):
+        compute = None
+    if compute is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        axes = [ax]
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
     for verifier, rows in table.items():
         ns = list(rows)
         overall = [rows[n]["overall"] for n in ns]
         low = [intervals[verifier][n][0] for n in ns]
         high = [intervals[verifier][n][1] for n in ns]
         style = "--" if verifier in ("random", "oracle") else "-"
-        (line,) = ax.plot(ns, overall, style, marker="o", markersize=3, label=verifier)
-        ax.fill_between(ns, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("n (candidates per selection)")
-    ax.set_ylabel("GenEval overall (mean over tasks)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        xs_of = [ns] if compute is None else [ns, [compute[verifier][n] for n in ns]]
+        for ax, xs in zip(axes, xs_of, strict=True):
+            (line,) = ax.plot(xs, overall, style, marker="o", markersize=3, label=verifier)
+            ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_xlabel("n (candidates per selection)")
+    axes[0].set_ylabel("GenEval overall (mean over tasks)")
+    if compute is not None:
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("compute per prompt (seconds; generator + verifier)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

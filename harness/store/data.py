@@ -387,16 +387,32 @@ def pool_arrays(
     require_complete: a candidate without a verdict by (backend, settings_hash) or without a
         score from every verifier is an error (True), or is left out (False).
 
-    Returns `Pool(prompt_ids, tags, correct, valid, scores)`: prompts in suite order, those
+    Returns `Pool(prompt_ids, tags, correct, valid, scores, ...)`: prompts in suite order, those
     with at least one usable candidate only, each named f"{index:05d}" (GenEval's folder
     name); each row holds its candidates by sample index, packed left; `valid` marks the
     cells that hold one (a ragged pool), `correct` is False and scores are 0 elsewhere.
     Compare `len(prompt_ids)` with the suite's size to see whether the run covers it all.
+    Costs come from the stored cost JSON: `generator_seconds` (and `generator_forward_passes`,
+    unless all 0, which plug-ins report when they do not know) from the candidates, and
+    `verifier_seconds` from the scores, as the plug-in reported them; all None where any used
+    row lacks a number.
     """
     if s.get(Run, run_id) is None:
         raise ValueError(f"no run {run_id!r} in the store")
+
+    def _cost_values(costs: Sequence[Any], key: str) -> np.ndarray | None:
+        """costs[i][key] as floats, or None if any cost lacks a finite number >= 0 there."""
+        out = np.zeros(len(costs))
+        for i, cost in enumerate(costs):
+            value = cost.get(key) if isinstance(cost, Mapping) else None
+            if not is_finite(value) or value < 0:
+                return None
+            out[i] = value
+        return out
+
     query = (
-        select(Prompt.index, Prompt.tag, Candidate.id, Candidate.sample_index, Evaluation.correct)
+        select(Prompt.index, Prompt.tag, Candidate.id, Candidate.sample_index, Evaluation.correct,
+               Candidate.cost)
         .select_from(Candidate)
         .join(Prompt, Candidate.prompt_id == Prompt.id)
         .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id, Evaluation.backend == backend,
@@ -416,6 +432,8 @@ def pool_arrays(
     sample = np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows))
     judged = np.fromiter((r[4] is not None for r in rows), dtype=bool, count=len(rows))
     correct = np.fromiter((bool(r[4]) for r in rows), dtype=bool, count=len(rows))
+    gen_seconds = _cost_values([r[5] for r in rows], "seconds")
+    gen_passes = _cost_values([r[5] for r in rows], "forward_passes")
 
     usable = judged.copy()
     problems: list[str] = []
@@ -425,15 +443,17 @@ def pool_arrays(
     order = np.argsort(cand_id)
     sorted_ids = cand_id[order]
     values: dict[str, np.ndarray] = {}
+    seconds_of: dict[str, np.ndarray | None] = {}
     for name, verifier_hash in verifiers.items():
         found = s.execute(
-            select(VerifierScore.candidate_id, VerifierScore.score)
+            select(VerifierScore.candidate_id, VerifierScore.score, VerifierScore.cost)
             .join(Candidate, VerifierScore.candidate_id == Candidate.id)
             .where(Candidate.run_id == run_id, VerifierScore.verifier == name,
                    VerifierScore.settings_hash == verifier_hash)
         ).all()
         score = np.zeros(len(rows))
         scored = np.zeros(len(rows), dtype=bool)
+        seconds: np.ndarray | None = np.zeros(len(rows))
         if found:
             ids = np.fromiter((f[0] for f in found), dtype=np.int64, count=len(found))
             pos = np.searchsorted(sorted_ids, ids)
@@ -441,6 +461,12 @@ def pool_arrays(
             at = order[pos[hit]]  # candidates outside max_samples are not in `rows`
             score[at] = np.fromiter((f[1] for f in found), dtype=np.float64, count=len(found))[hit]
             scored[at] = True
+            found_seconds = _cost_values([f[2] for f in found], "seconds")
+            if found_seconds is None:
+                seconds = None
+            else:
+                seconds[at] = found_seconds[hit]  # type: ignore[index]
+        seconds_of[name] = seconds
         if not scored.all():
             problems.append(_missing_text(f"no score by {name} ({verifier_hash[:12]}…)", ~scored, prompt_index, sample))
         usable &= scored
@@ -465,12 +491,26 @@ def pool_arrays(
         arr = np.zeros(shape)
         arr[row, col] = score[keep]
         score_arrs[name] = arr
+
+    def cells(values: np.ndarray | None) -> np.ndarray | None:
+        if values is None:
+            return None
+        arr = np.zeros(shape)
+        arr[row, col] = values[keep]
+        return arr
+
+    known = gen_seconds is not None and all(v is not None for v in seconds_of.values())
+    passes = cells(gen_passes)
     return Pool(
         prompt_ids=[f"{int(p):05d}" for p in prompts],
         tags=[tag_of[int(p)] for p in prompts],
         correct=correct_arr,
         valid=valid,
         scores=score_arrs,
+        generator_seconds=cells(gen_seconds) if known else None,
+        # 0 forward passes is what a plug-in reports when it does not know
+        generator_forward_passes=passes if passes is not None and passes.any() else None,
+        verifier_seconds={name: cells(v) for name, v in seconds_of.items()} if known else None,  # type: ignore[misc]
     )
 
 
