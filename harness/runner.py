@@ -14,12 +14,13 @@ on (run seed, prompt index, sample index), and its image is stored under its sha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +85,26 @@ class Shard:
 
     def owns(self, prompt_index: int) -> bool:
         return prompt_index % self.world_size == self.rank
+
+
+@contextlib.contextmanager
+def process_group(shard: Shard) -> Iterator[None]:
+    """Under torchrun (WORLD_SIZE > 1), join a gloo process group and wait for every rank at the end.
+
+    The ranks never exchange data (each writes its own prompts), but the final barrier lets
+    rank 0 report only once the whole run is done. A rank that fails makes torchrun stop the others.
+    """
+    if shard.world_size == 1 or "MASTER_ADDR" not in os.environ:
+        yield
+        return
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=shard.rank, world_size=shard.world_size)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 @dataclass

@@ -265,6 +265,7 @@ def test_torchrun_two_ranks_then_merge(model_flags: list[str], tmp_path: Path) -
            "--master-port", str(_free_port()), "--module", "runner_plugins", *args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "all 2 ranks finished" in proc.stderr  # rank 0 reports after the gloo barrier
     rank_files = sorted(out.glob("stepwise-rank*.db"))
     assert [p.name for p in rank_files] == ["stepwise-rank0.db", "stepwise-rank1.db"]
     per_rank = [{k[0] for k in hashes(f"sqlite:///{p}")} for p in rank_files]

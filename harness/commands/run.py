@@ -171,17 +171,22 @@ def build_config(values: Mapping[str, Any], options: Any) -> Any:
 
 
 def execute(config: Any, plugins: list[str] | None) -> None:
+    import contextlib
+
     from harness import registry
-    from harness.runner import RunError, run
+    from harness.runner import RunError, Shard, process_group, run
 
     try:
-        if plugins:
-            with registry.configured(plugins):
-                summary = run(config)
-        else:
-            summary = run(config)
+        shard = Shard.from_env()
+        with process_group(shard), registry.configured(plugins) if plugins else contextlib.nullcontext():
+            summary = run(config, shard=shard)
     except (RunError, registry.PluginError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"run {summary.run_id}: {summary.prompts} prompts, {summary.written} needed work; "
                f"{summary.generated} generated, {summary.evaluated} evaluated, {summary.scored} scores", err=True)
+    if shard.world_size > 1 and shard.rank == 0:
+        click.echo(f"all {shard.world_size} ranks finished", err=True)
+        if config.db.endswith(f"stepwise-rank{shard.rank}.db"):
+            click.echo(f"combine the per-rank stores: stepwise merge {config.out}/stepwise-rank*.db --db URL",
+                       err=True)
     click.echo(summary.run_id)
