@@ -344,17 +344,17 @@ def test_importing_the_module_does_not_import_torch():
 def test_weights_fingerprint_uses_the_hf_blob_name_or_hashes(tmp_path):
     import hashlib
 
-    from harness.geneval.colors import _sha256_of
+    from harness.hashing import file_sha256
 
     data = b"checkpoint bytes"
     digest = hashlib.sha256(data).hexdigest()
     plain = tmp_path / "model.pt"
     plain.write_bytes(data)
-    assert _sha256_of(plain) == digest
+    assert file_sha256(plain) == digest
     # The HF cache stores LFS files as blobs/<sha256>, linked from the snapshot: no re-hashing.
     (tmp_path / "blobs").mkdir()
     blob = tmp_path / "blobs" / ("f" * 64)
     blob.write_bytes(data)
     link = tmp_path / "open_clip_model.safetensors"
     link.symlink_to(blob)
-    assert _sha256_of(link) == "f" * 64
+    assert file_sha256(link) == "f" * 64

@@ -24,9 +24,7 @@ torch and open_clip are imported lazily: importing this module must stay cheap f
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from PIL import Image
 
 from harness.devices import hub_offline, pick_device
 from harness.geneval.classes import COLORS, color_prompts
+from harness.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -195,19 +194,6 @@ def clip_status(cache_dir: str | Path | None = None) -> tuple[bool, str]:
     return True, f"open_clip {open_clip.__version__}; {DEFAULT_ARCH} {OPENAI_TAG} weights at {path}"
 
 
-def _sha256_of(path: Path) -> str:
-    # A file in the HF cache is a link to blobs/<sha256 of the content> for LFS files: this
-    # saves hashing 1.7 GB. (Non-LFS blobs are named by their 40-digit git sha1 instead.)
-    blob = Path(os.path.realpath(path))
-    if blob.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", blob.name):
-        return blob.name
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------------------------
 # The classifier
 
@@ -307,7 +293,7 @@ class ColorClassifier:
         import open_clip
 
         if self.weights_path is not None and self._weights_sha256 is None:
-            self._weights_sha256 = _sha256_of(self.weights_path)  # lazily: hashing 1.7 GB takes seconds
+            self._weights_sha256 = file_sha256(self.weights_path)  # lazily: hashing 1.7 GB takes seconds
         return {
             "arch": self.arch,
             "weights": self.weights_label,

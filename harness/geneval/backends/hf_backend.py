@@ -28,6 +28,7 @@ import numpy as np
 from harness.devices import hub_offline, pick_device
 from harness.geneval.classes import COCO_CLASSES
 from harness.geneval.detections import ImageDetections, group_by_class
+from harness.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -272,13 +273,10 @@ def _not_found_message(model: str | Path) -> str:
 
 
 def weights_fingerprint(files: list[Path]) -> str:
-    """sha256 over the weight files' names and contents (in name order)."""
+    """sha256 over the weight files' names and content hashes (in name order)."""
     digest = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.name):
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 

@@ -24,7 +24,6 @@ Nothing heavy is imported at module import (no torch, no mmdet): the CLI must st
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import pickle
 from contextlib import AbstractContextManager, nullcontext
@@ -38,6 +37,7 @@ from harness.devices import pick_device
 from harness.geneval.backends.mmdet_postprocess import check_fast_postprocess_supported, predict_instances
 from harness.geneval.classes import COCO_CLASSES
 from harness.geneval.detections import ImageDetections, group_by_class
+from harness.hashing import file_sha256
 
 CONFIG_RELPATH = "configs/mask2former/mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py"
 CHECKPOINT_NAME = "mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco_20220504_001756-c9d0c4f2.pth"
@@ -218,14 +218,6 @@ def _checkpoint_missing_message(checkpoint: Path) -> str:
     )
 
 
-def _sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------- batching
 
 
@@ -327,7 +319,7 @@ class MMDetBackend:
 
     @cached_property
     def checkpoint_sha256(self) -> str:
-        return _sha256(self.checkpoint)
+        return file_sha256(self.checkpoint)
 
     def describe(self) -> dict[str, str]:
         return {
