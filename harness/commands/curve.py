@@ -236,29 +236,31 @@ def render_comparison(a: str, b: str, results: dict[int, Comparison]) -> str:
     return "\n".join(lines)
 
 
+def _per_candidate(pool: Any, values: Any) -> float:
+    """Mean of a (P, m) cost array over the pool's real candidates (padding excluded)."""
+    return float(values[pool.valid].mean())
+
+
 def compute_per_candidate(pool: Any, names: list[str]) -> dict[str, float] | None:
     """Seconds per candidate of each selection rule: generator + its verifier (None without costs)."""
     if pool.generator_seconds is None:
         return None
-    count = pool.valid.sum()
-    generator = float(pool.generator_seconds[pool.valid].sum() / count)
+    generator = _per_candidate(pool, pool.generator_seconds)
     verifier_seconds = pool.verifier_seconds or {}
     out = {}
     for name in names:
-        scoring = verifier_seconds.get(name) if name not in ("random", "oracle") else None
-        out[name] = generator + (float(scoring[pool.valid].sum() / count) if scoring is not None else 0.0)
+        scoring = verifier_seconds.get(name) if name not in REFERENCE_ROWS else None
+        out[name] = generator + (_per_candidate(pool, scoring) if scoring is not None else 0.0)
     return out
 
 
 def compute_document(pool: Any, per_candidate: dict[str, float],
                      compute: dict[str, dict[int, float]]) -> dict[str, Any]:
-    count = pool.valid.sum()
     passes = pool.generator_forward_passes
     return {
-        "generator_seconds_per_candidate": float(pool.generator_seconds[pool.valid].sum() / count),
-        "generator_forward_passes_per_candidate": (float(passes[pool.valid].sum() / count)
-                                                   if passes is not None else None),
-        "verifier_seconds_per_candidate": {v: float(x[pool.valid].sum() / count)
+        "generator_seconds_per_candidate": _per_candidate(pool, pool.generator_seconds),
+        "generator_forward_passes_per_candidate": _per_candidate(pool, passes) if passes is not None else None,
+        "verifier_seconds_per_candidate": {v: _per_candidate(pool, x)
                                            for v, x in (pool.verifier_seconds or {}).items()},
         "seconds_per_candidate": per_candidate,
         "seconds_per_prompt": {v: {str(n): s for n, s in rows.items()} for v, rows in compute.items()},
@@ -368,7 +370,7 @@ def write_plot(path: Path, table: dict[str, dict[int, dict[str, float]]],
         overall = [rows[n]["overall"] for n in ns]
         low = [intervals[verifier][n][0] for n in ns]
         high = [intervals[verifier][n][1] for n in ns]
-        style = "--" if verifier in ("random", "oracle") else "-"
+        style = "--" if verifier in REFERENCE_ROWS else "-"
         xs_of = [ns] if compute is None else [ns, [compute[verifier][n] for n in ns]]
         for ax, xs in zip(axes, xs_of, strict=True):
             (line,) = ax.plot(xs, overall, style, marker="o", markersize=3, label=verifier)
