@@ -270,9 +270,10 @@ def compute_document(pool: Any, per_candidate: dict[str, float],
 
 
 def write_json(path: Path, data: Any) -> None:
+    from harness.jsonl import write_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(data, indent=2) + "\n")
     except OSError as err:
         raise click.ClickException(f"{path}: cannot write ({err.strerror})") from None
 
