@@ -88,6 +88,11 @@ class GenerationRequest:
     seeds: tuple[int, ...]  # one per candidate; distinct seeds give independent samples
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the suite's record (tag, include, ...)
     previews: bool = False  # also return intermediate step previews (some verifier needs them)
+    # Where the candidates sit in the suite: prompt i of the suite, sample k of its pool. Models
+    # ignore these (the seeds carry the randomness); generators that *read* images made elsewhere
+    # (`folder`) use them to find files. None / () when the caller has no suite position.
+    prompt_index: int | None = None
+    sample_indices: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -95,6 +100,8 @@ class GenerationRequest:
         bad = [s for s in self.seeds if not isinstance(s, int) or isinstance(s, bool)]
         if bad:
             raise ValueError(f"seeds must be integers, got {bad!r}")
+        if self.sample_indices and len(self.sample_indices) != len(self.seeds):
+            raise ValueError(f"{len(self.sample_indices)} sample indices for {len(self.seeds)} seeds")
 
     @property
     def n_candidates(self) -> int:

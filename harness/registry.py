@@ -532,3 +532,11 @@ backends.register("mmdet", "harness.geneval.backends.mmdet_backend:MMDetBackend"
 backends.register("hf", "harness.geneval.backends.hf_backend:HFMask2FormerBackend",
                   description="Mask2Former Swin-S via transformers (HF weights, not GenEval's), "
                               "post-processed as mmdet does.")
+
+generators.register("showo", "harness.generators.showo.generator:ShowoGenerator",
+                    description="Show-o (Phi-1.5 + MAGVIT-v2 tokens, MaskGIT decoding), the paper's baseline; "
+                                "DPO checkpoints are a `model` parameter.")
+generators.register("janus", "harness.generators.janus:JanusGenerator",
+                    description="Janus-Pro 1B/7B through transformers (raster-order image tokens, CFG).")
+generators.register("folder", "harness.generators.folder:FolderGenerator",
+                    description="Images made elsewhere, read from a GenEval-layout folder (no model runs).")

@@ -287,7 +287,8 @@ def _generate(generator: Generator, work: PromptWork, config: RunConfig, images_
     from harness.plugins import GenerationRequest
 
     seeds = tuple(candidate_seed(config.seed, work.index, i) for i in work.generate)
-    request = GenerationRequest(work.metadata["prompt"], seeds, dict(work.metadata), previews=previews)
+    request = GenerationRequest(work.metadata["prompt"], seeds, dict(work.metadata), previews=previews,
+                                prompt_index=work.index, sample_indices=tuple(work.generate))
     started = time.perf_counter()
     (result,) = generator.generate([request])
     seconds = time.perf_counter() - started
