@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Exact best-of-n curves per verifier from a candidate pool, with intervals."),
     "doctor": ("harness.commands.doctor:doctor",
                "Check torch/CUDA, detector backends and local model weights."),
+    "generate": ("harness.commands.generate:generate_command",
+                 "Write a generator's samples in GenEval's folder layout (resumable; same seeds as run)."),
     "run": ("harness.commands.run:run_command",
             "Generate a candidate pool, judge it with GenEval, score it with verifiers; store it (resumable)."),
     "merge": ("harness.commands.merge:merge",
