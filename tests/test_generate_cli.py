@@ -24,8 +24,9 @@ INDICES = [0, 80, 81, 82, 83, 84]
 @pytest.fixture(autouse=True)
 def plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # Registered into copies of the registries' tables, restored afterwards: other tests see no trace.
-    for table in ("_entries", "_names", "_loaded"):
-        monkeypatch.setattr(registry.generators, table, dict(getattr(registry.generators, table)))
+    for reg in (registry.generators, registry.verifiers):  # register() adds to both
+        for table in ("_entries", "_names", "_loaded"):
+            monkeypatch.setattr(reg, table, dict(getattr(reg, table)))
     runner_plugins.register()
     runner_plugins.CALLS.update(generate=0, score=0)
     runner_plugins.FAIL_ON.clear()

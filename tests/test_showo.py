@@ -178,6 +178,24 @@ def test_image_logits_are_the_reference_slice_of_the_full_logits(loaded: tuple) 
     assert full.shape[-1] == model.config.codebook_size
 
 
+def test_cached_text_prefix_gives_the_full_forward_logits(loaded: tuple) -> None:
+    """Text positions never see image positions: their keys/values computed once serve every step."""
+    model, tokenizer, tokens = loaded
+    ids = _ids(model, tokenizer, tokens, ["two dogs", "", "a photo of a red cup and a blue bench", "two dogs"])
+    mask = prompting.attention_mask(ids, tokens)
+    p, n = model.config.max_text_len, model.config.num_vq_tokens
+    generator = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        cache = model.prefix_cache(ids[:, :p], mask[:, :, :p, :p])
+        for known in (0, n // 2, n):  # all masked, half known, all known: the cache is reused each time
+            step_ids = ids.clone()
+            codes = torch.randint(model.config.codebook_size, (len(ids), known), generator=generator)
+            step_ids[:, p + 1:p + 1 + known] = codes + model.config.image_token_offset
+            cached = model.image_logits_after_prefix(cache, step_ids[:, p:], mask[:, :, p:, :])
+            assert cache.get_seq_length() == p
+            torch.testing.assert_close(cached, model.image_logits(step_ids, mask), atol=1e-5, rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # MaskGIT decoding
 
@@ -336,7 +354,7 @@ def test_config_must_give_the_codebook_its_columns() -> None:
 
 
 def test_generator_end_to_end(tiny: dict[str, Path]) -> None:
-    gen = _generator(tiny)
+    gen = _generator(tiny, pad_batches="true")
     first = GenerationRequest("a photo of a bench", (1, 2, 3, 4), previews=True)
     second = GenerationRequest("a red cup", (7,))
     out = gen.generate([first, second])

@@ -22,6 +22,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from harness.plugins import Cost, GenerationRequest, GenerationResult, param
@@ -75,6 +76,12 @@ class ShowoGenerator:
         resolution: int = param(256, help="Image side in pixels; must be what the checkpoints make (token grid x "
                                           "the decoder's upsampling), checked at load.")
         batch_size: int = param(20, help="Candidates per forward pass (twice as many rows with guidance).")
+        prefix_cache: bool = param(True, help="Run each prompt's text prefix once and only the image positions per "
+                                              "step (same numbers up to float rounding); false recomputes the whole "
+                                              "sequence every step, as the reference does.")
+        pad_batches: bool = param(False, help="Pad partial batches to batch_size so every forward and decoder call "
+                                              "has one shape: a candidate's pixels then do not depend, even in the "
+                                              "last bit, on its batch-mates. Costs compute on small requests.")
         device: str | None = param(None, help="Torch device; default cuda when available, else cpu.")
         dtype: Literal["auto", "float32", "bfloat16", "float16"] = param(
             "auto", help="Weights and activations; auto = float32 everywhere, as the reference runs (also on GPU).")
@@ -123,9 +130,11 @@ class ShowoGenerator:
         size = self.params.batch_size
         for number, first in enumerate(range(0, len(rows), size)):
             batch = rows[first:first + size]
-            # Pad to a full batch: every forward and decoder call then has the same shapes, and GPU
-            # kernels (chosen by shape) give a candidate the same numbers whoever its batch-mates are.
-            padding = [dataclasses.replace(batch[0], previews=False)] * (size - len(batch))
+            # Optionally pad to a full batch: every forward and decoder call then has the same shapes,
+            # and kernels (chosen by shape) give a candidate the same numbers whoever its batch-mates
+            # are. Unpadded, a different batch can move a decoded pixel by one level (seen on CPU).
+            missing = size - len(batch) if self.params.pad_batches else 0
+            padding = [dataclasses.replace(batch[0], previews=False)] * missing
             finals, steps = self._generate_batch(batch + padding)
             for i, row in enumerate(batch):
                 images[row.request, row.candidate] = finals[i]
@@ -154,8 +163,13 @@ class ShowoGenerator:
             cond = self._prompt_ids([row.prompt for row in batch])
             uncond = self._uncond.expand(len(batch), -1) if params.guidance > 0 else None
             mask = attention_mask(cond if uncond is None else torch.cat([cond, uncond]), self.tokens)
+            if params.prefix_cache:
+                image_logits = self._cached_logits(cond, uncond, mask)
+            else:
+                def image_logits(ids: torch.Tensor) -> torch.Tensor:
+                    return self.model.image_logits(ids, mask)
             result = maskgit_generate(
-                lambda ids: self.model.image_logits(ids, mask), cond, uncond,
+                image_logits, cond, uncond,
                 row_generators([row.seed for row in batch], self.device),
                 num_tokens=config.num_vq_tokens, text_len=config.max_text_len,
                 image_token_offset=config.image_token_offset, mask_id=config.mask_token_id,
@@ -172,6 +186,31 @@ class ShowoGenerator:
                     steps[i] = [*decoded[k * per_row:(k + 1) * per_row], finals[i]]
         return finals, steps
 
+    def _cached_logits(self, cond: torch.Tensor, uncond: torch.Tensor | None,
+                       mask: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`image_logits` over the rows [cond; uncond] computing each distinct text prefix once.
+
+        Rows of one prompt share a prefix (and every uncond row has the same one), so the prefix
+        runs once per distinct prompt and the cache rows are then gathered to the batch's rows.
+        """
+        import torch
+
+        rows = cond if uncond is None else torch.cat([cond, uncond])
+        text_len = self.model.config.max_text_len
+        distinct, row_of = torch.unique(rows[:, :text_len], dim=0, return_inverse=True)
+        first_row = torch.zeros(len(distinct), dtype=torch.long, device=rows.device)
+        first_row.scatter_(0, row_of, torch.arange(len(rows), device=rows.device))  # any row with that prefix
+        cache = self.model.prefix_cache(distinct, mask[first_row, :, :text_len, :text_len])
+        cache.reorder_cache(row_of)  # one cache row per batch row
+        segment_mask = mask[:, :, text_len:, :]
+
+        def image_logits(ids: torch.Tensor) -> torch.Tensor:
+            if not torch.equal(ids[:, :text_len], rows[:, :text_len]):
+                raise RuntimeError("the decoding loop changed a text prefix the cache was built for")
+            return self.model.image_logits_after_prefix(cache, ids[:, text_len:], segment_mask)
+
+        return image_logits
+
     def _decode(self, codes: torch.Tensor) -> list[Image]:
         """Codebook ids (R, N) -> R PIL images, decoded `batch_size` at a time; pixels as the reference makes them."""
         import torch
@@ -181,8 +220,9 @@ class ShowoGenerator:
         out: list[Image] = []
         for first in range(0, codes.shape[0], size):
             chunk = codes[first:first + size]
-            # padded to `size` rows, like the forward passes, so that every decoder call has one shape
-            padded = torch.cat([chunk, chunk.new_zeros(size - chunk.shape[0], chunk.shape[1])])
+            padded = chunk
+            if self.params.pad_batches:  # like the forward passes: every decoder call has one shape
+                padded = torch.cat([chunk, chunk.new_zeros(size - chunk.shape[0], chunk.shape[1])])
             pixels = self.vq.decode_code(padded)[:chunk.shape[0]].float()
             pixels = torch.clamp((pixels + 1.0) / 2.0, min=0.0, max=1.0) * 255.0
             arrays = pixels.permute(0, 2, 3, 1).to("cpu").numpy().astype("uint8")
