@@ -1,20 +1,25 @@
 """Images per second: a prompt's candidates generated in one batch vs one at a time (the official loop).
 
-Both sides run the same Show-o implementation (`harness.generators.showo`), the same weights,
-the same prompts and the same candidate seeds, in one run:
+Both sides run our Show-o implementation (`harness.generators.showo`) with the same weights,
+prompts and candidate seeds, in one run:
 
 - one at a time: what the paper's code (ZiyuGuo99/Image-Generation-CoT, `baseline.py`) does:
-  for each candidate, 18 forward passes of one conditional + one unconditional row, and the
-  step previews decoded through MAGVIT-v2 after every step (PARM's input);
-- batched: all of a prompt's candidates in one batch: each step is one forward pass of
-  2 x N rows, and all previews of the batch go through the decoder together.
+  for each candidate, 18 forward passes over the whole sequence (text prefix and image) of one
+  conditional + one unconditional row (`batch_size=1, prefix_cache=false`);
+- batched: all of a prompt's candidates in one batch, the text prefix run once per prompt:
+  each step is one forward pass of 2 x N rows over the image positions only.
 
-Because every candidate draws from its own seed, both sides must produce the same images;
-the script checks it (a mismatch would be a bug, not noise). Without weights it builds a
-tiny random Show-o + MAGVIT-v2 (same classes, tiny sizes): the ratio then measures the
-harness's batching, not the real model's arithmetic. With `--model`/`--vq-model`/`--llm`
-(local folders or HF-cache ids) it runs the real model, on CUDA when there is one, and
-prints its absolute images/s too. The last line is `ratio: <batched ÷ one-at-a-time images/s>`.
+Two workloads: final images only (what best-of-N with an outcome verifier needs), and with the
+step previews decoded through MAGVIT-v2 after every step, as `baseline.py` always does (what
+PRM and PARM need). Candidates draw from their own seeds, so both sides sample the same tokens
+unless float rounding (batched vs single kernels, cached vs recomputed prefix) moves a near-tie
+sample; the script reports how many images came out byte-identical.
+
+Without weights it builds a tiny random Show-o + MAGVIT-v2 (same classes, tiny sizes): the
+ratio then measures the harness's batching, not the real model's arithmetic. With `--model`,
+`--vq-model`, `--llm` (local folders or HF-cache ids) it runs the real model, on CUDA when
+there is one, and the absolute images/s are the real model's.
+The last line is `ratio: <batched ÷ one-at-a-time images/s>` for final images only.
 
     .venv/bin/python benchmarks/generation_throughput.py [--candidates 20] [--prompts 2] [--threads 1]
 """
@@ -42,13 +47,13 @@ def build_tiny(root: Path) -> dict[str, str]:
     return {"model": str(showo), "vq_model": str(vq), "resolution": "32"}
 
 
-def run(generator, prompts: list[str], seeds: list[tuple[int, ...]]) -> tuple[float, list[bytes]]:
+def run(generator, prompts: list[str], seeds: list[tuple[int, ...]], previews: bool) -> tuple[float, list[bytes]]:
     from harness.plugins import GenerationRequest
 
     started = time.perf_counter()
     images = []
     for prompt, prompt_seeds in zip(prompts, seeds, strict=True):
-        (result,) = generator.generate([GenerationRequest(prompt, prompt_seeds, previews=True)])
+        (result,) = generator.generate([GenerationRequest(prompt, prompt_seeds, previews=previews)])
         images.extend(image.tobytes() for image in result.images)
     return time.perf_counter() - started, images
 
@@ -85,20 +90,27 @@ def main() -> None:
         if args.device:
             values["device"] = args.device
         batched = ShowoGenerator(parse_params(ShowoGenerator.Params, {**values, "batch_size": args.candidates}))
-        single = ShowoGenerator(parse_params(ShowoGenerator.Params, {**values, "batch_size": 1}))
-        run(batched, prompts[:1], [seeds[0][:2]])  # warm-up: first-call allocations on both sides
-        run(single, prompts[:1], [seeds[0][:1]])
-        single_s, single_images = run(single, prompts, seeds)
-        batched_s, batched_images = run(batched, prompts, seeds)
+        single = ShowoGenerator(parse_params(ShowoGenerator.Params,
+                                             {**values, "batch_size": 1, "prefix_cache": False}))
+        run(batched, prompts[:1], [seeds[0][:2]], True)  # warm-up: first-call allocations on both sides
+        run(single, prompts[:1], [seeds[0][:1]], True)
+        timings = {}
+        for previews in (True, False):
+            single_s, single_images = run(single, prompts, seeds, previews)
+            batched_s, batched_images = run(batched, prompts, seeds, previews)
+            same = sum(a == b for a, b in zip(single_images, batched_images, strict=True))
+            timings[previews] = (single_s, batched_s, same)
 
     n_images = args.prompts * args.candidates
-    same = sum(a == b for a, b in zip(single_images, batched_images, strict=True))
     print(f"model: {label}; device {batched.device}; {args.prompts} prompts x {args.candidates} candidates, "
-          f"{batched.params.steps} steps, guidance {batched.params.guidance}, previews decoded every step; "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"one at a time: {single_s:8.2f} s  {n_images / single_s:8.2f} images/s")
-    print(f"batched:       {batched_s:8.2f} s  {n_images / batched_s:8.2f} images/s")
-    print(f"identical images: {same}/{n_images}")
+          f"{batched.params.steps} steps, guidance {batched.params.guidance}; torch threads {torch.get_num_threads()}")
+    for previews, name in ((True, "with step previews decoded every step"), (False, "final images only")):
+        single_s, batched_s, same = timings[previews]
+        print(f"{name}:")
+        print(f"  one at a time: {single_s:8.2f} s  {n_images / single_s:8.2f} images/s")
+        print(f"  batched:       {batched_s:8.2f} s  {n_images / batched_s:8.2f} images/s   "
+              f"ratio {single_s / batched_s:.2f}; byte-identical images {same}/{n_images}")
+    single_s, batched_s, _ = timings[False]
     print(f"ratio: {single_s / batched_s:.2f}")
 
 

@@ -32,3 +32,14 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path` (a config file); ValueError naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:  # JSONDecodeError and bad UTF-8 alike
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

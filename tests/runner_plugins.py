@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.plugins import Cost, GenerationRequest, GenerationResult, VerifierScore, param
 
@@ -104,6 +104,31 @@ def register() -> None:
     registry.generators.register("shapes", ShapesGenerator, package=PACKAGE, version="1.0")
     registry.verifiers.register("scripted", ScriptedVerifier, package=PACKAGE, version="1.0")
     registry.verifiers.register("plain", PlainVerifier, package=PACKAGE, version="1.0")
+
+
+def register_isolated(monkeypatch: Any) -> None:
+    """`register()` into copies of the registries' tables, which `monkeypatch` restores afterwards:
+    other tests see no trace of the doubles."""
+    from harness import registry
+
+    for reg in (registry.generators, registry.verifiers):
+        for table in ("_entries", "_names", "_loaded"):
+            monkeypatch.setattr(reg, table, dict(getattr(reg, table)))
+    register()
+    CALLS.update(generate=0, score=0)
+    FAIL_ON.clear()
+
+
+def tiny_model_flags(tmp_path_factory: Any) -> list[str]:
+    """`stepwise run` flags selecting the tiny hf detector and tiny CLIP (built into temporary folders)."""
+    from harness.tiny.clip import write_tiny_clip
+    from harness.tiny.hf_detector import write_tiny_hf_detector
+
+    arch, weights = write_tiny_clip(tmp_path_factory.mktemp("clip"))
+    detector = write_tiny_hf_detector(tmp_path_factory.mktemp("hf"))
+    # A low threshold lets random-weight detections through, so colour checks run too.
+    return ["--backend", "hf", "--detector", str(detector), "--clip-arch", arch, "--clip-weights", str(weights),
+            "--threshold", "0.05"]
 
 
 def main(argv: list[str]) -> None:

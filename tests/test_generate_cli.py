@@ -9,7 +9,6 @@ import pytest
 import runner_plugins
 from click.testing import CliRunner
 
-from harness import registry
 from harness.cli import main
 from harness.commands.generate import MANIFEST_NAME, png_bytes
 from harness.geneval.folder import scan_image_folder
@@ -23,13 +22,7 @@ INDICES = [0, 80, 81, 82, 83, 84]
 
 @pytest.fixture(autouse=True)
 def plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Registered into copies of the registries' tables, restored afterwards: other tests see no trace.
-    for reg in (registry.generators, registry.verifiers):  # register() adds to both
-        for table in ("_entries", "_names", "_loaded"):
-            monkeypatch.setattr(reg, table, dict(getattr(reg, table)))
-    runner_plugins.register()
-    runner_plugins.CALLS.update(generate=0, score=0)
-    runner_plugins.FAIL_ON.clear()
+    runner_plugins.register_isolated(monkeypatch)
     yield
     runner_plugins.FAIL_ON.clear()
 

@@ -32,25 +32,12 @@ N_PROMPTS = 6
 
 @pytest.fixture(scope="module")
 def model_flags(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    from harness.tiny.clip import write_tiny_clip
-    from harness.tiny.hf_detector import write_tiny_hf_detector
-
-    arch, weights = write_tiny_clip(tmp_path_factory.mktemp("clip"))
-    detector = write_tiny_hf_detector(tmp_path_factory.mktemp("hf"))
-    # A low threshold lets random-weight detections through, so colour checks run too.
-    return ["--backend", "hf", "--detector", str(detector), "--clip-arch", arch, "--clip-weights", str(weights),
-            "--threshold", "0.05"]
+    return runner_plugins.tiny_model_flags(tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)
 def plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # Registered into copies of the registries' tables, restored afterwards: other tests see no trace.
-    for reg in (registry.generators, registry.verifiers):
-        for table in ("_entries", "_names", "_loaded"):
-            monkeypatch.setattr(reg, table, dict(getattr(reg, table)))
-    runner_plugins.register()
-    runner_plugins.CALLS.update(generate=0, score=0)
-    runner_plugins.FAIL_ON.clear()
+    runner_plugins.register_isolated(monkeypatch)
     yield
     runner_plugins.FAIL_ON.clear()
 

@@ -59,3 +59,23 @@ def doctor(mmdet_checkpoint: Path | None, hf_detector: str) -> None:
 
     ok, detail = clip_status()
     _line(ok, "colour classifier", detail)
+
+    _generator_weights()
+
+
+def _generator_weights() -> None:
+    """One line per checkpoint a built-in generator loads by default (found locally, or what to fetch)."""
+    from harness.generators.janus import WEIGHTS as JANUS_WEIGHTS
+    from harness.generators.showo.magvit import MAGVIT_WEIGHTS
+    from harness.generators.showo.model import LLM_WEIGHTS, SHOWO_WEIGHTS
+    from harness.weights import MissingWeightsError, locate
+
+    for generator, spec in (("showo", SHOWO_WEIGHTS), ("showo", MAGVIT_WEIGHTS), ("showo", LLM_WEIGHTS),
+                            ("janus", JANUS_WEIGHTS)):
+        try:
+            folder = locate(spec.default_repo, spec)
+        except MissingWeightsError:
+            _line(False, f"generator {generator}", f"{spec.what} ({spec.default_repo}) not in the Hugging Face cache; "
+                  f"on a connected machine: `hf download {spec.default_repo}`, or pass --param with a local folder")
+        else:
+            _line(True, f"generator {generator}", f"{spec.what}: {folder}")

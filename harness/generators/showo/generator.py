@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from harness.plugins import Cost, GenerationRequest, GenerationResult, param

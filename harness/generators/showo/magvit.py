@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.jsonl import read_json_object
 from harness.weights import WeightsSpec, load_state_dict, locate, weight_files
 
 __all__ = ["MAGVIT_WEIGHTS", "MagvitCheckpointError", "MagvitConfig", "MagvitV2"]
@@ -470,11 +471,9 @@ class MagvitV2(nn.Module):
         folder = locate(path, MAGVIT_WEIGHTS)
         config_path = folder / "config.json"
         try:
-            raw = json.loads(config_path.read_text())
+            raw = read_json_object(config_path)
         except ValueError as err:
-            raise MagvitCheckpointError(f"{config_path}: not valid JSON ({err})") from None
-        if not isinstance(raw, dict):
-            raise MagvitCheckpointError(f"{config_path}: expected a JSON object")
+            raise MagvitCheckpointError(str(err)) from None
         try:
             config = MagvitConfig.from_dict(raw)
         except MagvitCheckpointError as err:

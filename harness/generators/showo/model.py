@@ -20,7 +20,6 @@ The vocabulary, for showlab/show-o (vocab_size 58498, llm_vocab_size 50295, code
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from harness.generators.showo.prompting import PromptTokens, add_showo_tokens
+from harness.jsonl import read_json_object
 from harness.weights import MissingWeightsError, WeightsSpec, load_state_dict, locate, weight_files
 
 __all__ = ["LLM_WEIGHTS", "SHOWO_WEIGHTS", "Showo", "ShowoCheckpointError", "ShowoConfig", "load_tokenizer"]
@@ -101,11 +101,9 @@ class ShowoConfig:
     @classmethod
     def from_file(cls, path: Path) -> ShowoConfig:
         try:
-            data = json.loads(path.read_text())
+            data = read_json_object(path)
         except ValueError as err:
-            raise ShowoCheckpointError(f"{path}: not valid JSON ({err})") from None
-        if not isinstance(data, dict):
-            raise ShowoCheckpointError(f"{path}: expected a JSON object")
+            raise ShowoCheckpointError(str(err)) from None
         try:
             return cls.from_dict(data)
         except (ShowoCheckpointError, TypeError) as err:
