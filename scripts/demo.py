@@ -4,7 +4,9 @@
 2. draw a small GenEval-layout image folder (a few prompts of every task);
 3. evaluate it with both detector backends (the real weights when they are in the local
    HF cache, otherwise tiny random-weight models of the same classes);
-4. print GenEval's summary, then re-score the stored detections with other thresholds.
+4. print GenEval's summary, then re-score the stored detections with other thresholds;
+5. generate the same prompts with Show-o (`stepwise generate`, step previews included: real
+   weights from the HF cache, else a tiny random Show-o) and evaluate those images too.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def draw_sample(metadata: dict, rng: np.random.Generator, size: int = 256) -> Im
     return image
 
 
-def write_image_folder(metadata_path: Path, out_dir: Path) -> int:
+def write_image_folder(metadata_path: Path, out_dir: Path) -> list[int]:
     samples = [json.loads(line) for line in metadata_path.read_text().splitlines()]
     chosen, per_tag = [], {}
     for index, sample in enumerate(samples):
@@ -62,7 +64,7 @@ def write_image_folder(metadata_path: Path, out_dir: Path) -> int:
         (folder / "metadata.jsonl").write_text(json.dumps(sample) + "\n")
         for k in range(IMAGES_PER_PROMPT):
             draw_sample(sample, rng).save(folder / "samples" / f"{k:04d}.png")
-    return len(chosen) * IMAGES_PER_PROMPT
+    return [index for index, _ in chosen]
 
 
 def model_flags(models_dir: Path) -> tuple[dict[str, list[str]], str]:
@@ -101,6 +103,28 @@ def model_flags(models_dir: Path) -> tuple[dict[str, list[str]], str]:
     return {name: [*f, *clip] for name, f in flags.items()}, note
 
 
+def showo_params(models_dir: Path) -> tuple[list[str], str]:
+    """`--param` flags for the showo generator: the real checkpoints when cached, else a tiny random one."""
+    from harness.generators.showo.magvit import MAGVIT_WEIGHTS
+    from harness.generators.showo.model import LLM_WEIGHTS, SHOWO_WEIGHTS
+    from harness.weights import MissingWeightsError, locate
+
+    try:
+        for spec in (SHOWO_WEIGHTS, MAGVIT_WEIGHTS, LLM_WEIGHTS):
+            locate(spec.default_repo, spec)
+        return [], "showlab/show-o + showlab/magvitv2 from the local Hugging Face cache"
+    except MissingWeightsError:
+        from harness.tiny.magvit import TINY_MAGVIT_IMAGE_SIZE, write_tiny_magvit
+        from harness.tiny.showo import write_tiny_showo
+
+        showo = write_tiny_showo(models_dir / "showo")
+        magvit = write_tiny_magvit(models_dir / "magvit")
+        flags = ["--param", f"model={showo}", "--param", f"vq_model={magvit}",
+                 "--param", f"resolution={TINY_MAGVIT_IMAGE_SIZE}"]
+        return flags, ("a TINY RANDOM-WEIGHT Show-o (no real weights in the local HF cache): "
+                       f"{TINY_MAGVIT_IMAGE_SIZE} px noise images, every code path runs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -109,8 +133,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     stepwise("prompts", "geneval", "-o", str(out / "prompts"))
-    n_images = write_image_folder(out / "prompts" / "evaluation_metadata.jsonl", out / "images")
-    print(f"drew {n_images} images into {out / 'images'} (GenEval layout)")
+    prompts = write_image_folder(out / "prompts" / "evaluation_metadata.jsonl", out / "images")
+    print(f"drew {len(prompts) * IMAGES_PER_PROMPT} images into {out / 'images'} (GenEval layout)")
 
     flags, note = model_flags(out / "models")
     print(f"\nmodels: {note}")
@@ -126,6 +150,13 @@ def main() -> None:
     stepwise("rescore", str(out / "results-hf.jsonl"), "-o", str(out / "rescored-hf.jsonl"),
              "--threshold", "0.02", "--counting-threshold", "0.02")
     stepwise("summary", str(out / "rescored-hf.jsonl"))
+
+    generator_flags, generator_note = showo_params(out / "models")
+    print(f"\ngenerator: {generator_note}")
+    stepwise("generate", "--generator", "showo", *generator_flags, "--prompts", ",".join(map(str, prompts)),
+             "--n", str(IMAGES_PER_PROMPT), "--previews", "-o", str(out / "showo"))
+    stepwise("eval", str(out / "showo"), "-o", str(out / "results-showo-hf.jsonl"), *flags["hf"], *cache)
+    stepwise("summary", str(out / "results-showo-hf.jsonl"))
     print(f"\ndone: results, summaries and models are in {out}/  ({note.split(':')[0]})")
 
 

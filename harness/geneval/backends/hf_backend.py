@@ -354,7 +354,10 @@ class HFMask2FormerBackend:
     def _detect_same_size(self, images: list[np.ndarray]) -> list[ImageDetections]:
         import torch
 
-        inputs = self.processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
+        # The processor hands arrays to torch.from_numpy, which warns on read-only ones (decoded
+        # images are shared, read-only buffers); np.require copies only those.
+        writable = [np.require(image, requirements="W") for image in images]
+        inputs = self.processor(images=writable, return_tensors="pt", input_data_format="channels_last")
         pixel_values = inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
         with torch.inference_mode():
             outputs = self.model(pixel_values=pixel_values)
