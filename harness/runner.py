@@ -181,8 +181,17 @@ def verifier_settings_hashes(names: Sequence[str], params: Mapping[str, Mapping[
     return {name: digest for name, _cls, _parsed, digest in _verifier_specs(names, params)}
 
 
+def instantiate(kind: str, name: str, cls: Any, params: Any) -> Any:
+    """Build a plug-in; the errors of its construction that are the user's to fix (missing or broken
+    weights, parameter values it refuses) become one RunError naming the plug-in, not a traceback."""
+    try:
+        return cls(params)
+    except (OSError, ValueError) as err:
+        raise RunError(f"{kind} {name!r}: {err}") from err
+
+
 def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[LoadedVerifier]:
-    return [LoadedVerifier(name, digest, cls(parsed), bool(cls.needs_previews))
+    return [LoadedVerifier(name, digest, instantiate("verifier", name, cls, parsed), bool(cls.needs_previews))
             for name, cls, parsed, digest in _verifier_specs(names, params)]
 
 
@@ -429,7 +438,8 @@ class RunContext:
     def generator(self) -> Generator:
         # Built on first use: a run with nothing left to generate never loads the generator's weights.
         if self._generator is None:
-            self._generator = self.generator_cls(self.generator_params)
+            self._generator = instantiate("generator", self.config.generator, self.generator_cls,
+                                          self.generator_params)
         return self._generator  # type: ignore[no-any-return]
 
 

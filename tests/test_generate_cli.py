@@ -157,3 +157,17 @@ def test_bad_selection_and_unknown_generator(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "did you mean 'shapes'" in result.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "o").exists()
 
+
+
+def test_missing_weights_and_refused_params_are_one_message(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-checkpoint"
+    empty.mkdir()
+    result = CliRunner().invoke(main, ["generate", "--generator", "showo", "--param", f"model={empty}",
+                                       "--prompts", "0", "--n", "1", "-o", str(tmp_path / "a")])
+    assert result.exit_code == 1 and not isinstance(result.exception, FileNotFoundError)
+    assert f"Error: generator 'showo': Show-o transformer checkpoint '{empty}' not found" in result.output
+    assert "`hf download showlab/show-o`" in result.output
+    result = CliRunner().invoke(main, ["generate", "--generator", "showo", "--param", "steps=0",
+                                       "--prompts", "0", "--n", "1", "-o", str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert "Error: generator 'showo': steps must be at least 1, got 0" in result.output

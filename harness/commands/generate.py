@@ -223,7 +223,7 @@ def suite_selection(config: GenerateConfig, shard: Shard) -> tuple[list[dict[str
 
 def generate_folder(config: GenerateConfig, *, shard: Shard | None = None) -> GenerateSummary:
     """Write this shard's prompts of the suite into `config.out`; returns what was done."""
-    from harness.runner import Bars, RunError, Shard, _plugin
+    from harness.runner import Bars, RunError, Shard, _plugin, instantiate
 
     if config.n < 1:
         raise RunError(f"--n must be >= 1, got {config.n}")
@@ -247,7 +247,8 @@ def generate_folder(config: GenerateConfig, *, shard: Shard | None = None) -> Ge
                               kept=sum(config.n - len(ks) for ks in todo.values()))
     if not work:
         return summary
-    generator = cls(params)  # built only when something is missing: a finished folder loads no weights
+    # built only when something is missing: a finished folder loads no weights
+    generator = instantiate("generator", config.generator, cls, params)
     bars = Bars({"generate": sum(len(ks) for ks in work.values())})
     try:
         for index, samples_todo in work.items():

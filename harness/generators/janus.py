@@ -294,7 +294,7 @@ def _check(params: JanusParams) -> None:
     if params.batch_size < 1:
         problems.append(f"batch_size must be >= 1, got {params.batch_size}")
     if problems:
-        raise ValueError("janus: " + "; ".join(problems))
+        raise ValueError("; ".join(problems))
 
 
 def _to_pil(pixels: Any) -> Image:

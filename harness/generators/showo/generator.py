@@ -241,4 +241,4 @@ def _check_params(params: ShowoGenerator.Params) -> None:
     if params.temperature < 0:
         problems.append(f"temperature must be >= 0, got {params.temperature}")
     if problems:
-        raise ValueError("showo: " + "; ".join(problems))
+        raise ValueError("; ".join(problems))
