@@ -124,6 +124,9 @@ class VerifierScore:
     score: float
     step_scores: tuple[float, ...] = ()  # per preview step (process / potential reward models)
     cost: Cost = Cost()
+    # What the score was made of, stored with it (JSON-able): e.g. PARM's clear step, potential
+    # decision and probabilities, or an ORM's P("no") and answer token.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -540,3 +540,20 @@ generators.register("janus", "harness.generators.janus:JanusGenerator",
                     description="Janus-Pro 1B/7B through transformers (raster-order image tokens, CFG).")
 generators.register("folder", "harness.generators.folder:FolderGenerator",
                     description="Images made elsewhere, read from a GenEval-layout folder (no model runs).")
+
+verifiers.register("orm", "harness.verifiers.vlm:OutcomeVerifier",
+                   description="Outcome reward: a VLM's P(\"yes\") that the final image matches the prompt "
+                               "(the paper's ORM question; LLaVA-OneVision, Qwen2-VL, ...).")
+verifiers.register("prm", "harness.verifiers.vlm:ProcessVerifier",
+                   description="Process reward: the ORM question on every step preview, aggregated (min, mean, last).")
+verifiers.register("parm", "harness.verifiers.vlm:ParmVerifier",
+                   description="PARM: clarity judgement, potential assessment at the first clear step, then the ORM "
+                               "score among survivors (fallback: lowest P(\"no\")).")
+verifiers.register("clipscore", "harness.verifiers.clipscore:ClipScoreVerifier",
+                   description="CLIPScore: cosine similarity of open_clip image and prompt embeddings "
+                               "(ViT-L-14, openai).")
+verifiers.register("oracle", "harness.verifiers.reference:OracleVerifier",
+                   description="GenEval's own verdict (1 correct, 0 not): what a perfect verifier reaches.")
+verifiers.register("random", "harness.verifiers.reference:RandomVerifier",
+                   description="A seeded uniform score: the floor; its exact curve equals the mean accuracy.")
+
