@@ -6,6 +6,10 @@ Three narrow, batched interfaces (`typing.Protocol`, so a plug-in needs no stepw
     Verifier.score(prompt, images, previews)  -> one VerifierScore per image, same order
     Strategy.select_key(scores)               -> one selection key per candidate (higher is better)
 
+One optional extension: a verifier class that sets `needs_verdicts: ClassVar[bool] = True` is
+called as `score(prompt, images, previews, verdicts=[...])`, with GenEval's verdict (`correct`)
+of each image; the reference verifier `oracle` is one. Without the attribute nothing changes.
+
 The harness owns everything around them: caching (keyed on plug-in id, canonical params, prompt
 and seed), batching across prompts, storage and statistics. A plug-in is a *class*; the harness
 builds it as `cls(params)` where `params` is an instance of the class's own `Params`, a frozen
@@ -151,7 +155,18 @@ class Generator(Protocol):
 
 @runtime_checkable
 class Verifier(Protocol):
-    """A reward model scoring the candidates of one prompt. Built as `cls(params)`."""
+    """A reward model scoring the candidates of one prompt. Built as `cls(params)`.
+
+    Optional extension (not a Protocol member, so that plug-ins without it still conform): a
+    class attribute `needs_verdicts: ClassVar[bool] = True` makes the harness call
+
+        score(prompt, images, previews, verdicts=[correct_0, correct_1, ...])
+
+    with `verdicts[i]` GenEval's verdict (bool `correct`) of `images[i]` by the run's evaluator:
+    computed before scoring for new candidates, read from the store for candidates judged
+    earlier. Such a verifier's scores are stored per evaluator settings (the evaluator's key is
+    part of their settings hash). Reference points use it (`oracle`); a real reward model must not.
+    """
 
     Params: ClassVar[type]
     description: ClassVar[str]

@@ -551,7 +551,7 @@ verifiers.register("parm", "harness.verifiers.vlm:ParmVerifier",
                                "score among survivors (fallback: lowest P(\"no\")).")
 verifiers.register("clipscore", "harness.verifiers.clipscore:ClipScoreVerifier",
                    description="CLIPScore: cosine similarity of open_clip image and prompt embeddings "
-                               "(ViT-L-14, openai).")
+                               "(ViT-L-14-quickgelu, openai).")
 verifiers.register("oracle", "harness.verifiers.reference:OracleVerifier",
                    description="GenEval's own verdict (1 correct, 0 not): what a perfect verifier reaches.")
 verifiers.register("random", "harness.verifiers.reference:RandomVerifier",

@@ -10,6 +10,11 @@ that lack a verifier's score, then writes that prompt's rows in ONE transaction.
 at any moment resumes where it stopped, raising the pool or adding a verifier reuses every stored
 row, and the final rows are the same as an uninterrupted run's: a candidate's seed depends only
 on (run seed, prompt index, sample index), and its image is stored under its sha256.
+
+A verifier that declares `needs_verdicts = True` (the `oracle`) is handed GenEval's verdict of
+each image it scores: the one computed for this prompt a moment earlier, or the stored one for a
+candidate judged before (read, not recomputed). Its scores depend on the evaluator, so its
+settings hash includes the evaluator's key (`settings_hash`).
 """
 
 from __future__ import annotations
@@ -130,9 +135,15 @@ def candidate_seed(run_seed: int, prompt_index: int, sample_index: int) -> int:
 @dataclass(frozen=True)
 class LoadedVerifier:
     name: str
-    settings_hash: str  # names this verifier + params in the store
+    settings_hash: str  # names this verifier + params (+ the evaluator, see settings_hash) in the store
     instance: Verifier
     needs_previews: bool
+    needs_verdicts: bool = False  # `score` also gets GenEval's verdicts (harness.plugins.Verifier)
+
+
+def needs_verdicts(cls: Any) -> bool:
+    """Whether a verifier class asks for GenEval's verdicts: an optional class attribute, False if absent."""
+    return bool(getattr(cls, "needs_verdicts", False))
 
 
 def _plugin(kind: str, name: str, values: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
@@ -153,16 +164,21 @@ def _plugin(kind: str, name: str, values: Mapping[str, Any]) -> tuple[Any, Any, 
     return cls, params, info.provenance()
 
 
-def settings_hash(provenance: Mapping[str, str], params: Any) -> str:
-    """What names a verifier's scores: its package, version and canonical params."""
+def settings_hash(provenance: Mapping[str, str], params: Any, evaluator_key: str | None = None) -> str:
+    """What names a verifier's scores: its package, version and canonical params, and for a verifier
+    that scores by GenEval's verdicts the evaluator's key too (other evaluator settings, other scores)."""
     from harness.plugins import canonical_json
     from harness.store import content_hash
 
-    return content_hash({"name": provenance["name"], "package": provenance["package"],
-                         "version": provenance["version"], "params": json.loads(canonical_json(params))})
+    named: dict[str, Any] = {"name": provenance["name"], "package": provenance["package"],
+                             "version": provenance["version"], "params": json.loads(canonical_json(params))}
+    if evaluator_key is not None:
+        named["evaluator"] = evaluator_key
+    return content_hash(named)
 
 
-def _verifier_specs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Any, Any, str]]:
+def _verifier_specs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]],
+                    evaluator_key: str | None) -> list[tuple[str, Any, Any, str]]:
     """(name, class, parsed params, settings hash) per verifier, checked; nothing is instantiated."""
     unknown = sorted(set(params) - set(names))
     if unknown:
@@ -172,13 +188,23 @@ def _verifier_specs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]
     specs = []
     for name in names:
         cls, parsed, provenance = _plugin("verifier", name, params.get(name, {}))
-        specs.append((name, cls, parsed, settings_hash(provenance, parsed)))
+        key = None
+        if needs_verdicts(cls):
+            if evaluator_key is None:
+                raise RunError(f"verifier {name!r} scores by GenEval's verdicts, so its scores are stored per "
+                               "evaluator settings; the evaluator's key is needed to find them")
+            key = evaluator_key
+        specs.append((name, cls, parsed, settings_hash(provenance, parsed, key)))
     return specs
 
 
-def verifier_settings_hashes(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """The hashes the verifiers' scores are stored under, without building them (no model is loaded)."""
-    return {name: digest for name, _cls, _parsed, digest in _verifier_specs(names, params)}
+def verifier_settings_hashes(names: Sequence[str], params: Mapping[str, Mapping[str, Any]], *,
+                             evaluator_key: str | None = None) -> dict[str, str]:
+    """The hashes the verifiers' scores are stored under, without building them (no model is loaded).
+
+    evaluator_key (`EvaluatorSpec.key()`) is required when a verifier needs GenEval's verdicts.
+    """
+    return {name: digest for name, _cls, _parsed, digest in _verifier_specs(names, params, evaluator_key)}
 
 
 def instantiate(kind: str, name: str, cls: Any, params: Any) -> Any:
@@ -190,9 +216,11 @@ def instantiate(kind: str, name: str, cls: Any, params: Any) -> Any:
         raise RunError(f"{kind} {name!r}: {err}") from err
 
 
-def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> list[LoadedVerifier]:
-    return [LoadedVerifier(name, digest, instantiate("verifier", name, cls, parsed), bool(cls.needs_previews))
-            for name, cls, parsed, digest in _verifier_specs(names, params)]
+def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]],
+                   evaluator_key: str | None = None) -> list[LoadedVerifier]:
+    return [LoadedVerifier(name, digest, instantiate("verifier", name, cls, parsed), bool(cls.needs_previews),
+                           needs_verdicts(cls))
+            for name, cls, parsed, digest in _verifier_specs(names, params, evaluator_key)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,16 +363,39 @@ def _evaluate(models: Models, spec: EvaluatorSpec, items: list[Item], metadata: 
     return out
 
 
-def _score(verifier: LoadedVerifier, items: list[Item], prompt: str) -> list[tuple[Item, Any, dict[str, Any]]]:
-    """Each item's score and cost; seconds measured here (shared evenly) unless the plug-in reports them."""
+@dataclass(frozen=True)
+class Scored:
+    """One verifier's judgement of one item, ready to store."""
+
+    item: Item
+    score: Any  # harness.plugins.VerifierScore
+    cost: dict[str, Any]
+    details: dict[str, Any]  # the score's details, checked JSON-able
+
+
+def _score(verifier: LoadedVerifier, items: list[Item], prompt: str, correct: Mapping[int, bool]) -> list[Scored]:
+    """Each item's score and cost; seconds measured here (shared evenly) unless the plug-in reports them.
+
+    correct: GenEval's verdict by sample index (read only when the verifier needs verdicts).
+    """
+    from harness.store.data import json_details
+
     images = [_open(item.path) for item in items]
     previews = [[_open(p) for p in item.previews] for item in items] if verifier.needs_previews else None
+    extra = {"verdicts": [correct[item.sample_index] for item in items]} if verifier.needs_verdicts else {}
     started = time.perf_counter()
-    scores = verifier.instance.score(prompt, images, previews)
+    scores = verifier.instance.score(prompt, images, previews, **extra)
     measured = (time.perf_counter() - started) / max(len(items), 1)
     if len(scores) != len(items):
         raise RunError(f"verifier {verifier.name!r} returned {len(scores)} scores for {len(items)} images")
-    return [(item, sc, _cost_dict(sc.cost, measured)) for item, sc in zip(items, scores, strict=True)]
+    out = []
+    for item, sc in zip(items, scores, strict=True):
+        try:  # checked here, before the prompt's transaction: a bad plug-in stores nothing for this prompt
+            details = json_details(verifier.name, sc.details, f"image {item.path}")
+        except ValueError as err:
+            raise RunError(str(err)) from None
+        out.append(Scored(item, sc, _cost_dict(sc.cost, measured), details))
+    return out
 
 
 def _cost_dict(cost: Any, measured_seconds: float) -> dict[str, Any]:
@@ -374,11 +425,14 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
     to_eval = [_stored_item(c) for c in work.evaluate] + new
     verdicts = _evaluate(ctx.models, ctx.config.evaluator, to_eval, work.metadata, ctx.config.batch_size)
     bars.update("evaluate", len(verdicts))
-    scored: dict[str, list[tuple[Item, Any, dict[str, Any]]]] = {}
+    # Evaluated before scoring: verifiers that need GenEval's verdict (the oracle) read it from here.
+    correct = {item.sample_index: bool(v.correct) for item, _, v in verdicts}
+    correct.update(_stored_verdicts(engine, work, ctx, known=correct))
+    scored: dict[str, list[Scored]] = {}
     for v in ctx.verifiers:
         todo = [_stored_item(c) for c in work.score.get(v.name, [])] + new
         if todo:
-            scored[v.name] = _score(v, todo, work.metadata["prompt"])
+            scored[v.name] = _score(v, todo, work.metadata["prompt"], correct)
             bars.update("score", len(todo))
 
     spec = ctx.config.evaluator
@@ -394,9 +448,30 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
             for i, d, v in verdicts])
         for v in ctx.verifiers:
             add_verifier_scores(s, v.name, v.settings_hash, [
-                NewScore(cid(i), sc.score, tuple(sc.step_scores), cost)
-                for i, sc, cost in scored.get(v.name, [])])
+                NewScore(cid(x.item), x.score.score, tuple(x.score.step_scores), x.cost, x.details)
+                for x in scored.get(v.name, [])])
     return len(new), len(verdicts), sum(len(x) for x in scored.values())
+
+
+def _stored_verdicts(engine: Engine, work: PromptWork, ctx: RunContext, known: Mapping[int, bool]) -> dict[int, bool]:
+    """{sample index: correct} from the store, for the stored candidates that a verdict-reading
+    verifier will score and that were not judged just now (`known`); no query when there are none."""
+    from sqlalchemy.orm import Session
+
+    from harness.store.data import stored_verdicts
+
+    wanted = {c.sample_index: c.id for v in ctx.verifiers if v.needs_verdicts
+              for c in work.score.get(v.name, []) if c.sample_index not in known}
+    if not wanted:
+        return {}
+    spec = ctx.config.evaluator
+    with Session(engine) as s:
+        found = stored_verdicts(s, list(wanted.values()), spec.backend, spec.key())
+    lacking = sorted(sample for sample, cid in wanted.items() if cid not in found)
+    if lacking:  # plan() puts every candidate without a verdict in `evaluate`: this is a bug, not the user's
+        raise RunError(f"prompt {work.index:05d}: no stored verdict for sample(s) {lacking} by {spec.backend} "
+                       f"({spec.key()[:12]}…)")
+    return {sample: found[cid] for sample, cid in wanted.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +556,7 @@ def run(config: RunConfig, *, shard: Shard | None = None, engine: Engine | None 
         raise RunError(f"--pool must be >= 1, got {config.pool}")
     shard = shard or Shard.from_env()
     gen_cls, gen_params, provenance = _plugin("generator", config.generator, config.params)
-    verifiers = load_verifiers(config.verifiers, config.verifier_params)
+    verifiers = load_verifiers(config.verifiers, config.verifier_params, config.evaluator.key())
     samples = suite_samples(config)
     indices = selected(config, len(samples), shard)
     own_engine = engine is None

@@ -82,7 +82,8 @@ class ScriptedVerifier:
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         CALLS["score"] += 1
         assert previews is not None and len(previews) == len(images)
-        return [VerifierScore(self._mean(im), tuple(self._mean(p) for p in steps), Cost(forward_passes=1))
+        return [VerifierScore(self._mean(im), tuple(self._mean(p) for p in steps), Cost(forward_passes=1),
+                              details={"channel": self.params.channel, "steps": len(steps)})
                 for im, steps in zip(images, previews, strict=True)]
 
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,19 @@ def hashes(db: str) -> dict[tuple[int, int], str]:
         engine.dispose()
 
 
+def score_details(db: str) -> dict[tuple[int, int, str], dict]:
+    """{(prompt index, sample index, verifier): the details stored with the score}."""
+    from harness.store import VerifierScore
+
+    engine = open_store(db)
+    try:
+        with Session(engine) as s:
+            rows = s.execute(select(VerifierScore)).scalars()
+            return {(x.candidate.prompt.index, x.candidate.sample_index, x.verifier): x.details for x in rows}
+    finally:
+        engine.dispose()
+
+
 def evaluator_key(flags: list[str]) -> str:
     get = dict(zip(flags[::2], flags[1::2], strict=True))
     spec = EvaluatorSpec(backend="hf", detector=get["--detector"], clip_arch=get["--clip-arch"],
@@ -88,14 +102,15 @@ def evaluator_key(flags: list[str]) -> str:
 
 
 def pool_of(db: str, run_id: str, flags: list[str], verifiers: tuple[str, ...] = ("scripted",)) -> object:
-    from harness.runner import settings_hash
+    from harness.runner import needs_verdicts, settings_hash
 
     engine = open_store(db)
     try:
         keys = {}
         for name in verifiers:
             cls = registry.verifiers.get(name)
-            keys[name] = settings_hash(registry.verifiers.info(name).provenance(), cls.Params())
+            evaluator = evaluator_key(flags) if needs_verdicts(cls) else None  # the oracle's scores follow it
+            keys[name] = settings_hash(registry.verifiers.info(name).provenance(), cls.Params(), evaluator)
         with Session(engine) as s:
             return pool_arrays(s, run_id, "hf", evaluator_key(flags), keys)
     finally:
@@ -267,6 +282,7 @@ def test_torchrun_two_ranks_then_merge(model_flags: list[str], tmp_path: Path) -
     single = f"sqlite:///{tmp_path / 'single.db'}"
     run_id = do_run(model_flags, single, tmp_path / "single")
     assert hashes(merged) == hashes(single)
+    assert score_details(merged) == score_details(single) != {}  # merge carries the verifiers' details
     same_pool(pool_of(merged, run_id, model_flags), pool_of(single, run_id, model_flags))
 
 
@@ -338,3 +354,126 @@ def test_curve_from_the_store_knows_costs_and_compares(model_flags: list[str], t
     assert compute["seconds_per_prompt"]["scripted"]["3"] == pytest.approx(3 * (per_candidate + verifier_per_candidate))
     assert compute["seconds_per_prompt"]["random"]["3"] == pytest.approx(3 * per_candidate)
     assert list(json.loads((tmp_path / "cmp.json").read_text())["n"]) == ["1", "2", "3"]
+
+
+# ---------------------------------------------------------------------------------------------
+# verifiers that read GenEval's verdicts (the oracle), and score details
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the images each GenEval call judges (the runner imports judge_batch on every call)."""
+    from harness.geneval import evaluator
+
+    sizes: list[int] = []
+    real = evaluator.judge_batch
+
+    def counting(models: object, images: list[np.ndarray], *args: object) -> object:
+        sizes.append(len(images))
+        return real(models, images, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(evaluator, "judge_batch", counting)
+    return sizes
+
+
+def test_oracle_scores_are_the_verdicts(model_flags: list[str], tmp_path: Path, judged: list[int]) -> None:
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out, "--verifier", "oracle")
+    assert sum(judged) == N_PROMPTS * 3  # every candidate judged once, before it was scored
+    assert counts(db) == (N_PROMPTS * 3, N_PROMPTS * 3, N_PROMPTS * 3 * 2)
+    pool = pool_of(db, run_id, model_flags, ("scripted", "oracle"))
+    np.testing.assert_array_equal(pool.scores["oracle"], pool.correct.astype(float))  # type: ignore[attr-defined]
+
+
+def test_adding_the_oracle_later_reads_the_stored_verdicts(model_flags: list[str], tmp_path: Path,
+                                                           judged: list[int]) -> None:
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    run_id = do_run(model_flags, db, out)
+    assert sum(judged) == N_PROMPTS * 3
+    judged.clear()
+    runner_plugins.CALLS.update(generate=0, score=0)
+    code, output = stepwise(*run_args(model_flags, db, out, "--verifier", "oracle"))
+    assert code == 0, output
+    assert "0 generated, 0 evaluated" in output and judged == []  # GenEval did not run again
+    assert runner_plugins.CALLS == {"generate": 0, "score": 0}
+    pool = pool_of(db, run_id, model_flags, ("scripted", "oracle"))
+    np.testing.assert_array_equal(pool.scores["oracle"], pool.correct.astype(float))  # type: ignore[attr-defined]
+
+    # A bigger pool: the stored candidates' verdicts come from the store, the new ones' from GenEval.
+    assert do_run(model_flags, db, out, "--verifier", "oracle", pool=4) == run_id
+    assert sum(judged) == N_PROMPTS  # the new sample of each prompt only
+    pool = pool_of(db, run_id, model_flags, ("scripted", "oracle"))
+    assert pool.correct.shape == (N_PROMPTS, 4)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(pool.scores["oracle"], pool.correct.astype(float))  # type: ignore[attr-defined]
+
+
+def test_oracle_scores_follow_the_evaluator_settings(model_flags: list[str], tmp_path: Path) -> None:
+    """Other evaluator settings give other verdicts: the oracle's scores under them are new rows,
+    not the stored ones (the evaluator's key is part of the oracle's settings hash)."""
+    from harness.runner import RunError, verifier_settings_hashes
+
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    do_run(model_flags, db, out, "--verifier", "oracle")
+    assert counts(db) == (N_PROMPTS * 3, N_PROMPTS * 3, N_PROMPTS * 3 * 2)
+    do_run(model_flags, db, out, "--verifier", "oracle", "--threshold", "0.9")  # the last --threshold wins
+    assert counts(db) == (N_PROMPTS * 3, N_PROMPTS * 3 * 2, N_PROMPTS * 3 * 3)  # scripted's scores are reused
+    with pytest.raises(RunError, match="'oracle' scores by GenEval's verdicts"):
+        verifier_settings_hashes(["oracle"], {})  # a caller that cannot name the evaluator finds nothing
+    assert verifier_settings_hashes(["random"], {}) == verifier_settings_hashes(["random"], {}, evaluator_key="x")
+
+
+class DetailedVerifier:
+    """Stores what a score was made of; returns `BAD` as details when the prompt asks for it."""
+
+    description = "Scores with details (test double)."
+    needs_previews = False
+    BAD: object = None
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def __init__(self, params: object) -> None:
+        pass
+
+    def score(self, prompt: str, images: list[object], previews: object) -> list[object]:
+        from harness.plugins import VerifierScore
+
+        if DetailedVerifier.BAD is not None:
+            return [VerifierScore(0.5, details=DetailedVerifier.BAD)] * len(images)  # type: ignore[arg-type]
+        return [VerifierScore(0.5, details={"prompt": prompt, "rank": (k, len(images))})
+                for k, _ in enumerate(images)]
+
+
+def test_score_details_are_stored(model_flags: list[str], tmp_path: Path) -> None:
+    from harness.tiny.clip import write_tiny_clip
+
+    registry.verifiers.register("detailed", DetailedVerifier, package=runner_plugins.PACKAGE, version="1.0")
+    arch, weights = write_tiny_clip(tmp_path / "clipscore")
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    do_run(model_flags, db, out, "--verifier", "detailed", "--verifier", "clipscore",
+           "--verifier-param", f"clipscore:arch={arch}", "--verifier-param", f"clipscore:weights={weights}",
+           "--verifier-param", "clipscore:device=cpu")
+    engine = open_store(db)
+    with Session(engine) as s:
+        rows = s.scalars(select(VerifierScore).order_by(VerifierScore.id)).all()
+        by = {name: [r for r in rows if r.verifier == name] for name in ("scripted", "detailed", "clipscore")}
+        assert all(r.details == {"channel": 0, "steps": len(r.step_scores)} for r in by["scripted"])
+        first = by["detailed"][0]
+        assert first.details == {"prompt": first.candidate.prompt.text, "rank": [0, 3]}
+        assert len(by["clipscore"]) == N_PROMPTS * 3
+        for r in by["clipscore"]:
+            assert r.score == pytest.approx(2.5 * max(r.details["cosine"], 0.0))
+            assert r.cost["seconds"] > 0
+    engine.dispose()
+
+
+def test_details_that_are_not_json_stop_the_run_and_store_nothing(model_flags: list[str], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    registry.verifiers.register("detailed", DetailedVerifier, package=runner_plugins.PACKAGE, version="1.0")
+    monkeypatch.setattr(DetailedVerifier, "BAD", {"tensor": object()})
+    db, out = f"sqlite:///{tmp_path / 's.db'}", tmp_path / "out"
+    code, output = stepwise(*run_args(model_flags, db, out, "--verifier", "detailed"))
+    assert code != 0
+    assert "verifier 'detailed' gave image" in output and "not JSON-able" in output
+    assert counts(db) == (0, 0, 0)  # the first prompt's transaction never began

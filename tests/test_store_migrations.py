@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, inspect, select, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from harness.store import (
@@ -23,6 +23,7 @@ from harness.store import (
     RunSpec,
     SchemaVersion,
     StoreVersionError,
+    VerifierScore,
     add_candidates,
     add_evaluations,
     add_prompts,
@@ -34,6 +35,7 @@ from harness.store import (
     upgrade,
 )
 from harness.store.migrations import MIGRATIONS, Migration, check_version
+from harness.store.types import utcnow
 
 pytest_plugins = ["postgres"]
 
@@ -48,10 +50,11 @@ def _add_note(conn: Connection) -> None:
 
 def _add_note_then_fail(conn: Connection) -> None:
     _add_note(conn)
-    raise RuntimeError("migration 2 failed half-way")
+    raise RuntimeError("the test migration failed half-way")
 
 
-WITH_V2 = (*MIGRATIONS, Migration(2, "test only: runs.note", _add_note))
+NEXT = len(MIGRATIONS) + 1  # a version this code does not know
+WITH_NEXT = (*MIGRATIONS, Migration(NEXT, "test only: runs.note", _add_note))
 
 
 @contextmanager
@@ -63,7 +66,9 @@ def engine_on(url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def write_rows(engine: Engine) -> str:
+def write_rows(engine: Engine, *, version_1: bool = False) -> str:
+    """A run with 3 candidates, their verdicts and "clip" scores j / 4. version_1: the store is at
+    schema 1, whose verifier_scores has no `details`: the scores are written as that schema's rows."""
     with Session(engine) as s, s.begin():
         suite = get_or_create_suite(s, SPEC.suite_name, SPEC.suite_hash)
         (pid,) = add_prompts(s, suite.id, [NewPrompt(0, "counting", "a photo of two cats", {"tag": "counting"})])
@@ -71,42 +76,84 @@ def write_rows(engine: Engine) -> str:
         ids = add_candidates(s, run_id, pid, [NewCandidate(j, f"{j}.png", f"{j:064x}") for j in range(3)])
         add_evaluations(s, "hf", "e" * 64, [NewEvaluation(c, j == 1, "" if j == 1 else "wrong count")
                                             for j, c in ids.items()])
-        add_verifier_scores(s, "clip", "c" * 64, [NewScore(c, j / 4) for j, c in ids.items()])
+        if version_1:
+            # The table as the store has it (reflected), not as today's model declares it.
+            table = Table("verifier_scores", MetaData(), autoload_with=s.connection())
+            s.execute(table.insert(), [{"candidate_id": c, "verifier": "clip", "settings_hash": "c" * 64,
+                                        "score": j / 4, "step_scores": [], "cost": {}, "created_at": utcnow()}
+                                       for j, c in ids.items()])
+        else:
+            add_verifier_scores(s, "clip", "c" * 64, [NewScore(c, j / 4) for j, c in ids.items()])
     return run_id
 
 
 def test_a_version_1_store_upgrades_and_keeps_its_rows(store_url: str) -> None:
     with engine_on(store_url) as engine:
-        assert upgrade(engine, target=0, migrations=WITH_V2) == 0
-        assert upgrade(engine, target=1, migrations=WITH_V2) == 1
+        assert upgrade(engine, target=0, migrations=WITH_NEXT) == 0
+        assert upgrade(engine, target=1, migrations=WITH_NEXT) == 1
         with engine.connect() as conn:
             assert "note" not in {c["name"] for c in inspect(conn).get_columns("runs")}
-        run_id = write_rows(engine)
+            assert "details" not in {c["name"] for c in inspect(conn).get_columns("verifier_scores")}
+        run_id = write_rows(engine, version_1=True)
 
-    with engine_on(store_url) as engine:  # reopened by code that knows version 2
-        assert upgrade(engine, migrations=WITH_V2) == 2
-        assert upgrade(engine, migrations=WITH_V2) == 2  # a no-op the second time
+    with engine_on(store_url) as engine:  # reopened by code that knows one version more than this one
+        assert upgrade(engine, migrations=WITH_NEXT) == NEXT
+        assert upgrade(engine, migrations=WITH_NEXT) == NEXT  # a no-op the second time
         with Session(engine) as s:
-            assert s.scalars(select(SchemaVersion.version)).one() == 2
+            assert s.scalars(select(SchemaVersion.version)).one() == NEXT
             run = s.get(Run, run_id)
             assert run is not None and run.code_version == "old" and run.spec == SPEC.canonical()
             assert s.scalars(select(Prompt.text)).one() == "a photo of two cats"
             cands = s.scalars(select(Candidate).order_by(Candidate.sample_index)).all()
             assert [c.image_sha256 for c in cands] == [f"{j:064x}" for j in range(3)]
+            scores = s.scalars(select(VerifierScore).order_by(VerifierScore.score)).all()
+            assert [(x.score, x.details) for x in scores] == [(j / 4, {}) for j in range(3)]  # migration 2
             assert s.execute(text("SELECT note FROM runs")).scalar() == "migrated"
 
     # This code knows only SCHEMA_VERSION: it refuses the newer store instead of misreading it.
-    assert SCHEMA_VERSION == 1
+    assert SCHEMA_VERSION == NEXT - 1
     for upgrade_schema in (True, False):
-        with pytest.raises(StoreVersionError, match="schema version 2, newer than this code knows"):
+        with pytest.raises(StoreVersionError, match=f"schema version {NEXT}, newer than this code knows"):
             open_store(store_url, upgrade_schema=upgrade_schema)
+
+
+def test_migration_2_gives_verifier_scores_details(store_url: str) -> None:
+    """A store at version 1 (no `verifier_scores.details`) upgrades: old scores read {} and new
+    scores keep their details; details that are not JSON are refused, naming the verifier."""
+    with engine_on(store_url) as engine:
+        assert upgrade(engine, target=1) == 1
+        run_id = write_rows(engine, version_1=True)
+    engine = open_store(store_url)  # what every stepwise command does: migrate to SCHEMA_VERSION
+    try:
+        assert check_version(engine) == SCHEMA_VERSION >= 2
+        with Session(engine) as s, s.begin():
+            ids = [c.id for c in s.scalars(select(Candidate).where(Candidate.run_id == run_id))]
+            details = {"p_yes": 0.75, "answer": "Yes", "steps": (1, 2), "nested": {"ok": [True, None]}}
+            assert add_verifier_scores(s, "orm", "o" * 64, [NewScore(ids[0], 0.75, details=details)]) == 1
+        with Session(engine) as s:
+            rows = s.scalars(select(VerifierScore).order_by(VerifierScore.verifier, VerifierScore.score)).all()
+            assert [x.details for x in rows if x.verifier == "clip"] == [{}, {}, {}]
+            (orm,) = [x for x in rows if x.verifier == "orm"]
+            assert orm.details == {"p_yes": 0.75, "answer": "Yes", "steps": [1, 2], "nested": {"ok": [True, None]}}
+
+        bad: list[Any] = [{"p": float("nan")}, {"p": object()}, {1: "int key"}, {"p": {2: "nested int key"}},
+                          ["not", "a", "mapping"]]
+        for value in bad:
+            with pytest.raises(ValueError, match=r"verifier 'orm' gave candidate \d+ details that are not"):
+                with Session(engine) as s, s.begin():
+                    add_verifier_scores(s, "orm", "p" * 64, [NewScore(ids[1], 0.5),  # fine, but not stored either
+                                                             NewScore(ids[2], 0.5, details=value)])
+        with Session(engine) as s:
+            assert s.scalars(select(VerifierScore).where(VerifierScore.settings_hash == "p" * 64)).all() == []
+    finally:
+        engine.dispose()
 
 
 def test_a_failed_migration_leaves_the_previous_version(store_url: str) -> None:
     with engine_on(store_url) as engine:
         upgrade(engine)
         run_id = write_rows(engine)
-        failing = (*MIGRATIONS, Migration(2, "fails", _add_note_then_fail))
+        failing = (*MIGRATIONS, Migration(NEXT, "fails", _add_note_then_fail))
         with pytest.raises(RuntimeError, match="failed half-way"):
             upgrade(engine, migrations=failing)
         with engine.connect() as conn:  # DDL rolled back with the rest, on SQLite too
@@ -123,7 +170,7 @@ def test_version_checks(store_url: str) -> None:
     try:
         assert check_version(engine) == SCHEMA_VERSION
         with pytest.raises(ValueError, match="numbered"):
-            upgrade(engine, migrations=(Migration(2, "misnumbered", _add_note),))
+            upgrade(engine, migrations=(Migration(NEXT + 1, "misnumbered", _add_note),))
         with pytest.raises(StoreVersionError, match="past the target 0"):
             upgrade(engine, target=0)
     finally:

@@ -314,7 +314,8 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
             # The settings hashes `stepwise run` stored the scores under (package, version and params of
             # each verifier; the verifiers are not built, so no reward model is loaded).
-            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params))
+            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
+                                            evaluator_key=spec.key())
         engine = open_store(db, upgrade_schema=False)
     except (RunError, registry.PluginError, StoreError) as err:
         raise click.ClickException(str(err)) from None

@@ -98,7 +98,7 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         scored: dict[tuple[str, str], list[Any]] = defaultdict(list)
         for x in scores:
             scored[(x.verifier, x.settings_hash)].append(
-                NewScore(cand_map[x.candidate_id], x.score, tuple(x.step_scores), x.cost))
+                NewScore(cand_map[x.candidate_id], x.score, tuple(x.step_scores), x.cost, x.details))
         for (verifier, key), rows in scored.items():
             add_verifier_scores(t, verifier, key, rows)
     return {"suites": len(suites), "prompts": len(prompts), "runs": len(runs), "candidates": len(candidates),

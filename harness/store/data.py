@@ -15,6 +15,7 @@ written wins. Rows are inserted in key order, so concurrent writers lock in one 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,10 +44,12 @@ __all__ = [
     "add_verifier_scores",
     "get_or_create_run",
     "get_or_create_suite",
+    "json_details",
     "missing_evaluations",
     "missing_scores",
     "pool_arrays",
     "stored_samples",
+    "stored_verdicts",
 ]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -122,6 +125,7 @@ class NewScore:
     score: float
     step_scores: Sequence[float] = ()
     cost: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-able: what the score was made of
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,17 +291,68 @@ def add_evaluations(s: Session, backend: str, settings_hash: str, evaluations: S
 
 
 def add_verifier_scores(s: Session, verifier: str, settings_hash: str, scores: Sequence[NewScore]) -> int:
-    """Store one verifier's scores (finite numbers only); returns how many were new."""
+    """Store one verifier's scores (finite numbers, JSON-able details); returns how many were new.
+
+    Every score is checked before anything is written, so a bad one leaves the caller's
+    transaction with none of them (the runner then stores nothing for that prompt).
+    """
     _check_unique([x.candidate_id for x in scores], "verifier scores")
+    details = []
     for x in scores:
         if not is_finite(x.score) or not all(is_finite(v) for v in x.step_scores):
             raise ValueError(f"verifier {verifier!r} gave candidate {x.candidate_id} a score that is not a finite "
                              f"number ({x.score!r}, steps {list(x.step_scores)!r})")
+        details.append(json_details(verifier, x.details, f"candidate {x.candidate_id}"))
     now = utcnow()
     rows = [{"candidate_id": x.candidate_id, "verifier": verifier, "settings_hash": settings_hash,
              "score": float(x.score), "step_scores": [float(v) for v in x.step_scores], "cost": dict(x.cost),
-             "created_at": now} for x in scores]
+             "details": d, "created_at": now} for x, d in zip(scores, details, strict=True)]
     return _insert_missing(s, _table(VerifierScore), rows, ("candidate_id", "verifier", "settings_hash"))
+
+
+def json_details(verifier: str, details: Any, where: str) -> dict[str, Any]:
+    """A score's `details` as the JSON value that will be read back (tuples become lists).
+
+    Refuses, naming the verifier, what is not a mapping with string keys of JSON values
+    (numpy scalars other than float64, objects, NaN and infinity: PostgreSQL's json rejects those).
+    """
+    if not isinstance(details, Mapping):
+        raise ValueError(f"verifier {verifier!r} gave {where} details that are not a mapping: "
+                         f"{type(details).__name__}")
+    try:
+        _check_keys(details)
+        return dict(json.loads(json.dumps(dict(details), allow_nan=False)))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"verifier {verifier!r} gave {where} details that are not JSON-able ({err}): "
+                         f"{details!r:.200}") from None
+
+
+def _check_keys(value: Any) -> None:
+    # json.dumps would silently turn int, float, bool and None keys into strings.
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} is not a string")
+            _check_keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_keys(item)
+
+
+def stored_verdicts(s: Session, candidate_ids: Sequence[int], backend: str, settings_hash: str) -> dict[int, bool]:
+    """{candidate id: GenEval's `correct`} by (backend, settings hash), for those of `candidate_ids`
+    that have such a verdict (verifiers that score by the verdict read it from here)."""
+    ids = sorted(set(candidate_ids))
+    out: dict[int, bool] = {}
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        chunk = ids[start : start + 500]
+        for cid, correct in s.execute(
+            select(Evaluation.candidate_id, Evaluation.correct).where(
+                Evaluation.candidate_id.in_(chunk), Evaluation.backend == backend,
+                Evaluation.settings_hash == settings_hash)
+        ):
+            out[int(cid)] = bool(correct)
+    return out
 
 
 def _check_unique(ids: list[int], what: str) -> None:

@@ -178,9 +178,17 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_verifier_details(conn: Connection) -> None:
+    """Version 2: `verifier_scores.details`, what a score was made of (JSON, {} for older rows)."""
+    json_type = JSONType.compile(dialect=conn.dialect)
+    # ADD COLUMN works in place on both backends; NOT NULL needs the DEFAULT so existing rows get {}.
+    conn.execute(text(f"ALTER TABLE verifier_scores ADD COLUMN details {json_type} NOT NULL DEFAULT '{{}}'"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
               _v1_initial),
+    Migration(2, "verifier_scores.details: what a score was made of (JSON)", _v2_verifier_details),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -164,6 +164,8 @@ class VerifierScore(Base):
 
     step_scores: per reasoning step, when the verifier scores intermediate steps (PARM).
     cost: e.g. {"forward_passes": 1, "seconds": 0.04}.
+    details: what the score was made of, as the plug-in reported it (`plugins.VerifierScore.details`),
+        e.g. a VLM's answer probabilities or CLIPScore's raw cosine; {} for rows older than schema 2.
     """
 
     __tablename__ = "verifier_scores"
@@ -177,6 +179,8 @@ class VerifierScore(Base):
     step_scores: Mapped[list[float]]
     cost: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Last: migration 2 appended it, and the migrated and declared column orders must agree.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
     candidate: Mapped[Candidate] = relationship()
 

@@ -1,0 +1,524 @@
+"""The VLM yes/no engine behind the `orm`, `prm` and `parm` verifiers.
+
+The paper's reward models (ZiyuGuo99/Image-Generation-CoT, `selector.py`) ask LLaVA-OneVision
+(`lmms-lab/llava-onevision-qwen2-7b-ov`) a yes/no question about an image and read the
+probability of the first answer token. This engine asks many such questions at once:
+
+    engine = YesNoEngine("llava-hf/llava-onevision-qwen2-7b-ov-hf")     # layout="pad": the official input
+    query = YesNoQuery(turns=(Turn("user", "<image> Does this image ...? Please answer yes or no."),), image=img)
+    [answer] = engine.answer([query])
+    answer.p_yes, answer.argmax_answer(), answer.sample_answer(random.Random(0))
+
+Two input layouts:
+
+* `pad` (default; LLaVA-OneVision only) reproduces the official input token for token:
+  - text: the `qwen_1_5` conversation template (llava/conversation.py `conv_qwen`, CHATML) with the
+    turns and an open assistant turn, e.g. for one question
+    "<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n{question}<|im_end|>\\n
+    <|im_start|>assistant\\n" (`qwen_1_5_prompt`), tokenised as llava/mm_utils.py
+    `tokenizer_image_token` does: each piece between "<image>"s on its own.
+  - image: `process_images` with image_aspect_ratio "pad" (selector.py overrides the checkpoint's
+    "anyres_max_9"): `expand2square` onto the image processor's mean colour as ints
+    (int(0.5 * 255) = 127 for SigLIP), then LLaVA's SigLipImageProcessor steps (PIL bicubic resize to
+    one 384x384 tile, rescale 1/255, normalise by mean/std) with the processor's parameters.
+  - features: one tile through the vision tower (the last layer's hidden states, as transformers'
+    `get_image_features` selects them) and the projector: (384 / 14)^2 = 729 features, then the
+    model's `image_newline` appended. llava_arch.py `prepare_inputs_labels_for_multimodal` takes
+    that branch for a single-tile image when mm_patch_merge_type contains "unpad", and the
+    OneVision checkpoints have "spatial_unpad": so "<image>" becomes 730 positions. transformers'
+    processor cannot be told to use one tile (it always splits into an anyres grid plus a base
+    tile and unpads), so the engine builds `inputs_embeds` itself and runs the language model
+    through the model's own forward.
+* `native`: the processor's own chat template and image processing (any-resolution tiles for
+  LLaVA-OneVision, dynamic resolution for Qwen2-VL / Qwen2.5-VL) and the model's own forward.
+
+Speed: one forward pass to the first answer position per query, not `generate`; up to
+`batch_size` queries in one left-padded forward; each distinct image (by identity) is
+preprocessed and, in the pad layout, encoded once per `answer()` call however many questions
+ask about it (in the native layout the processor runs once per image, but each query's row
+still carries the image's pixels through the vision tower).
+
+Deviations from the official code (selector.py), on purpose:
+
+* One forward pass to the first answer token instead of `generate(max_new_tokens=100)`: the
+  official score reads only the first step's distribution (and the first token of the answer),
+  which the forward computes exactly; the remaining 99 steps change neither.
+* `p_yes`/`p_no` are the full-vocabulary softmax of the raw logits. The official code's
+  `softmax(cont.scores)` reads generate()'s *processed* scores: with do_sample=True the
+  top-k=50 warper (transformers' default; more if the checkpoint's generation_config sets
+  top_k/top_p) has set every other token to -inf, so the official probability is renormalised
+  among the 50 likeliest tokens. `YesNoAnswer.top_k_prob(token)` gives that value.
+* The official answer is *sampled* (do_sample=True, temperature 1); `argmax_answer()` is the
+  deterministic most likely first token, `sample_answer(rng)` the official sampling (top-50,
+  temperature 1) with an explicit seeded generator.
+* Batched, padded forwards (left padding, positions counted from the attention mask as
+  generate() does) instead of one image at a time; results agree with the unbatched forward to
+  float rounding.
+* dtype "auto" is float16 on CUDA, as the official code loads the model, but float32 on CPU
+  (half precision on CPU is slow and partly unsupported). The official code also asks for
+  flash_attention_2; here it is transformers' default attention (sdpa): same maths, other rounding.
+* Images that are neither RGB nor RGBA are converted to RGB before padding (the official
+  `expand2square` would fail on a 3-tuple background for e.g. mode "L").
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from harness.weights import WeightsSpec, locate
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL.Image import Image
+
+__all__ = [
+    "IMAGE_PLACEHOLDER",
+    "TOP_K",
+    "Turn",
+    "YesNoAnswer",
+    "YesNoEngine",
+    "YesNoQuery",
+    "expand2square",
+    "official_pixels",
+    "pad_background",
+    "qwen_1_5_prompt",
+    "tokenizer_image_token",
+]
+
+SPEC = WeightsSpec("VLM verifier", "llava-hf/llava-onevision-qwen2-7b-ov-hf", files=("config.json",))
+
+IMAGE_PLACEHOLDER = "<image>"  # llava/constants.py DEFAULT_IMAGE_TOKEN
+IMAGE_TOKEN_INDEX = -200  # llava/constants.py: the id tokenizer_image_token puts where the image goes
+TOP_K = 50  # transformers' default top_k, which the official generate(do_sample=True) samples within
+
+# llava/conversation.py conv_qwen ("qwen_1_5"), SeparatorStyle.CHATML
+QWEN_1_5_SYSTEM = "<|im_start|>system\nYou are a helpful assistant."
+QWEN_1_5_ROLES = {"user": "<|im_start|>user", "assistant": "<|im_start|>assistant"}
+QWEN_1_5_SEP = "<|im_end|>"
+
+Layout = Literal["pad", "native"]
+Answer = Literal["yes", "no", "other"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of the conversation."""
+
+    role: Literal["user", "assistant"]
+    text: str  # the first user turn holds "<image>" once: where the image goes
+
+
+@dataclass(frozen=True)
+class YesNoQuery:
+    """A conversation about one image, ending with the user's question; the engine opens the answer."""
+
+    turns: tuple[Turn, ...]
+    image: Image
+
+
+@dataclass(frozen=True)
+class YesNoAnswer:
+    """The model's distribution over the first answer token."""
+
+    p_yes: float  # full-vocabulary softmax at the first answer position, token "yes"
+    p_no: float  # same, token "no"
+    top_tokens: tuple[str, ...]  # the TOP_K likeliest first tokens (convert_ids_to_tokens), most likely first
+    top_probs: tuple[float, ...]  # their full-softmax probabilities (not renormalised)
+
+    def argmax_answer(self) -> Answer:
+        """The most likely first token as an answer; "Yes" counts as yes, as in the official check."""
+        return _as_answer(self.top_tokens[0])
+
+    def sample_answer(self, rng: random.Random) -> Answer:
+        """A first token drawn as the official generate(do_sample=True, temperature=1, top_k=50) draws it."""
+        total = sum(self.top_probs)
+        threshold = rng.random() * total
+        cumulative = 0.0
+        for token, prob in zip(self.top_tokens, self.top_probs, strict=True):
+            cumulative += prob
+            if threshold < cumulative:
+                return _as_answer(token)
+        return _as_answer(self.top_tokens[-1])  # threshold == total up to rounding
+
+    def top_k_prob(self, token: str) -> float:
+        """P(`token`) renormalised among the top TOP_K tokens (0 outside them): the official
+        `softmax(cont.scores)[token]`, since generate()'s scores come after the top-k warper."""
+        if token not in self.top_tokens:
+            return 0.0
+        return self.top_probs[self.top_tokens.index(token)] / sum(self.top_probs)
+
+
+def _as_answer(token: str) -> Answer:
+    word = token.lower()
+    return "yes" if word == "yes" else "no" if word == "no" else "other"
+
+
+# --- the official prompt ------------------------------------------------------------------------
+
+
+def check_turns(turns: Sequence[Turn]) -> None:
+    """Raise ValueError unless `turns` alternate user/assistant from a user turn to a user turn, with
+    "<image>" exactly once, in the first turn."""
+    if not turns:
+        raise ValueError("a YesNoQuery needs at least one turn")
+    for i, turn in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if turn.role != expected:
+            raise ValueError(f"turn {i} has role {turn.role!r}; turns must alternate user/assistant from a user turn")
+        if not turn.text:
+            # conv_qwen renders an empty message as an open turn: never what a caller means
+            raise ValueError(f"turn {i} is empty")
+    if turns[-1].role != "user":
+        raise ValueError("the last turn must be the user's question (the engine adds the open assistant turn)")
+    counts = [turn.text.count(IMAGE_PLACEHOLDER) for turn in turns]
+    if counts[0] != 1 or sum(counts) != 1:
+        raise ValueError(f"{IMAGE_PLACEHOLDER!r} must appear exactly once, in the first turn; found {counts}")
+
+
+def qwen_1_5_prompt(turns: Sequence[Turn]) -> str:
+    """The text `conv_templates["qwen_1_5"].get_prompt()` builds from `turns` plus an open assistant turn."""
+    check_turns(turns)
+    text = QWEN_1_5_SYSTEM + QWEN_1_5_SEP + "\n"
+    for turn in turns:
+        text += QWEN_1_5_ROLES[turn.role] + "\n" + turn.text + QWEN_1_5_SEP + "\n"
+    return text + QWEN_1_5_ROLES["assistant"] + "\n"
+
+
+def tokenizer_image_token(prompt: str, tokenizer: Any, image_token_index: int = IMAGE_TOKEN_INDEX) -> list[int]:
+    """llava/mm_utils.py `tokenizer_image_token`: each piece between "<image>"s tokenised on its own
+    (so no token spans the image), `image_token_index` in between, a leading BOS kept once."""
+    chunks = [tokenizer(chunk).input_ids for chunk in prompt.split(IMAGE_PLACEHOLDER)]
+    ids: list[int] = []
+    offset = 0
+    if chunks and chunks[0] and chunks[0][0] == tokenizer.bos_token_id:
+        offset = 1
+        ids.append(chunks[0][0])
+    for i, chunk in enumerate(chunks):
+        if i > 0:
+            ids.append(image_token_index)
+        ids.extend(chunk[offset:])
+    return ids
+
+
+# --- the official image preprocessing ------------------------------------------------------------
+
+
+def pad_background(image_mean: Sequence[float]) -> tuple[int, ...]:
+    """The padding colour `process_images` uses: the processor's mean as ints (truncated, not rounded)."""
+    return tuple(int(x * 255) for x in image_mean)
+
+
+def expand2square(image: Image, background: tuple[int, ...]) -> Image:
+    """llava/mm_utils.py `expand2square`: paste onto a square of `background`, centred on the short side."""
+    from PIL import Image as PILImage
+
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    square = PILImage.new(image.mode, (side, side), background)
+    square.paste(image, (0, (width - height) // 2) if width > height else ((height - width) // 2, 0))
+    return square
+
+
+def official_pixels(image: Image, image_processor: Any) -> np.ndarray:
+    """One (3, H, W) float32 tile as the official `process_images(..., image_aspect_ratio="pad")` makes it:
+    expand2square, then LLaVA's SigLipImageProcessor (PIL resize, rescale, normalise), with the
+    size, resample, rescale factor, mean and std of `image_processor`."""
+    from transformers.image_transforms import convert_to_rgb, normalize, rescale, resize
+    from transformers.image_utils import ChannelDimension
+
+    if image.mode not in ("RGB", "RGBA"):
+        image = image.convert("RGB")
+    square = expand2square(image, pad_background(image_processor.image_mean))
+    size = (image_processor.size["height"], image_processor.size["width"])
+    first = ChannelDimension.FIRST
+    array = convert_to_rgb(square, return_numpy=True)  # (H, W, 3) uint8, as PIL -> to_numpy_array gives
+    array = resize(array, size=size, resample=image_processor.resample, data_format=first)
+    array = rescale(array, scale=image_processor.rescale_factor, data_format=first)
+    return normalize(array, mean=image_processor.image_mean, std=image_processor.image_std, data_format=first)
+
+
+# --- the engine -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """Model inputs for one padded forward; `kwargs` go to the model's forward as they are."""
+
+    kwargs: dict[str, Any]
+    attention_mask: torch.Tensor
+
+
+class YesNoEngine:
+    """Answers YesNoQuery batches with one forward pass per batch; see the module docstring.
+
+    `model`: a local folder or a hub id in the HF cache (MissingWeightsError otherwise); any
+    image-text-to-text chat model for layout="native", a llava_onevision one for "pad".
+    `device`: None picks cuda when available. `dtype`: "auto" is float16 on CUDA, float32 elsewhere.
+    `batch_size`: queries per forward pass. `padding_side`: "left" (every row ends at its answer
+    position) or "right" (answer positions gathered per row); the results agree to float rounding.
+    """
+
+    def __init__(self, model: str, *, layout: Layout = "pad", device: str | None = None,
+                 dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto", batch_size: int = 16,
+                 padding_side: Literal["left", "right"] = "left") -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        from harness.devices import pick_device
+
+        if layout not in ("pad", "native"):
+            raise ValueError(f"layout must be 'pad' or 'native', not {layout!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        folder = locate(model, SPEC)
+        config = AutoConfig.from_pretrained(folder, local_files_only=True)
+        if layout == "pad" and config.model_type != "llava_onevision":
+            raise ValueError(
+                f"{model}: layout='pad' reproduces the official LLaVA-OneVision input and needs a llava_onevision "
+                f"checkpoint; this one is {config.model_type!r}. Use layout='native' for other models."
+            )
+        self.model_name = str(model)
+        self.layout: Layout = layout
+        self.batch_size = batch_size
+        self.padding_side = padding_side
+        self.device = torch.device(pick_device(device))
+        if dtype == "auto":
+            dtype = "float16" if self.device.type == "cuda" else "float32"
+        self.dtype = getattr(torch, dtype)
+        self.processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+        self.tokenizer = self.processor.tokenizer
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            folder, dtype=self.dtype, local_files_only=True).to(self.device).eval()
+        self.yes_id = self._token_id("yes")
+        self.no_id = self._token_id("no")
+        self.forward_passes = 0  # batched forward passes so far (for Cost)
+        self.images_processed = 0  # images preprocessed so far (each distinct image once per answer() call)
+        # M-RoPE models (Qwen2-VL, Qwen2.5-VL) compute their 3-D positions from input_ids, image grid and
+        # attention mask; the others get 1-D positions counted from the attention mask, as generate() does.
+        text_config = self.model.config.get_text_config()
+        rope = getattr(text_config, "rope_parameters", None) or getattr(text_config, "rope_scaling", None) or {}
+        self._own_positions = "mrope_section" not in rope
+
+    def _token_id(self, token: str) -> int:
+        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == self.tokenizer.unk_token_id:
+            raise ValueError(f"{self.model_name}: the tokenizer has no token {token!r}, so P({token!r}) cannot be read")
+        return int(token_id)
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def answer(self, queries: Sequence[YesNoQuery]) -> list[YesNoAnswer]:
+        """The first-answer-token distribution of each query, in order; `batch_size` queries per forward."""
+        for i, query in enumerate(queries):
+            try:
+                check_turns(query.turns)
+            except ValueError as err:
+                raise ValueError(f"query {i}: {err}") from None
+        batches = [list(queries[i:i + self.batch_size]) for i in range(0, len(queries), self.batch_size)]
+        # Per distinct image: its preprocessed form, kept until the last batch that needs it.
+        last_use = {id(q.image): b for b, batch in enumerate(batches) for q in batch}
+        cache: dict[int, Any] = {}
+        answers: list[YesNoAnswer] = []
+        for b, batch in enumerate(batches):
+            prepared = self._pad_batch(batch, cache) if self.layout == "pad" else self._native_batch(batch, cache)
+            answers.extend(self._answers(self._first_answer_logits(prepared)))
+            for key in [key for key, last in last_use.items() if last == b]:
+                cache.pop(key, None)
+        return answers
+
+    # -- the pad layout -------------------------------------------------------------------------
+
+    def pad_layout_ids(self, turns: Sequence[Turn], n_image_tokens: int) -> list[int]:
+        """The official token ids for `turns`, with `n_image_tokens` copies of the image token id where
+        the image features go."""
+        ids = tokenizer_image_token(qwen_1_5_prompt(turns), self.tokenizer)
+        at = ids.index(IMAGE_TOKEN_INDEX)
+        return [*ids[:at], *[self.model.config.image_token_id] * n_image_tokens, *ids[at + 1:]]
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) single tiles -> (N, tokens + 1, hidden): vision tower, the configured layer and
+        feature selection, projector, then `image_newline`, as the official single-image branch does."""
+        import torch
+
+        inner = self.model.model
+        config = self.model.config
+        outputs = inner.vision_tower(pixel_values.to(self.device, self.dtype), output_hidden_states=True)
+        layer = config.vision_feature_layer
+        if isinstance(layer, int):
+            hidden = outputs.hidden_states[layer]
+        else:
+            hidden = torch.cat([outputs.hidden_states[i] for i in layer], dim=-1)
+        if config.vision_feature_select_strategy == "default":
+            hidden = hidden[:, 1:]
+        features = inner.multi_modal_projector(hidden)
+        newline = inner.image_newline.to(features.dtype).expand(features.shape[0], 1, -1)
+        return torch.cat([features, newline], dim=1)
+
+    def _pad_features(self, images: list[Image], cache: dict[int, Any]) -> None:
+        """Encode the images not yet in `cache` (one vision-tower pass for all of them)."""
+        import numpy as np
+        import torch
+
+        new = list({id(image): image for image in images if id(image) not in cache}.values())
+        if not new:
+            return
+        pixels = np.stack([official_pixels(image, self.processor.image_processor) for image in new])
+        self.images_processed += len(new)
+        features = self.image_features(torch.from_numpy(pixels))
+        for image, feature in zip(new, features, strict=True):
+            cache[id(image)] = feature
+
+    def _pad_batch(self, batch: list[YesNoQuery], cache: dict[int, Any]) -> _Batch:
+        import torch
+
+        with torch.inference_mode():
+            self._pad_features([q.image for q in batch], cache)
+        features = [cache[id(q.image)] for q in batch]
+        rows = [self.pad_layout_ids(q.turns, f.shape[0]) for q, f in zip(batch, features, strict=True)]
+        ids, mask = self._pad_rows(rows)
+        with torch.inference_mode():
+            embeds = self.model.get_input_embeddings()(ids)
+            image_positions = ids == self.model.config.image_token_id
+            embeds[image_positions] = torch.cat(features).to(embeds.dtype)
+        return _Batch({"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions_from_mask(mask)},
+                      mask)
+
+    def _pad_rows(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad token-id rows to one length on `padding_side` with the pad token; (ids, attention mask)."""
+        import torch
+
+        width = max(len(row) for row in rows)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            span = slice(width - len(row), width) if self.padding_side == "left" else slice(0, len(row))
+            ids[i, span] = torch.tensor(row, dtype=torch.long)
+            mask[i, span] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # -- the native layout ----------------------------------------------------------------------
+
+    def native_text(self, turns: Sequence[Turn]) -> str:
+        """The processor's chat template over `turns`, the image where "<image>" is, answer turn opened."""
+        check_turns(turns)
+        messages: list[dict[str, Any]] = []
+        for turn in turns:
+            before, found, after = turn.text.partition(IMAGE_PLACEHOLDER)
+            parts = [{"type": "text", "text": before}] if before else []
+            if found:
+                parts.append({"type": "image"})
+                if after:
+                    parts.append({"type": "text", "text": after})
+            messages.append({"role": turn.role, "content": parts})
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if text.count(self.processor.image_token) != 1:
+            raise ValueError(f"{self.model_name}: the chat template rendered {text.count(self.processor.image_token)} "
+                             f"image tokens ({self.processor.image_token!r}) for one image")
+        return text
+
+    def _native_image(self, image: Image) -> tuple[str, dict[str, torch.Tensor]]:
+        """The processor's work on one image: its placeholder text and its tensors (pixels, sizes, grid)."""
+        token = self.processor.image_token
+        encoded = self.processor(images=[image], text=[token], return_text_replacement_offsets=True,
+                                 return_tensors="pt")
+        self.images_processed += 1
+        if "text_replacement_offsets" not in encoded:
+            raise RuntimeError(f"{self.model_name}: this transformers' processor does not report how it expands the "
+                               "image placeholder (return_text_replacement_offsets); layout='native' needs "
+                               "transformers 5")
+        replacement = encoded["text_replacement_offsets"][0][0]["replacement"]
+        text_keys = {"input_ids", "attention_mask", "mm_token_type_ids", "text_replacement_offsets"}
+        tensors = {key: value for key, value in encoded.items() if key not in text_keys}
+        return replacement, tensors
+
+    def _native_batch(self, batch: list[YesNoQuery], cache: dict[int, Any]) -> _Batch:
+        import torch
+
+        for query in batch:
+            if id(query.image) not in cache:
+                cache[id(query.image)] = self._native_image(query.image)
+        token = self.processor.image_token
+        texts = [self.native_text(q.turns).replace(token, cache[id(q.image)][0], 1) for q in batch]
+        encoded = self.tokenizer(texts, padding=True, padding_side=self.padding_side, return_tensors="pt")
+        kwargs: dict[str, Any] = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        if getattr(type(self.processor), "return_mm_token_type_ids", False):
+            type_ids = self.processor.create_mm_token_type_ids(encoded["input_ids"].tolist())
+            kwargs["mm_token_type_ids"] = torch.tensor(type_ids, dtype=torch.long)
+        for key in cache[id(batch[0].image)][1]:
+            kwargs[key] = concat_padded([cache[id(q.image)][1][key] for q in batch])
+        kwargs = {key: value.to(self.device) for key, value in kwargs.items()}
+        if "pixel_values" in kwargs:
+            kwargs["pixel_values"] = kwargs["pixel_values"].to(self.dtype)
+        mask = kwargs["attention_mask"]
+        if self._own_positions:
+            kwargs["position_ids"] = positions_from_mask(mask)
+        return _Batch(kwargs, mask)
+
+    # -- the forward ----------------------------------------------------------------------------
+
+    def _first_answer_logits(self, batch: _Batch) -> torch.Tensor:
+        """(B, vocab) float32 logits at each row's last real position, from one forward pass."""
+        import torch
+
+        mask = batch.attention_mask
+        if self.padding_side == "left":
+            if not bool(mask[:, -1].all()):
+                raise RuntimeError("left padding expected: every row's last position must be a real token")
+            keep: int | torch.Tensor = 1
+            last = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
+        else:
+            positions = mask.sum(dim=1) - 1
+            keep = torch.unique(positions)  # sorted; every row's last position among them
+            last = torch.searchsorted(keep, positions)
+        with torch.inference_mode():
+            logits = self.model(**batch.kwargs, logits_to_keep=keep, use_cache=False).logits
+        self.forward_passes += 1
+        rows = torch.arange(mask.shape[0], device=mask.device)
+        return logits[rows, last].float()
+
+    def _answers(self, logits: torch.Tensor) -> list[YesNoAnswer]:
+        import torch
+
+        probs = torch.softmax(logits, dim=-1)
+        top = torch.topk(probs, k=min(TOP_K, probs.shape[-1]), dim=-1)
+        answers = []
+        for row, values, indices in zip(probs.cpu(), top.values.cpu(), top.indices.cpu(), strict=True):
+            answers.append(YesNoAnswer(
+                p_yes=float(row[self.yes_id]),
+                p_no=float(row[self.no_id]),
+                top_tokens=tuple(self.tokenizer.convert_ids_to_tokens(indices.tolist())),
+                top_probs=tuple(float(v) for v in values),
+            ))
+        return answers
+
+
+def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids counted over real tokens only (0 on padding), as generate() derives them."""
+    positions = mask.long().cumsum(-1) - 1
+    return positions.masked_fill(mask == 0, 0)
+
+
+def concat_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along dim 0, zero-padding the other dims to the largest (LLaVA's per-image tile
+    stacks differ in tile count; the model reads only each image's own tiles)."""
+    import torch
+
+    shape = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
+    padded = []
+    for tensor in tensors:
+        if list(tensor.shape[1:]) != shape:
+            grown = tensor.new_zeros((tensor.shape[0], *shape))
+            grown[tuple(slice(0, n) for n in tensor.shape)] = tensor
+            tensor = grown
+        padded.append(tensor)
+    return torch.cat(padded, dim=0)
+
