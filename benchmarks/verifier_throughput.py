@@ -21,7 +21,7 @@ comparison. Both sides' P("yes") are compared: the official value is renormalise
 tokens (generate's scores come after the top-k warper), i.e. the engine's `top_k_prob("yes")`.
 The last line is `ratio: <batched candidates/s ÷ official candidates/s>`.
 
-    .venv/bin/python benchmarks/verifier_throughput.py [--candidates 20] [--batch-size 16] [--threads 1]
+    .venv/bin/python benchmarks/verifier_throughput.py [--candidates 20] [--batch-size 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=20, help="candidate images of one prompt")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

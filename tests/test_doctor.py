@@ -23,6 +23,8 @@ def test_doctor_reports_backends_and_says_what_is_missing(tmp_path: Path, monkey
     clip = next(line for line in lines if "colour classifier" in line)
     assert clip.startswith("[MISS]") and "timm/vit_large_patch14_clip_224.openai" in clip
     assert "--clip-weights" in clip
-    generators = [line for line in lines if "generator" in line]
-    assert [line.split(":")[0] for line in generators] == ["[MISS] generator showo"] * 3 + ["[MISS] generator janus"]
-    assert "`hf download showlab/show-o`" in generators[0] and "`hf download showlab/magvitv2`" in generators[1]
+    plugins = [line for line in lines if " generator " in line or " verifier " in line]
+    assert [line.split(":")[0] for line in plugins] == (["[MISS] generator showo"] * 3 + ["[MISS] generator janus"]
+                                                        + ["[MISS] verifier orm/prm"])
+    assert "`hf download showlab/show-o`" in plugins[0] and "`hf download showlab/magvitv2`" in plugins[1]
+    assert "`hf download llava-hf/llava-onevision-qwen2-7b-ov-hf`" in plugins[4] and "--verifier-param" in plugins[4]

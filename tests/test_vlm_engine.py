@@ -182,6 +182,18 @@ def test_official_pixels(engines: dict[str, YesNoEngine]) -> None:
     tile = np.asarray(square.resize((SIGLIP_TILE, SIGLIP_TILE), Image.Resampling.BICUBIC), dtype=np.float64)
     expected = ((tile / 255 - 0.5) / 0.5).transpose(2, 0, 1)
     np.testing.assert_allclose(pixels, expected, atol=1e-6)
+    # Bitwise what LLaVA's SigLipImageProcessor computes through transformers' own helpers.
+    from transformers.image_transforms import convert_to_rgb, normalize, rescale, resize
+    from transformers.image_utils import ChannelDimension
+
+    for image in (wide, noise(30, 70, 4).convert("RGBA"), noise(50, 50, 5).convert("L")):
+        square = expand2square(image if image.mode in ("RGB", "RGBA") else image.convert("RGB"), (127, 127, 127))
+        first = ChannelDimension.FIRST
+        array = resize(convert_to_rgb(square, return_numpy=True), size=(SIGLIP_TILE, SIGLIP_TILE),
+                       resample=image_processor.resample, data_format=first)
+        array = rescale(array, scale=image_processor.rescale_factor, data_format=first)
+        reference = normalize(array, mean=image_processor.image_mean, std=image_processor.image_std, data_format=first)
+        assert np.array_equal(official_pixels(image, image_processor), reference)
 
 
 def test_image_token_count_and_features(engines: dict[str, YesNoEngine]) -> None:

@@ -60,22 +60,26 @@ def doctor(mmdet_checkpoint: Path | None, hf_detector: str) -> None:
     ok, detail = clip_status()
     _line(ok, "colour classifier", detail)
 
-    _generator_weights()
+    _plugin_weights()
 
 
-def _generator_weights() -> None:
-    """One line per checkpoint a built-in generator loads by default (found locally, or what to fetch)."""
+def _plugin_weights() -> None:
+    """One line per checkpoint a built-in plug-in loads by default (found locally, or what to fetch)."""
     from harness.generators.janus import WEIGHTS as JANUS_WEIGHTS
     from harness.generators.showo.magvit import MAGVIT_WEIGHTS
     from harness.generators.showo.model import LLM_WEIGHTS, SHOWO_WEIGHTS
+    from harness.verifiers.engine import SPEC as VLM_WEIGHTS
     from harness.weights import MissingWeightsError, locate
 
-    for generator, spec in (("showo", SHOWO_WEIGHTS), ("showo", MAGVIT_WEIGHTS), ("showo", LLM_WEIGHTS),
-                            ("janus", JANUS_WEIGHTS)):
+    for plugin, spec, flag in (("generator showo", SHOWO_WEIGHTS, "--param"),
+                               ("generator showo", MAGVIT_WEIGHTS, "--param"),
+                               ("generator showo", LLM_WEIGHTS, "--param"),
+                               ("generator janus", JANUS_WEIGHTS, "--param"),
+                               ("verifier orm/prm", VLM_WEIGHTS, "--verifier-param")):
         try:
             folder = locate(spec.default_repo, spec)
         except MissingWeightsError:
-            _line(False, f"generator {generator}", f"{spec.what} ({spec.default_repo}) not in the Hugging Face cache; "
-                  f"on a connected machine: `hf download {spec.default_repo}`, or pass --param with a local folder")
+            _line(False, plugin, f"{spec.what} ({spec.default_repo}) not in the Hugging Face cache; on a connected "
+                  f"machine: `hf download {spec.default_repo}`, or pass {flag} with a local folder")
         else:
-            _line(True, f"generator {generator}", f"{spec.what}: {folder}")
+            _line(True, plugin, f"{spec.what}: {folder}")

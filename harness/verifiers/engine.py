@@ -63,6 +63,7 @@ Deviations from the official code (selector.py), on purpose:
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -228,19 +229,28 @@ def expand2square(image: Image, background: tuple[int, ...]) -> Image:
 def official_pixels(image: Image, image_processor: Any) -> np.ndarray:
     """One (3, H, W) float32 tile as the official `process_images(..., image_aspect_ratio="pad")` makes it:
     expand2square, then LLaVA's SigLipImageProcessor (PIL resize, rescale, normalise), with the
-    size, resample, rescale factor, mean and std of `image_processor`."""
-    from transformers.image_transforms import convert_to_rgb, normalize, rescale, resize
-    from transformers.image_utils import ChannelDimension
+    size, resample, rescale factor, mean and std of `image_processor`.
+
+    Written with PIL and numpy directly rather than through transformers' array helpers (which
+    round-trip through PIL for the resize): the same operations in the same dtypes, bitwise equal
+    (tested), a third faster.
+    """
+    import numpy as np
+    from PIL import Image as PILImage
 
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGB")
     square = expand2square(image, pad_background(image_processor.image_mean))
-    size = (image_processor.size["height"], image_processor.size["width"])
-    first = ChannelDimension.FIRST
-    array = convert_to_rgb(square, return_numpy=True)  # (H, W, 3) uint8, as PIL -> to_numpy_array gives
-    array = resize(array, size=size, resample=image_processor.resample, data_format=first)
-    array = rescale(array, scale=image_processor.rescale_factor, data_format=first)
-    return normalize(array, mean=image_processor.image_mean, std=image_processor.image_std, data_format=first)
+    if square.mode != "RGB":
+        square = square.convert("RGB")
+    height, width = image_processor.size["height"], image_processor.size["width"]
+    resample = PILImage.Resampling(int(image_processor.resample))
+    array = np.asarray(square.resize((width, height), resample=resample, reducing_gap=None))
+    # transformers' rescale multiplies in float64 and stores float32; normalise runs in float32
+    pixels = (array.astype(np.float64) * image_processor.rescale_factor).astype(np.float32)
+    mean = np.asarray(image_processor.image_mean, dtype=np.float32)
+    std = np.asarray(image_processor.image_std, dtype=np.float32)
+    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
 
 
 # --- the engine -----------------------------------------------------------------------------------
@@ -300,6 +310,10 @@ class YesNoEngine:
         self.yes_id = self._token_id("yes")
         self.no_id = self._token_id("no")
         self.forward_passes = 0  # batched forward passes so far (for Cost)
+        self._ids_memo: dict[tuple[tuple[Turn, ...], int], list[int]] = {}
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._threads = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="vlm-pre")
         self.images_processed = 0  # images preprocessed so far (each distinct image once per answer() call)
         # M-RoPE models (Qwen2-VL, Qwen2.5-VL) compute their 3-D positions from input_ids, image grid and
         # attention mask; the others get 1-D positions counted from the attention mask, as generate() does.
@@ -338,10 +352,15 @@ class YesNoEngine:
 
     def pad_layout_ids(self, turns: Sequence[Turn], n_image_tokens: int) -> list[int]:
         """The official token ids for `turns`, with `n_image_tokens` copies of the image token id where
-        the image features go."""
-        ids = tokenizer_image_token(qwen_1_5_prompt(turns), self.tokenizer)
-        at = ids.index(IMAGE_TOKEN_INDEX)
-        return [*ids[:at], *[self.model.config.image_token_id] * n_image_tokens, *ids[at + 1:]]
+        the image features go. Memoised: a verifier asks the same question of every candidate."""
+        key = (tuple(turns), n_image_tokens)
+        if key not in self._ids_memo:
+            if len(self._ids_memo) >= 4096:  # questions embed the prompt: bound the memo over a long run
+                self._ids_memo.clear()
+            ids = tokenizer_image_token(qwen_1_5_prompt(turns), self.tokenizer)
+            at = ids.index(IMAGE_TOKEN_INDEX)
+            self._ids_memo[key] = [*ids[:at], *[self.model.config.image_token_id] * n_image_tokens, *ids[at + 1:]]
+        return list(self._ids_memo[key])
 
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) single tiles -> (N, tokens + 1, hidden): vision tower, the configured layer and
@@ -370,7 +389,9 @@ class YesNoEngine:
         new = list({id(image): image for image in images if id(image) not in cache}.values())
         if not new:
             return
-        pixels = np.stack([official_pixels(image, self.processor.image_processor) for image in new])
+        # PIL's resize and numpy release the GIL: images are preprocessed on threads.
+        pixels = np.stack(list(self._threads.map(
+            lambda image: official_pixels(image, self.processor.image_processor), new)))
         self.images_processed += len(new)
         features = self.image_features(torch.from_numpy(pixels))
         for image, feature in zip(new, features, strict=True):

@@ -144,7 +144,7 @@ class VlmParams:
     sample: bool = param(False, help="false: answers by argmax (deterministic); true: sampled as the official "
                                      "code does (do_sample, temperature 1), seeded by `seed`.")
     seed: int = param(0, help="With sample=true: seed of the answers' draws (per candidate and question kind).")
-    batch_size: int = param(16, help="Questions per VLM forward pass.")
+    batch_size: int = param(20, help="Questions per VLM forward pass (20: a prompt's pool in one).")
     device: str | None = param(None, help="Torch device; default cuda when available, else cpu.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = param("auto", help="Model dtype; auto = float16 on "
                                                                                    "CUDA (as the official code), "
