@@ -17,3 +17,15 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def stepwise(*args: str) -> tuple[int, str]:
+    """Run the CLI in-process: (exit code, output); an unexpected exception is raised, not swallowed."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output

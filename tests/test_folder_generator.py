@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import runner_plugins
-from click.testing import CliRunner
+from helpers import stepwise
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from harness import registry
-from harness.cli import main
 from harness.generators.folder import FolderError, FolderGenerator
 from harness.plugins import GenerationRequest, parse_params
 from harness.prompts import geneval_suite
@@ -32,13 +31,6 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     runner_plugins.register_isolated(monkeypatch)
     yield
     runner_plugins.FAIL_ON.clear()
-
-
-def stepwise(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

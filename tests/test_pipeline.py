@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import runner_plugins
-from click.testing import CliRunner
+from helpers import stepwise
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from harness.cli import main
 from harness.store import Candidate, VerifierScore, open_store
 
 PROMPTS = "0,80,81"  # a single object, two objects, counting (with --per-task 1)
@@ -33,12 +32,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             "size": TINY_MAGVIT_IMAGE_SIZE, "vlm": write_tiny_llava_onevision(root / "vlm"), "flags": flags}
 
 
-def stepwise(*args: str) -> str:
-    result = CliRunner().invoke(main, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.output
+def ok(*args: str) -> str:
+    code, output = stepwise(*args)
+    assert code == 0, output
+    return output
 
 
 def test_showo_pool_scored_by_every_verifier_then_curves(tiny: dict, tmp_path: Path) -> None:
@@ -47,7 +44,7 @@ def test_showo_pool_scored_by_every_verifier_then_curves(tiny: dict, tmp_path: P
     db = f"sqlite:///{tmp_path / 'store.db'}"
     verifier_params = [f"orm:model={tiny['vlm']}", f"prm:model={tiny['vlm']}", f"parm:model={tiny['vlm']}",
                        f"clipscore:arch={arch}", f"clipscore:weights={clip_weights}"]
-    output = stepwise(
+    output = ok(
         "run", "--generator", "showo", "--param", f"model={tiny['showo']}", "--param", f"vq_model={tiny['magvit']}",
         "--param", f"resolution={tiny['size']}", "--param", "steps=4", "--per-task", "1", "--prompts", PROMPTS,
         "--pool", "3", *[a for v in VERIFIERS for a in ("--verifier", v)],
@@ -70,7 +67,7 @@ def test_showo_pool_scored_by_every_verifier_then_curves(tiny: dict, tmp_path: P
         assert all(x.cost["forward_passes"] >= 1 for x in by["orm"])
     engine.dispose()
 
-    curves = json.loads(stepwise("curve", "--run", run_id, "--db", db,
+    curves = json.loads(ok("curve", "--run", run_id, "--db", db,
                                  *[a for v in VERIFIERS for a in ("--verifier", v)],
                                  *[a for p in verifier_params for a in ("--verifier-param", p)], "--n", "1..3",
                                  "--json", *flags))
