@@ -557,3 +557,16 @@ verifiers.register("oracle", "harness.verifiers.reference:OracleVerifier",
 verifiers.register("random", "harness.verifiers.reference:RandomVerifier",
                    description="A seeded uniform score: the floor; its exact curve equals the mean accuracy.")
 
+
+strategies.register("baseline", "strategies.builtin:BaselineStrategy",
+                    description="The generator alone: one candidate per sample (any candidate: the curve is flat at "
+                                "the mean accuracy).")
+strategies.register("best-of-n", "strategies.builtin:BestOfNStrategy",
+                    description="Best-of-N: the candidate one verifier scores highest.")
+strategies.register("parm", "strategies.builtin:ParmStrategy",
+                    description="PARM's selection: potential filter, ORM score among survivors, fallback to the "
+                                "lowest P(\"no\").")
+strategies.register("oracle", "strategies.builtin:OracleStrategy",
+                    description="GenEval itself as the selector: the upper bound a perfect verifier reaches.")
+strategies.register("random", "strategies.builtin:RandomStrategy",
+                    description="A uniformly random candidate: the floor (its curve is the mean accuracy).")
