@@ -33,8 +33,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Combine stores (e.g. per-rank SQLite files of a torchrun run) into one, by natural keys."),
     "convert-llava": ("harness.commands.convert_llava:convert_llava",
                       "Convert an lmms-lab LLaVA-NeXT checkpoint (the paper's ORM/PARM) for transformers."),
+    "leaderboard": ("harness.commands.leaderboard:leaderboard",
+                    "Build the static leaderboard site from submissions/, or preview it on localhost."),
+    "submit": ("harness.commands.submit:submit",
+               "Turn a stored run into a reproduced leaderboard entry (submissions/SLUG/)."),
+    "validate": ("harness.commands.validate:validate",
+                 "Check leaderboard submission folders; recompute reproduced scores."),
     "list": ("harness.commands.plugins:list_command",
              "List generators, verifiers, strategies and detector backends."),
+    "strategies": ("harness.commands.plugin_groups:strategies",
+                   "Strategy plug-ins: `stepwise strategies list` shows them with their parameters."),
+    "verifiers": ("harness.commands.plugin_groups:verifiers",
+                  "Verifier plug-ins: `stepwise verifiers list` shows them with their parameters."),
+    "generators": ("harness.commands.plugin_groups:generators",
+                   "Generator plug-ins: `stepwise generators list` shows them with their parameters."),
 }
 
 

@@ -383,7 +383,7 @@ def test_list_json(example: Path) -> None:
 def test_list_load_shows_parameters_and_failures(example: Path, site: Path) -> None:
     result = CliRunner().invoke(main, ["list", "strategies", "--load", "--json", "--plugin", "stepwise-example"])
     assert result.exit_code == 0, result.output
-    [row] = json.loads(result.output)["plugins"]
+    [row] = [r for r in json.loads(result.output)["plugins"] if not r["builtin"]]
     assert row["description"] == "Best-of-n by one verifier's score."
     assert row["parameters"] == [{"name": "verifier", "type": "str", "required": True, "default": None,
                                   "help": "The verifier whose score is the key."}]

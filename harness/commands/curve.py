@@ -1,4 +1,10 @@
-"""`stepwise curve`: exact best-of-n scaling curves per verifier, with intervals."""
+"""`stepwise curve`: exact best-of-n scaling curves per verifier and per strategy, with intervals.
+
+Every row of the table is a selection key per candidate: a verifier's score (best-of-n by that
+verifier), a strategy's `select_key` over the stored scores of the verifiers it reads
+(`strategies.keys`), or a reference point (`random`, `oracle`). All rows go through the same
+exact computation (`harness.scaling`) and, for a store run, into the run's `results` table.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +42,16 @@ def parse_ns(text: str) -> list[int]:
 @click.option("--run", "run_id", default=None,
               help="Read the pool of this run (the id `stepwise run` prints) from the store.")
 @click.option("--db", default=None, help="Store URL for --run [$STEPWISE_DB or sqlite:///stepwise.db].")
-@click.option("--verifier", "verifiers", multiple=True, help="With --run: a verifier whose scores to use. Repeatable.")
+@click.option("--verifier", "verifiers", multiple=True,
+              help="A verifier whose scores make a row (with --run: read from the store). Repeatable. "
+                   "[--from-jsonl: every verifier in the file, unless --strategy is given]")
 @click.option("--verifier-param", "verifier_params", multiple=True, metavar="V:KEY=VALUE",
               help="With --run: a parameter of verifier V, as given to `stepwise run`. Repeatable.")
+@click.option("--strategy", "strategy_names", multiple=True, metavar="NAME",
+              help="Add a row for this strategy (see `stepwise strategies list`), from the stored scores of the "
+                   "verifiers it reads (give their --verifier-param as for `stepwise run`). Repeatable.")
+@click.option("--strategy-param", "strategy_params", multiple=True, metavar="NAME:KEY=VALUE",
+              help="A parameter of strategy NAME, e.g. best-of-n:verifier=orm. Repeatable.")
 @click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
               help="With --run: use sample indices below this only [all stored].")
 @click.option("--backend", type=click.Choice(["mmdet", "hf"]), default="mmdet", show_default=True,
@@ -59,7 +72,7 @@ def parse_ns(text: str) -> list[int]:
 @click.option("--compute-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With costs in the pool: write the compute per selection to this JSON file.")
 @click.option("--compare", nargs=2, default=None, metavar="A B",
-              help="Paired bootstrap of A vs B (verifiers, random or oracle) on the same prompts: "
+              help="Paired bootstrap of A vs B (rows: verifiers, strategies, random or oracle) on the same prompts: "
                    "difference in overall score, 95% interval and p-value at each n.")
 @click.option("--compare-n", "compare_ns", multiple=True, type=click.IntRange(min=1), metavar="K",
               help="With --compare: compare at these n only [every --n]. Repeatable.")
@@ -68,10 +81,11 @@ def parse_ns(text: str) -> list[int]:
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples over prompts for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: bool, plot: Path | None,
+def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str, ...],
+          strategy_params: tuple[str, ...], ns_text: str, as_json: bool, plot: Path | None,
           compute_json: Path | None, compare: tuple[str, str] | None, compare_ns: tuple[int, ...],
           compare_json: Path | None, n_boot: int, seed: int, **store_flags: Any) -> None:
-    """Expected GenEval score of best-of-n selection, for every verifier in a pool, every n.
+    """Expected GenEval score of best-of-n selection, for every verifier or strategy, every n.
 
     The pool comes from --from-jsonl, or from the store with --run (plus the evaluator
     settings and --verifier names the run used, to pick its verdicts and scores).
@@ -81,10 +95,17 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
     over tasks (GenEval's definition). Two reference rows are added: `random` (no verifier)
     and `oracle` (GenEval itself as the verifier: the upper bound).
 
+    --strategy NAME adds a row for a strategy plug-in: its key per candidate, from the stored
+    scores (with details) of the verifiers it reads, computed and recorded like a verifier's
+    row (strategy NAME, verifier: the verifiers it reads, joined by "+"). The rows are then the
+    --verifier names, the strategies, and the reference rows (a strategy named `random` or
+    `oracle` takes that row's place); with --strategy and no --verifier, a JSONL pool's
+    verifiers get no rows.
+
     When the pool knows what candidates cost, the table adds the expected compute per
     selection, in seconds per prompt: n x (mean generator seconds per candidate + mean
-    seconds of that verifier per candidate). `random` and `oracle` count the generator only
-    (the oracle's cost is not a real one: it is the evaluator).
+    seconds per candidate of the verifiers the row reads). `random` and `oracle` count the
+    generator only (the oracle's cost is not a real one: it is the evaluator).
 
     --compare A B: a paired, stratified bootstrap over prompts of overall(A) - overall(B).
     """
@@ -92,24 +113,40 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
 
     from harness.scaling import bootstrap_intervals, task_scores
     from harness.scaling import curve as scaling_curve
+    from strategies.keys import jsonl_scores
 
     ns = parse_ns(ns_text)
     if (pool_path is None) == (run_id is None):
         raise click.UsageError("give exactly one of --from-jsonl POOL.jsonl and --run RUN_ID")
     if compare is None and (compare_ns or compare_json is not None):
         raise click.UsageError("--compare-n and --compare-json need --compare A B")
-    stored = None if pool_path is not None else read_store_pool(run_id or "", **store_flags)
-    pool = read_jsonl_pool(pool_path) if stored is None else stored.pool
+    strategies = load_strategies(strategy_names, strategy_params, store_flags["plugins"])
+    verifier_rows = list(store_flags["verifiers"])
+    read_by_strategies = tuple(dict.fromkeys(v for st in strategies for v in st.verifiers))
+    if pool_path is None:
+        wanted = tuple(dict.fromkeys([*verifier_rows, *read_by_strategies]))  # every verifier read, once
+        stored = read_store_pool(run_id or "", **{**store_flags, "verifiers": wanted},
+                                 strategy_verifiers=read_by_strategies)
+        pool, prompt_scores = stored.pool, stored.prompt_scores
+    else:
+        stored = None
+        pool = read_jsonl_pool(pool_path)
+        if not strategies and not verifier_rows:
+            verifier_rows = list(pool.scores)  # a pool file's verifiers are its rows, unless told otherwise
+        missing = [v for v in [*verifier_rows, *read_by_strategies] if v not in pool.scores]
+        if missing:
+            raise click.ClickException(f"{pool_path}: no scores by {', '.join(dict.fromkeys(missing))}; "
+                                       f"the pool has {', '.join(pool.scores)}")
+        prompt_scores = jsonl_scores(pool, read_by_strategies)
     smallest = int(pool.sizes.min())
     largest = max([ns[-1], *compare_ns])
     if largest > smallest:
         prompt = pool.prompt_ids[int(pool.sizes.argmin())]
         raise click.ClickException(f"n = {largest} is larger than the pool of prompt {prompt!r} "
                                    f"({smallest} candidates); use --n up to {smallest}")
-    keys = dict(pool.scores)
-    for name, key in (("random", np.zeros_like(pool.correct, dtype=float)),
-                      ("oracle", pool.correct.astype(float))):
-        keys.setdefault(name, key)
+    rows = selection_rows(pool, verifier_rows, strategies, prompt_scores,
+                          stored.verifier_settings_hashes if stored is not None else {})
+    keys = {label: row.key for label, row in rows.items()}
     if compare is not None:
         unknown = [name for name in compare if name not in keys]
         if unknown:
@@ -129,7 +166,7 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
                                **{t: float(scores[t][v, i]) for t in tags}} for i, n in enumerate(ns)}
         intervals[verifier] = {n: (float(low[v, i]), float(high[v, i])) for i, n in enumerate(ns)}
 
-    per_candidate = compute_per_candidate(pool, list(keys))
+    per_candidate = compute_per_candidate(pool, {label: row.scored_by for label, row in rows.items()})
     compute = ({v: {n: n * per_candidate[v] for n in ns} for v in keys} if per_candidate is not None else None)
     if compute_json is not None:
         if per_candidate is None:
@@ -139,7 +176,7 @@ def curve(pool_path: Path | None, run_id: str | None, ns_text: str, as_json: boo
     if stored is not None:
         tag_intervals = {v: {n: {t: [float(boot[t][0][k, i]), float(boot[t][1][k, i])] for t in tags}
                              for i, n in enumerate(ns)} for k, v in enumerate(keys)}
-        record_results(stored, table, intervals, tag_intervals, compute, n_boot, seed)
+        record_results(stored, rows, table, intervals, tag_intervals, compute, n_boot, seed)
 
     if as_json:
         click.echo(json.dumps({v: {str(n): row for n, row in rows.items()} for v, rows in table.items()}, indent=2))
@@ -167,13 +204,114 @@ class StorePool(NamedTuple):
     backend: str
     evaluator_settings_hash: str
     verifier_settings_hashes: dict[str, str]
+    prompt_scores: list[dict[str, list[Any]]]  # per prompt, {verifier: VerifierScores} (strategies.keys)
 
 
 # Rows that are not "best of n by a verifier": their strategy, and what plays the verifier.
 REFERENCE_ROWS = {"random": ("random", "none"), "oracle": ("oracle", "geneval")}
 
 
-def record_results(stored: StorePool, table: dict[str, dict[int, dict[str, float]]],
+class LoadedStrategy(NamedTuple):
+    name: str  # canonical registry name
+    instance: Any  # the built plug-in (no model: strategies read stored scores)
+    verifiers: tuple[str, ...]  # the verifiers its select_key reads
+    about: dict[str, Any]  # recorded with its results: provenance and canonical params
+
+
+class Row(NamedTuple):
+    """One curve: a selection key per candidate, and what the results table records it as."""
+
+    key: Any  # (P, m) floats, higher is better
+    strategy: str
+    verifier: str  # what plays the verifier: a name, names joined by "+", "none" or "geneval"
+    scored_by: tuple[str, ...]  # verifiers whose seconds count in its compute
+    settings_hash: str | None  # of the scores it reads
+    about: dict[str, Any]  # more to record in the result's details
+
+
+def parse_strategy_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    from harness.commands.run import parse_pairs
+
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, pair = item.partition(":")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME:KEY=VALUE", param_hint="--strategy-param")
+        out.setdefault(name, {}).update(parse_pairs((pair,), "--strategy-param"))
+    return out
+
+
+def load_strategies(names: tuple[str, ...], param_items: tuple[str, ...],
+                    plugins: tuple[str, ...]) -> list[LoadedStrategy]:
+    """Build each --strategy with its --strategy-param values (checked against its Params)."""
+    from harness import registry
+    from harness.plugins import ParamsError, canonical_json, parse_params
+
+    params = parse_strategy_params(param_items)
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise click.UsageError(f"--strategy-param for {', '.join(unknown)}, which is not a --strategy")
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"a strategy is named twice: {', '.join(names)}")
+    out = []
+    try:
+        with registry.configured(plugins) if plugins else contextlib.nullcontext():
+            for name in names:
+                cls = registry.strategies.get(name)
+                info = registry.strategies.info(name)
+                parsed = parse_params(cls.Params, params.get(name, {}), owner=f"strategy {info.name!r}")
+                instance = cls(parsed)
+                verifiers = tuple(instance.verifiers)
+                if not all(isinstance(v, str) and v for v in verifiers):
+                    raise click.ClickException(f"strategy {info.name!r}: verifiers must be names, got {verifiers!r}")
+                about = {"strategy": {**info.provenance(), "params": json.loads(canonical_json(parsed))}}
+                out.append(LoadedStrategy(info.name, instance, verifiers, about))
+    except ParamsError as err:
+        raise click.UsageError(str(err)) from None
+    except (registry.PluginError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    return out
+
+
+def selection_rows(pool: Any, verifiers: list[str], strategies: list[LoadedStrategy],
+                   prompt_scores: list[dict[str, list[Any]]], hashes: dict[str, str]) -> dict[str, Row]:
+    """The table's rows by label: the verifiers, the strategies, then `random` and `oracle` unless taken."""
+    import numpy as np
+
+    from harness.store import content_hash
+    from strategies.keys import strategy_keys
+
+    rows: dict[str, Row] = {}
+    for name in verifiers:
+        strategy, plays = REFERENCE_ROWS.get(name, ("best-of-n", name))
+        scored_by = () if name in REFERENCE_ROWS else (name,)
+        rows[name] = Row(pool.scores[name], strategy, plays, scored_by, hashes.get(name), {})
+    for st in strategies:
+        if st.name in rows:
+            raise click.UsageError(f"strategy {st.name!r} and verifier {st.name!r} would both be row {st.name!r}: "
+                                   "compute them in separate calls")
+        try:
+            key = strategy_keys(st.name, st.instance, prompt_scores, pool)
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+        own = {v: hashes[v] for v in st.verifiers if v in hashes}  # none for a JSONL pool
+        # One hash names the scores a row was computed from: the verifier's own for one verifier (so a
+        # best-of-n strategy row matches the verifier's row), a hash of them all for several.
+        settings_hash = None
+        if len(own) == 1:
+            settings_hash = next(iter(own.values()))
+        elif own:
+            settings_hash = content_hash(own)
+        scored_by = tuple(v for v in st.verifiers if v not in REFERENCE_ROWS)
+        rows[st.name] = Row(key, st.name, "+".join(st.verifiers) or "none", scored_by, settings_hash,
+                            {**st.about, "verifier_settings_hashes": own})
+    for name, key in (("random", np.zeros_like(pool.correct, dtype=float)), ("oracle", pool.correct.astype(float))):
+        if name not in rows:
+            rows[name] = Row(key, *REFERENCE_ROWS[name], (), None, {})
+    return rows
+
+
+def record_results(stored: StorePool, rows: dict[str, Row], table: dict[str, dict[int, dict[str, float]]],
                    intervals: dict[str, dict[int, tuple[float, float]]],
                    tag_intervals: dict[str, dict[int, dict[str, list[float]]]],
                    compute: dict[str, dict[int, float]] | None, n_boot: int, seed: int) -> None:
@@ -188,19 +326,18 @@ def record_results(stored: StorePool, table: dict[str, dict[int, dict[str, float
         raise click.ClickException(str(err)) from None
     try:
         with Session(engine) as s, s.begin():
-            for verifier, rows in table.items():
-                strategy, plays = REFERENCE_ROWS.get(verifier, ("best-of-n", verifier))
-                for n, row in rows.items():
-                    details: dict[str, Any] = {"intervals": tag_intervals[verifier][n], "bootstrap": n_boot,
-                                               "seed": seed, "level": 0.95}
+            for label, by_n in table.items():
+                selection = rows[label]
+                for n, row in by_n.items():
+                    details: dict[str, Any] = {**selection.about, "intervals": tag_intervals[label][n],
+                                               "bootstrap": n_boot, "seed": seed, "level": 0.95}
                     if compute is not None:
-                        details["seconds_per_prompt"] = compute[verifier][n]
-                    add_result(s, stored.run_id, strategy=strategy, verifier=plays, n=n,
+                        details["seconds_per_prompt"] = compute[label][n]
+                    add_result(s, stored.run_id, strategy=selection.strategy, verifier=selection.verifier, n=n,
                                scores={t: v for t, v in row.items() if t != "overall"}, overall=row["overall"],
-                               low=intervals[verifier][n][0], high=intervals[verifier][n][1],
+                               low=intervals[label][n][0], high=intervals[label][n][1],
                                evaluator=stored.backend, evaluator_settings_hash=stored.evaluator_settings_hash,
-                               verifier_settings_hash=stored.verifier_settings_hashes.get(verifier),
-                               details=details)
+                               verifier_settings_hash=selection.settings_hash, details=details)
     finally:
         engine.dispose()
 
@@ -241,17 +378,14 @@ def _per_candidate(pool: Any, values: Any) -> float:
     return float(values[pool.valid].mean())
 
 
-def compute_per_candidate(pool: Any, names: list[str]) -> dict[str, float] | None:
-    """Seconds per candidate of each selection rule: generator + its verifier (None without costs)."""
+def compute_per_candidate(pool: Any, scored_by: dict[str, tuple[str, ...]]) -> dict[str, float] | None:
+    """Seconds per candidate of each row: generator + the verifiers it reads (None without costs)."""
     if pool.generator_seconds is None:
         return None
     generator = _per_candidate(pool, pool.generator_seconds)
     verifier_seconds = pool.verifier_seconds or {}
-    out = {}
-    for name in names:
-        scoring = verifier_seconds.get(name) if name not in REFERENCE_ROWS else None
-        out[name] = generator + (_per_candidate(pool, scoring) if scoring is not None else 0.0)
-    return out
+    return {label: generator + sum(_per_candidate(pool, verifier_seconds[v]) for v in names if v in verifier_seconds)
+            for label, names in scored_by.items()}
 
 
 def compute_document(pool: Any, per_candidate: dict[str, float],
@@ -293,9 +427,10 @@ def read_jsonl_pool(pool_path: Path) -> Any:
 def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], verifier_params: tuple[str, ...],
                     max_samples: int | None, backend: str, detector: str | None, detector_config: str | None,
                     clip_arch: str, clip_weights: str | None, device: str | None, plugins: tuple[str, ...],
-                    **thresholds: Any) -> Any:
-    """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers;
-    with what names those settings, so that the computed results can be recorded against them."""
+                    strategy_verifiers: tuple[str, ...] = (), **thresholds: Any) -> Any:
+    """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers
+    (those of `strategy_verifiers` also whole, with details, for strategies); with what names those
+    settings, so that the computed results can be recorded against them."""
     from sqlalchemy.orm import Session
 
     from harness import registry
@@ -303,6 +438,7 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
     from harness.geneval.evaluator import EvaluatorSpec
     from harness.runner import RunError, verifier_settings_hashes
     from harness.store import StoreError, open_store, pool_arrays
+    from strategies.keys import store_scores
 
     try:
         spec = EvaluatorSpec(backend=backend, detector=detector, detector_config=detector_config,
@@ -322,7 +458,9 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
     try:
         with Session(engine) as s:
             pool = pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)
-        return StorePool(pool, db, run_id, backend, spec.key(), keys)
+            prompt_scores = store_scores(s, run_id, pool, {v: keys[v] for v in strategy_verifiers},
+                                         max_samples=max_samples)
+        return StorePool(pool, db, run_id, backend, spec.key(), keys, prompt_scores)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     finally:

@@ -1,0 +1,185 @@
+"""`stepwise submit`: turn a run in the store into a reproduced leaderboard entry (submissions/SLUG/)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.commands.options import options_from_flags, threshold_options
+
+
+@click.command("submit")
+@click.argument("run_id")
+@click.option("--name", required=True, help="Display name of the entry (any text; the site escapes it).")
+@click.option("--slug", required=True, help="Folder name of the entry: a-z, 0-9 and '-', at most 64.")
+@click.option("--db", default=None, help="Store URL [$STEPWISE_DB or sqlite:///stepwise.db].")
+@click.option("--verifier", "verifiers", multiple=True,
+              help="A verifier whose stored scores to export; the first selects for best-of-n. Repeatable.")
+@click.option("--verifier-param", "verifier_params", multiple=True, metavar="V:KEY=VALUE",
+              help="A parameter of verifier V, as given to `stepwise run`. Repeatable.")
+@click.option("--strategy", type=click.Choice(["best-of-n", "none"]), default="best-of-n", show_default=True,
+              help="Selection: best of n by the first --verifier, or none (one sample: n = 1).")
+@click.option("--n", "n", type=click.IntRange(min=1), default=None,
+              help="Candidates the strategy chooses from [20 for best-of-n, 1 for none].")
+@click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
+              help="Export sample indices below this only [all stored].")
+@click.option("--alignment", default="none", show_default=True,
+              help="Label of the generator's preference alignment, e.g. dpo, iterative-dpo.")
+@click.option("--reward-guidance", default="none", show_default=True,
+              help="Label of the reward model that guided alignment, e.g. ft-orm, parm.")
+@click.option("--backend", type=click.Choice(["mmdet", "hf"]), default="mmdet", show_default=True,
+              help="The GenEval detector whose verdicts to export (as for `stepwise curve --run`).")
+@click.option("--detector", default=None, metavar="PATH|ID", help="As given to `stepwise run`.")
+@click.option("--detector-config", default=None, help="As given to `stepwise run`.")
+@click.option("--clip-arch", default="ViT-L-14-quickgelu", show_default=True, help="As given to `stepwise run`.")
+@click.option("--clip-weights", default=None, help="As given to `stepwise run`.")
+@click.option("--device", default=None, help="As given to `stepwise run`.")
+@threshold_options
+@click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
+@click.option("--images/--no-images", default=True, show_default=True,
+              help="Copy every candidate's PNG into SLUG/images/ (named by sha256) so the site can show them.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run's --out folder, where images/<sha256>.png are when the stored paths moved.")
+@click.option("--author", "authors", multiple=True, help="An author. Repeatable.")
+@click.option("--link", default=None, help="An http(s) link for the entry (paper, code).")
+@click.option("--description", default=None, help="What the entry is [a generated one-line summary].")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("submissions"),
+              show_default=True, help="The submissions folder.")
+@click.option("--force", is_flag=True, help="Replace an existing entry of that slug.")
+def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[str, ...],
+           verifier_params: tuple[str, ...], strategy: str, n: int | None, max_samples: int | None, alignment: str,
+           reward_guidance: str, plugins: tuple[str, ...], images: bool, run_dir: Path | None,
+           authors: tuple[str, ...], link: str | None, description: str | None, out: Path, force: bool,
+           **evaluator_flags: Any) -> None:
+    """Write OUT/SLUG/: submission.toml, export.jsonl and images/ from run RUN_ID in the store.
+
+    The evaluator flags and --verifier/--verifier-param name the stored verdicts and scores the
+    way `stepwise curve --run` does. The folder is written as OUT/SLUG.partial, checked by
+    loading it (scores recomputed, image hashes verified), then renamed to OUT/SLUG.
+    """
+    from harness.submissions.manifest import SLUG
+
+    if not SLUG.fullmatch(slug):
+        raise click.BadParameter(f"{slug!r}: 1 to 64 of a-z, 0-9 and '-', starting with a letter or digit",
+                                 param_hint="--slug")
+    n = n if n is not None else (20 if strategy == "best-of-n" else 1)
+    if strategy == "best-of-n" and not verifiers:
+        raise click.UsageError("best-of-n needs a --verifier to select by")
+    if strategy == "none" and n != 1:
+        raise click.UsageError("--strategy none means one sample: --n 1")
+    final = out / slug
+    if final.exists() and not force:
+        raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
+
+    spec, keys = _evaluator_and_verifiers(verifiers, verifier_params, plugins, evaluator_flags)
+    export = _read(db, run_id, spec, keys, max_samples)
+    manifest_text = _manifest_text(export, name=name, authors=authors, link=link, description=description,
+                                   strategy=strategy, verifiers=verifiers, n=n, alignment=alignment,
+                                   reward_guidance=reward_guidance)
+    entry = _write_and_check(out, slug, export, manifest_text, images=images, run_dir=run_dir)
+    low, high = entry.intervals["overall"] if entry.intervals else (float("nan"), float("nan"))
+    click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] "
+               f"({strategy} at n = {n}, {len(entry.images)} candidates)")
+
+
+def _evaluator_and_verifiers(verifiers: tuple[str, ...], verifier_params: tuple[str, ...],
+                             plugins: tuple[str, ...], flags: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+    from harness import registry
+    from harness.commands.run import parse_verifier_params
+    from harness.geneval.evaluator import EvaluatorSpec
+    from harness.runner import RunError, verifier_settings_hashes
+
+    thresholds = {k: flags.pop(k) for k in ("threshold", "counting_threshold", "max_objects", "max_overlap",
+                                            "position_threshold")}
+    try:
+        spec = EvaluatorSpec(options=options_from_flags(**thresholds), **flags)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    try:
+        with registry.configured(plugins) if plugins else contextlib.nullcontext():
+            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
+                                            evaluator_key=spec.key())
+    except (RunError, registry.PluginError) as err:
+        raise click.ClickException(str(err)) from None
+    return spec, keys
+
+
+def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None) -> Any:
+    from sqlalchemy.orm import Session
+
+    from harness.store import StoreError, open_store
+    from harness.submissions.build import SubmitError, read_run
+
+    try:
+        engine = open_store(db, upgrade_schema=False)
+    except StoreError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        with Session(engine) as s:
+            return read_run(s, run_id, spec, keys, max_samples=max_samples)
+    except SubmitError as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        engine.dispose()
+
+
+def _manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: str | None, description: str | None,
+                   strategy: str, verifiers: tuple[str, ...], n: int, alignment: str, reward_guidance: str) -> str:
+    from harness.submissions.build import EXPORT_NAME
+    from harness.submissions.manifest import dump_manifest, parse_manifest
+    from harness.submissions.model import Evaluator, Manifest, Protocol, System
+
+    head = export.header
+    m = len(export.records) // head.prompts
+    if description is None:
+        how = f"best of {n} by {verifiers[0]}" if strategy == "best-of-n" else "one sample per image"
+        description = (f"Reproduced with stepwise {head.stepwise_version} from run {head.run_id[:12]}: {how}, "
+                       f"{m} candidates per prompt, GenEval verdicts by {head.evaluator_backend}.")
+    manifest = Manifest(
+        name=name, authors=authors, link=link, description=description, kind="reproduced",
+        system=System(generator=head.generator["name"], strategy=strategy,
+                      verifiers=verifiers[:1] if strategy == "best-of-n" else (), n=n, alignment=alignment,
+                      reward_guidance=reward_guidance),
+        evaluator=Evaluator(backend=head.evaluator_backend, settings=head.evaluator_settings),
+        protocol=Protocol(images_per_prompt=m, seed=head.seed, resolution=export.resolution, prompt_rewriting=False),
+        sources=(), scores=None, export=EXPORT_NAME)
+    text = dump_manifest(manifest)
+    # The flags end up in the manifest: check them as `validate` will, and say which flag is wrong.
+    _parsed, problems = parse_manifest(text)
+    if problems:
+        flags = {"name": "--name", "authors": "--author", "link": "--link", "description": "--description",
+                 "system.alignment": "--alignment", "system.reward_guidance": "--reward-guidance"}
+        raise click.UsageError("; ".join(_flag_problem(p, flags) for p in problems))
+    return text
+
+
+def _flag_problem(problem: str, flags: dict[str, str]) -> str:
+    for field, flag in flags.items():
+        if problem.startswith(field):
+            return f"{flag}: {problem}"
+    return problem
+
+
+def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, images: bool,
+                     run_dir: Path | None) -> Any:
+    from harness.submissions.build import SubmitError, replace_folder, write_folder
+    from harness.submissions.load import SubmissionError, load_entry
+
+    partial = out / f"{slug}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)  # what an interrupted submit left
+    try:
+        write_folder(partial, export, manifest_text, images=images, run_dir=run_dir)
+        entry = load_entry(partial, slug=slug)
+    except (SubmitError, SubmissionError) as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise click.ClickException(str(err)) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    replace_folder(partial, out / slug)
+    return entry

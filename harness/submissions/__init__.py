@@ -1,0 +1,1 @@
+"""Leaderboard submissions: manifests, exports, validation and loading (see model.py)."""

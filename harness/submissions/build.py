@@ -1,0 +1,225 @@
+"""Build a reproduced entry's folder from a run in the store (what `stepwise submit` does).
+
+The evaluator is named the way `stepwise curve --run` names it (backend, detector, thresholds,
+...: an `EvaluatorSpec`), because its key is what the stored verdicts are filed under; the
+verifiers likewise by name and parameters. Everything else comes from the store: the run's
+generator and seed, the suite, each candidate's verdict, detections, scores and costs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.submissions.export import Cost, ExportHeader, header_json, record_json
+from harness.submissions.model import ImageRecord
+
+__all__ = ["RunExport", "SubmitError", "evaluator_settings", "read_run", "write_folder"]
+
+IMAGES_DIR = "images"
+EXPORT_NAME = "export.jsonl"
+
+
+class SubmitError(ValueError):
+    """Why a run cannot be exported (names the run and what is missing)."""
+
+
+@dataclass(frozen=True)
+class RunExport:
+    header: ExportHeader
+    records: list[ImageRecord]  # image = None: `write_folder` decides whether images are shipped
+    costs: list[Cost] | None
+    image_paths: list[str]  # per record: where the run's PNG is on this machine (as the store has it)
+    resolution: int | None
+
+
+def evaluator_settings(spec: Any) -> dict[str, Any]:
+    """The settings of an `EvaluatorSpec` for the manifest and export: flat, and without local paths
+    (a file's name is kept, its folder is nobody's business)."""
+    from harness.geneval.evaluator import DEFAULT_HF_DETECTOR
+
+    def shown(path_or_id: str | None) -> str | None:
+        if not path_or_id:
+            return None
+        path = Path(path_or_id)
+        return path.name if path.exists() else path_or_id  # a hub id is shown as is
+
+    settings: dict[str, Any] = {"detector": shown(spec.detector) or DEFAULT_HF_DETECTOR}
+    if spec.detector_config:
+        settings["detector_config"] = shown(spec.detector_config)
+    settings["clip_arch"] = spec.clip_arch
+    settings["clip_weights"] = shown(spec.clip_weights) or "openai"
+    settings.update(spec.options.to_dict())
+    settings["color_mode"] = spec.color_mode
+    settings["settings_hash"] = spec.key()
+    return settings
+
+
+def _seconds(cost: Any) -> float | None:
+    value = cost.get("seconds") if isinstance(cost, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None
+
+
+def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict[str, list[dict[str, Any]]]:
+    """The detections a verdict could have used (score above the lowest threshold), rounded: what the
+    site draws, without the thousands of low-score boxes a detector also returns."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, boxes in (detections or {}).items():
+        kept = []
+        for det in boxes:
+            if float(det["score"]) <= floor:
+                continue
+            item: dict[str, Any] = {"box": [round(float(x), 1) for x in det["box"]],
+                                    "score": round(float(det["score"]), 4)}
+            if isinstance(det.get("color"), str):
+                item["color"] = det["color"]
+            kept.append(item)
+        if kept:
+            out[str(name)] = kept
+    return out
+
+
+def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
+             max_samples: int | None = None) -> RunExport:
+    """A run's candidates with their verdicts by `spec` and scores by `verifiers` ({name: settings hash}).
+
+    Refuses (SubmitError) a run that lacks a verdict or a score anywhere: an entry is whole.
+    """
+    from sqlalchemy import and_, func, select
+
+    from harness import __version__
+    from harness.store import Candidate, Evaluation, Prompt, Run, VerifierScore
+
+    run = s.get(Run, run_id)
+    if run is None:
+        raise SubmitError(f"no run {run_id!r} in the store (`stepwise run` prints the id)")
+    key = spec.key()
+    n_prompts = int(s.scalar(select(func.count()).select_from(Prompt).where(Prompt.suite_id == run.suite_id)) or 0)
+    query = (select(Candidate.id, Prompt.index, Prompt.tag, Prompt.text, Candidate.sample_index,
+                    Candidate.image_sha256, Candidate.image_path, Candidate.cost, Evaluation.correct,
+                    Evaluation.reason, Evaluation.detections)
+             .select_from(Candidate).join(Prompt, Candidate.prompt_id == Prompt.id)
+             .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id,
+                                         Evaluation.backend == spec.backend, Evaluation.settings_hash == key))
+             .where(Candidate.run_id == run_id).order_by(Prompt.index, Candidate.sample_index))
+    if max_samples is not None:
+        query = query.where(Candidate.sample_index < max_samples)
+    rows = s.execute(query).all()
+    if not rows:
+        raise SubmitError(f"run {run_id[:12]}… has no candidates")
+    unjudged = [r for r in rows if r.correct is None]
+    if unjudged:
+        raise SubmitError(f"run {run_id[:12]}…: {len(unjudged)} candidate(s) have no verdict by {spec.backend} with "
+                          f"these evaluator settings ({key[:12]}…), the first prompt {unjudged[0].index:05d}; give the "
+                          "evaluator flags the run used (as for `stepwise curve --run`)")
+    scores: dict[int, dict[str, float]] = {r.id: {} for r in rows}
+    verifier_seconds: dict[int, dict[str, float | None]] = {r.id: {} for r in rows}
+    for name, digest in verifiers.items():
+        for cid, score, cost in s.execute(
+            select(VerifierScore.candidate_id, VerifierScore.score, VerifierScore.cost)
+            .join(Candidate, VerifierScore.candidate_id == Candidate.id)
+            .where(Candidate.run_id == run_id, VerifierScore.verifier == name, VerifierScore.settings_hash == digest)
+        ):
+            if cid in scores:
+                scores[cid][name] = float(score)
+                verifier_seconds[cid][name] = _seconds(cost)
+        unscored = [r for r in rows if name not in scores[r.id]]
+        if unscored:
+            raise SubmitError(f"run {run_id[:12]}…: {len(unscored)} candidate(s) have no score by {name!r} with these "
+                              f"parameters ({digest[:12]}…), the first prompt {unscored[0].index:05d}; run "
+                              "`stepwise run` with that --verifier, or give the --verifier-param it used")
+
+    floor = min(spec.options.threshold, spec.options.counting_threshold)
+    records = [ImageRecord(prompt_index=int(r.index), tag=r.tag, prompt=r.text, sample_index=int(r.sample_index),
+                           sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason or "",
+                           detections=_kept_detections(r.detections, floor), scores=scores[r.id])
+               for r in rows]
+    generator = [_seconds(r.cost) for r in rows]
+    costs: list[Cost] | None = None
+    if all(g is not None for g in generator) and all(
+            v is not None for r in rows for v in verifier_seconds[r.id].values()):
+        costs = [Cost(g, dict(verifier_seconds[r.id])) for g, r in zip(generator, rows, strict=True)]  # type: ignore[arg-type]
+    header = ExportHeader(
+        run_id=run.id, suite=run.suite.name, suite_hash=run.suite.hash, prompts=n_prompts,
+        generator={"name": run.generator, "package": run.generator_package, "version": run.generator_version,
+                   "params": dict(run.params)},
+        seed=int(run.seed), evaluator_backend=spec.backend, evaluator_settings_hash=key,
+        evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__)
+    resolution = run.params.get("resolution")
+    return RunExport(header, records, costs, [r.image_path for r in rows],
+                     resolution if isinstance(resolution, int) and not isinstance(resolution, bool) else None)
+
+
+def write_folder(folder: Path, export: RunExport, manifest_text: str, *, images: bool,
+                 run_dir: Path | None = None) -> None:
+    """Write a fresh entry folder: images/<sha256>.png (when `images`), export.jsonl, submission.toml.
+
+    Each copied image is hashed on the way: a file that changed since the run is refused, so an
+    entry's pictures are the judged ones. run_dir: where to look (run_dir/images/<sha256>.png) when
+    a stored path no longer exists (the run folder was moved).
+    """
+    import json
+
+    from harness.submissions.model import MANIFEST_NAME
+
+    folder.mkdir(parents=True)
+    records = export.records
+    if images:
+        (folder / IMAGES_DIR).mkdir()
+        shipped = []
+        for record, source in zip(records, export.image_paths, strict=True):
+            name = f"{IMAGES_DIR}/{record.sha256}.png"
+            target = folder / name
+            if not target.exists():
+                data = _read_image(Path(source), record.sha256, run_dir)
+                target.write_bytes(data)
+            shipped.append(_with_image(record, name))
+        records = shipped
+    lines = [json.dumps(header_json(export.header), sort_keys=False)]
+    costs = export.costs or [None] * len(records)
+    lines += [json.dumps(record_json(r, c)) for r, c in zip(records, costs, strict=True)]
+    (folder / EXPORT_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / MANIFEST_NAME).write_text(manifest_text, encoding="utf-8")
+
+
+def _with_image(record: ImageRecord, image: str) -> ImageRecord:
+    from dataclasses import replace
+
+    return replace(record, image=image)
+
+
+def _read_image(path: Path, sha256: str, run_dir: Path | None) -> bytes:
+    candidates = [path] + ([run_dir / IMAGES_DIR / f"{sha256}.png"] if run_dir is not None else [])
+    for candidate in candidates:
+        if candidate.is_file():
+            data = candidate.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise SubmitError(f"{candidate}: its sha256 is not the stored {sha256[:12]}…; the image changed "
+                                  "after it was judged")
+            return data
+    raise SubmitError(f"image {sha256[:12]}… not found at {path}" + (
+        f" nor in {run_dir / IMAGES_DIR}" if run_dir is not None else "; give the run folder with --run-dir")
+        + " (or submit with --no-images)")
+
+
+def replace_folder(partial: Path, final: Path) -> None:
+    """Move a checked `partial` folder to `final`, replacing an existing one (--force) only at the end."""
+    old = final.with_name(f"{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    try:
+        partial.rename(final)
+    except OSError:
+        if old.exists():
+            old.rename(final)  # put the previous entry back
+        raise
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,293 @@
+"""The export of a reproduced entry: one JSON line per candidate, after one header line.
+
+Header (line 1):
+
+    {"format": "stepwise-export", "version": 1, "run_id": "<sha256>",
+     "suite": {"name": "geneval", "hash": "<sha256>", "prompts": 553},
+     "generator": {"name": "showo", "package": "...", "version": "...", "params": {...}}, "seed": 0,
+     "evaluator": {"backend": "mmdet", "settings_hash": "<sha256>", "settings": {...}},
+     "verifiers": {"<name>": "<settings sha256>"}, "stepwise_version": "0.1.0"}
+
+Candidates (every other line), the fields of `model.ImageRecord`, plus an optional cost:
+
+    {"prompt_index": 0, "tag": "single_object", "prompt": "a photo of a bench", "sample_index": 0,
+     "sha256": "<of the PNG>", "image": "images/<sha256>.png" or null, "correct": true, "reason": "",
+     "detections": {"bench": [{"box": [x1, y1, x2, y2], "score": 0.93}]}, "scores": {"<verifier>": 0.8},
+     "cost": {"generator_seconds": 1.9, "verifier_seconds": {"<verifier>": 0.05}}}
+
+`cost` is all or nothing: on every candidate line or on none. Everything here checks types and
+shapes only; `harness.submissions.load` checks the export against its manifest and folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.submissions.manifest import check_text
+from harness.submissions.model import TASKS, ImageRecord
+
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Export", "ExportError", "ExportHeader", "header_json",
+           "parse_export", "record_json"]
+
+EXPORT_FORMAT = "stepwise-export"
+EXPORT_VERSION = 1
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MAX_PROBLEMS = 20  # an export broken on every line says so once, not 10,000 times
+_RECORD_KEYS = ("prompt_index", "tag", "prompt", "sample_index", "sha256", "image", "correct", "reason",
+                "detections", "scores")
+
+
+class ExportError(ValueError):
+    """Everything wrong with an export, one line each (numbered as in the file)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ExportHeader:
+    run_id: str
+    suite: str
+    suite_hash: str
+    prompts: int  # prompts in the suite: the export must cover all of them
+    generator: dict[str, Any]  # name, package, version, params
+    seed: int
+    evaluator_backend: str
+    evaluator_settings_hash: str
+    evaluator_settings: dict[str, Any]
+    verifiers: dict[str, str]  # name -> settings hash
+    stepwise_version: str
+
+
+@dataclass(frozen=True)
+class Cost:
+    generator_seconds: float
+    verifier_seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Export:
+    header: ExportHeader
+    records: tuple[ImageRecord, ...]  # in file order
+    costs: tuple[Cost, ...] | None  # one per record, or None when the export has none
+
+
+def header_json(header: ExportHeader) -> dict[str, Any]:
+    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "run_id": header.run_id,
+            "suite": {"name": header.suite, "hash": header.suite_hash, "prompts": header.prompts},
+            "generator": header.generator, "seed": header.seed,
+            "evaluator": {"backend": header.evaluator_backend, "settings_hash": header.evaluator_settings_hash,
+                          "settings": header.evaluator_settings},
+            "verifiers": header.verifiers, "stepwise_version": header.stepwise_version}
+
+
+def record_json(record: ImageRecord, cost: Cost | None) -> dict[str, Any]:
+    out: dict[str, Any] = {key: getattr(record, key) for key in _RECORD_KEYS}
+    if cost is not None:
+        out["cost"] = {"generator_seconds": cost.generator_seconds, "verifier_seconds": cost.verifier_seconds}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def parse_export(lines: Iterable[str]) -> Export:
+    """Parse an export's lines; raises ExportError listing what is wrong (line numbers 1-based)."""
+    problems: list[str] = []
+    header: ExportHeader | None = None
+    records: list[ImageRecord] = []
+    costs: list[Cost | None] = []
+    for lineno, line in enumerate(lines, 1):
+        if len(problems) >= MAX_PROBLEMS:
+            problems.append(f"stopped after {MAX_PROBLEMS} problems")
+            break
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, parse_constant=_refuse_constant)
+        except ValueError as err:
+            problems.append(f"line {lineno}: not valid JSON ({err})")
+            if header is None:
+                raise ExportError(problems) from None
+            continue
+        if header is None:
+            try:
+                header = _header(value)
+            except ValueError as err:
+                # Without a header the candidates cannot be checked (which verifiers?): stop here.
+                raise ExportError([*problems, f"line {lineno} (the header): {err}"]) from None
+            continue
+        try:
+            record, cost = _record(value, header.verifiers)
+        except ValueError as err:
+            problems.append(f"line {lineno}: {err}")
+            continue
+        records.append(record)
+        costs.append(cost)
+    if header is None and not problems:
+        problems.append("empty: expected a header line and one line per candidate")
+    elif header is not None and not records and not problems:
+        problems.append("no candidates after the header")
+    with_cost = sum(c is not None for c in costs)
+    if 0 < with_cost < len(costs):
+        problems.append(f"{with_cost} of {len(costs)} candidates carry a cost; give it on every line or on none")
+    if problems or header is None:
+        raise ExportError(problems)
+    all_costs = tuple(c for c in costs if c is not None) if with_cost else None
+    return Export(header, tuple(records), all_costs)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    return value
+
+
+def _only(value: dict[str, Any], keys: Iterable[str], what: str, optional: Iterable[str] = ()) -> None:
+    keys = tuple(keys)
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise ValueError(f"{what} lacks {', '.join(missing)}")
+    unknown = sorted(set(value) - set(keys) - set(optional))
+    if unknown:
+        raise ValueError(f"{what} has unknown key(s) {', '.join(unknown)}")
+
+
+def _str(value: Any, what: str, max_length: int = 200, pattern: re.Pattern[str] | None = None,
+         multiline: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string")
+    why = check_text(value, max_length=max_length, multiline=multiline)
+    if why is not None:
+        raise ValueError(f"{what} {why}")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise ValueError(f"{what} is malformed: {value[:80]!r}")
+    return value
+
+
+def _int(value: Any, what: str, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}")
+    return value
+
+
+def _number(value: Any, what: str, minimum: float | None = None) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}")
+    return float(value)
+
+
+def _header(value: Any) -> ExportHeader:
+    head = _obj(value, "the header")
+    _only(head, ("format", "version", "run_id", "suite", "generator", "seed", "evaluator", "verifiers",
+                 "stepwise_version"), "the header")
+    if head["format"] != EXPORT_FORMAT:
+        raise ValueError(f"format must be {EXPORT_FORMAT!r}, got {head['format']!r:.80}")
+    if head["version"] != EXPORT_VERSION:
+        raise ValueError(f"version {head['version']!r:.20} is not one this harness reads ({EXPORT_VERSION})")
+    suite = _obj(head["suite"], "suite")
+    _only(suite, ("name", "hash", "prompts"), "suite")
+    generator = _obj(head["generator"], "generator")
+    _only(generator, ("name", "package", "version", "params"), "generator")
+    for key in ("name", "package", "version"):
+        _str(generator[key], f"generator.{key}")
+    _obj(generator["params"], "generator.params")
+    evaluator = _obj(head["evaluator"], "evaluator")
+    _only(evaluator, ("backend", "settings_hash", "settings"), "evaluator")
+    settings = _obj(evaluator["settings"], "evaluator.settings")
+    for key, item in settings.items():
+        if not isinstance(item, str | int | float | bool):
+            raise ValueError(f"evaluator.settings.{key} must be a string, number or boolean")
+    verifiers = _obj(head["verifiers"], "verifiers")
+    for name, digest in verifiers.items():
+        _str(name, "a verifier name", 64)
+        _str(digest, f"the settings hash of verifier {name!r}", 64, SHA256)
+    return ExportHeader(
+        run_id=_str(head["run_id"], "run_id", 64, SHA256),
+        suite=_str(suite["name"], "suite.name", 64),
+        suite_hash=_str(suite["hash"], "suite.hash", 64, SHA256),
+        prompts=_int(suite["prompts"], "suite.prompts", 1),
+        generator=generator,
+        seed=_int(head["seed"], "seed", -(2**63)),
+        evaluator_backend=_str(evaluator["backend"], "evaluator.backend", 64),
+        evaluator_settings_hash=_str(evaluator["settings_hash"], "evaluator.settings_hash", 64, SHA256),
+        evaluator_settings=settings,
+        verifiers=dict(verifiers),
+        stepwise_version=_str(head["stepwise_version"], "stepwise_version", 64),
+    )
+
+
+def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost | None]:
+    rec = _obj(value, "a candidate line")
+    _only(rec, _RECORD_KEYS, "the candidate", optional=("cost",))
+    tag = _str(rec["tag"], "tag", 32)
+    if tag not in TASKS:
+        raise ValueError(f"tag {tag!r} is not one of GenEval's ({', '.join(TASKS)})")
+    image = rec["image"]
+    if image is not None:
+        image = _str(image, "image", 512)
+    correct = rec["correct"]
+    if not isinstance(correct, bool):
+        raise ValueError("correct must be true or false")
+    scores = _obj(rec["scores"], "scores")
+    if sorted(scores) != sorted(verifiers):
+        raise ValueError(f"scores are for {sorted(scores)}, but the header names verifiers {sorted(verifiers)}")
+    record = ImageRecord(
+        prompt_index=_int(rec["prompt_index"], "prompt_index"),
+        tag=tag,
+        prompt=_str(rec["prompt"], "prompt", 500),
+        sample_index=_int(rec["sample_index"], "sample_index"),
+        sha256=_str(rec["sha256"], "sha256", 64, SHA256),
+        image=image,
+        correct=correct,
+        reason=_str(rec["reason"], "reason", 2000, multiline=True),  # GenEval joins failures with newlines
+        detections=_detections(rec["detections"]),
+        scores={name: _number(x, f"the score of {name!r}") for name, x in scores.items()},
+    )
+    return record, _cost(rec.get("cost"), verifiers)
+
+
+def _detections(value: Any) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, boxes in _obj(value, "detections").items():
+        _str(name, "a detection class", 64)
+        if not isinstance(boxes, list):
+            raise ValueError(f"detections of {name!r} must be a list")
+        for box in boxes:
+            det = _obj(box, f"a detection of {name!r}")
+            _only(det, ("box", "score"), f"a detection of {name!r}", optional=("color",))
+            coords = det["box"]
+            if not isinstance(coords, list) or len(coords) != 4:
+                raise ValueError(f"a detection of {name!r} needs box [x1, y1, x2, y2]")
+            for x in coords:
+                _number(x, f"a box coordinate of {name!r}")
+            _number(det["score"], f"a detection score of {name!r}")
+            if "color" in det:
+                _str(det["color"], f"a detection colour of {name!r}", 32)
+        out[name] = boxes
+    return out
+
+
+def _cost(value: Any, verifiers: Mapping[str, str]) -> Cost | None:
+    if value is None:
+        return None
+    cost = _obj(value, "cost")
+    _only(cost, ("generator_seconds", "verifier_seconds"), "cost")
+    seconds = _obj(cost["verifier_seconds"], "cost.verifier_seconds")
+    if sorted(seconds) != sorted(verifiers):
+        raise ValueError("cost.verifier_seconds must give a time for every verifier of the header")
+    return Cost(_number(cost["generator_seconds"], "cost.generator_seconds", 0.0),
+                {name: _number(x, f"cost.verifier_seconds of {name!r}", 0.0) for name, x in seconds.items()})

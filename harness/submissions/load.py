@@ -1,0 +1,263 @@
+"""Load submission folders into `Entry`s, checking everything; or say everything that is wrong.
+
+    entry = load_entry(Path("submissions/show-o-parm"))      # raises SubmissionError
+    entries, problems = load_all(Path("submissions"))        # every folder; problems instead of raising
+
+A reported entry's scores are its manifest's. A reproduced entry's are recomputed from its
+export (`compute.recompute`), after checking that the export:
+
+- stays inside the folder (so do the images it names), and is at most MAX_EXPORT_BYTES;
+- is a run of GenEval's suite: its suite hash is that of GenEval's prompts with the export's
+  prompt count, and every candidate's tag and prompt text are those of its prompt index;
+- covers every prompt of the suite with the same number m >= system.n of candidates (sample
+  indices 0..m-1), each scored by every verifier the header names;
+- agrees with the manifest: generator, seed, evaluator backend and settings, m = images_per_prompt,
+  and a strategy this harness can recompute (`compute.STRATEGIES`) with its verifier in the export;
+- names images whose files' sha256 equal the records' (provenance: the pictures are the judged ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from harness.submissions.compute import STRATEGIES, recompute
+from harness.submissions.export import Export, ExportError, parse_export
+from harness.submissions.manifest import SLUG, read_manifest
+from harness.submissions.model import MANIFEST_NAME, TASKS, Entry, Manifest, ValidationProblem
+from harness.submissions.paths import PathProblem, confined
+
+__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry"]
+
+MAX_EXPORT_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+MAX_IMAGE_PROBLEMS = 20
+
+
+class SubmissionError(ValueError):
+    """A submission folder that does not load; `problems` says every reason found."""
+
+    def __init__(self, problems: list[ValidationProblem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+def load_all(root: Path) -> tuple[list[Entry], list[ValidationProblem]]:
+    """Every entry folder under `root` (sorted by slug), and the problems of those that do not load.
+
+    Files directly in `root` (README.md) and hidden folders are not entries.
+    """
+    entries: list[Entry] = []
+    problems: list[ValidationProblem] = []
+    try:
+        children = sorted(root.iterdir())
+    except OSError as err:
+        return [], [ValidationProblem(root, "", f"cannot list the folder ({err.strerror})")]
+    for child in children:
+        if child.name.startswith(".") or (child.is_file() and not child.is_symlink()):
+            continue
+        try:
+            entries.append(load_entry(child))
+        except SubmissionError as err:
+            problems.extend(err.problems)
+    return entries, problems
+
+
+def load_entry(folder: Path, *, slug: str | None = None) -> Entry:
+    """Load and check one submission folder. slug: the entry's name [the folder's name]; given when
+    checking a folder before it gets its final name (`stepwise submit` writes SLUG.partial first)."""
+    slug = folder.name if slug is None else slug
+
+    def fail(file: str, *messages: str) -> SubmissionError:
+        return _fail(folder, file, *messages)
+
+    if folder.is_symlink():
+        raise fail("", "is a symlink; an entry must be a real folder")
+    if not folder.is_dir():
+        raise fail("", "is not a folder")
+    if not SLUG.fullmatch(slug):
+        raise fail("", f"the folder name {slug!r} is not a slug: 1 to 64 of a-z, 0-9 and '-', "
+                       "starting with a letter or digit")
+    try:
+        manifest_path = confined(folder, MANIFEST_NAME)
+    except PathProblem as err:
+        raise fail(MANIFEST_NAME, str(err)) from None
+    if not manifest_path.is_file():
+        raise fail(MANIFEST_NAME, "missing: every entry folder needs a submission.toml")
+    manifest, messages = read_manifest(manifest_path)
+    if manifest is None:
+        raise fail(MANIFEST_NAME, *messages)
+    if manifest.kind == "reported":
+        return _reported(folder, slug, manifest)
+    return _reproduced(folder, slug, manifest)
+
+
+def _fail(folder: Path, file: str, *messages: str) -> SubmissionError:
+    return SubmissionError([ValidationProblem(folder, file, m) for m in messages])
+
+
+def _reported(folder: Path, slug: str, manifest: Manifest) -> Entry:
+    scores = dict(manifest.scores or {})
+    if "overall" not in scores and all(t in scores for t in TASKS):
+        scores["overall"] = sum(scores[t] for t in TASKS) / len(TASKS)  # GenEval's overall: mean over tasks
+    ordered = {t: scores[t] for t in (*TASKS, "overall") if t in scores}
+    return Entry(slug=slug, folder=folder, manifest=manifest, scores=ordered, intervals=None, images=(),
+                 curves={}, prompt_correct=None)
+
+
+def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
+    assert manifest.export is not None
+    name = manifest.export
+    try:
+        path = confined(folder, name)
+    except PathProblem as err:
+        raise _fail(folder, MANIFEST_NAME, f"export.path: {err}") from None
+    if not path.is_file():
+        raise _fail(folder, MANIFEST_NAME, f"export.path: {name!r} does not exist in the folder")
+    size = path.stat().st_size
+    if size > MAX_EXPORT_BYTES:
+        raise _fail(folder, name, f"is {size} bytes; an export may have at most {MAX_EXPORT_BYTES}")
+    try:
+        with open(path, encoding="utf-8") as fp:
+            export = parse_export(fp)
+    except UnicodeDecodeError as err:
+        raise _fail(folder, name, f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except ExportError as err:
+        raise _fail(folder, name, *err.problems) from None
+
+    # In this order, each step only once the previous passed: agreement needs whole prompts (to know
+    # m), and hashing thousands of images is not worth it for an export that is refused anyway.
+    problems = [ValidationProblem(folder, name, m) for m in _coverage(export, manifest)]
+    if not problems:
+        problems += [ValidationProblem(folder, MANIFEST_NAME, m) for m in _agreement(export, manifest)]
+    if not problems:
+        problems += _images(folder, export, name)
+    if problems:
+        raise SubmissionError(problems)
+    numbers = recompute(export, manifest.system)
+    images = tuple(sorted(export.records, key=lambda r: (r.prompt_index, r.sample_index)))
+    return Entry(slug=slug, folder=folder, manifest=manifest, scores=numbers.scores, intervals=numbers.intervals,
+                 images=images, curves=numbers.curves, prompt_correct=numbers.prompt_correct)
+
+
+def _coverage(export: Export, manifest: Manifest) -> list[str]:
+    """The export is a whole run of GenEval's suite: every prompt, the same m candidates each."""
+    from harness.prompts import geneval_suite
+    from harness.store import content_hash
+
+    head = export.header
+    if head.suite != "geneval":
+        return [f"suite {head.suite!r}: only runs of GenEval's suite ('geneval') can be recomputed here"]
+    per_task, rest = divmod(head.prompts - 80, 5)
+    if head.prompts < 80 or rest:
+        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (80 + 5 x per-task prompts)"]
+    samples = geneval_suite(per_task=per_task)
+    if content_hash(samples) != head.suite_hash:
+        return [f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite"]
+
+    problems: list[str] = []
+    by_prompt: dict[int, list[int]] = defaultdict(list)
+    for r in export.records:
+        if r.prompt_index >= head.prompts:
+            problems.append(f"prompt_index {r.prompt_index} is outside the suite (0..{head.prompts - 1})")
+        elif (r.tag, r.prompt) != (samples[r.prompt_index]["tag"], samples[r.prompt_index]["prompt"]):
+            problems.append(f"prompt {r.prompt_index:05d}: tag/prompt {r.tag!r}/{r.prompt!r:.60} are not the "
+                            f"suite's ({samples[r.prompt_index]['tag']!r}/{samples[r.prompt_index]['prompt']!r})")
+        by_prompt[r.prompt_index].append(r.sample_index)
+        if len(problems) >= 20:
+            return problems
+    missing = sorted(set(range(head.prompts)) - set(by_prompt))
+    if missing:
+        problems.append(f"{len(missing)} prompt(s) of the suite have no candidates, the first {missing[0]:05d}; "
+                        "an entry covers the whole suite")
+    sizes = {p: len(s) for p, s in by_prompt.items()}
+    m = Counter(sizes.values()).most_common(1)[0][0] if sizes else 0
+    uneven = sorted(p for p, k in sizes.items() if k != m)
+    if uneven:
+        problems.append(f"prompt {uneven[0]:05d} has {sizes[uneven[0]]} candidates but most prompts have {m}; "
+                        "every prompt needs the same number")
+    for p, samples_of in sorted(by_prompt.items()):
+        if sorted(samples_of) != list(range(len(samples_of))):
+            problems.append(f"prompt {p:05d}: sample indices {sorted(samples_of)[:10]} are not 0..{len(samples_of) - 1}"
+                            " without repeats")
+            break
+    if not problems and m < manifest.system.n:  # (m: every prompt's, now)
+        problems.append(f"{m} candidates per prompt, fewer than system.n = {manifest.system.n}")
+    return problems
+
+
+def _agreement(export: Export, manifest: Manifest) -> list[str]:
+    """What the manifest says about the run must be what the export says."""
+    head = export.header
+    system, protocol, evaluator = manifest.system, manifest.protocol, manifest.evaluator
+    problems = []
+    if system.generator != head.generator["name"]:
+        problems.append(f"system.generator {system.generator!r} is not the export's generator "
+                        f"{head.generator['name']!r}")
+    if protocol.seed != head.seed:
+        problems.append(f"protocol.seed {protocol.seed!r} is not the export's run seed {head.seed}")
+    m = len(export.records) // max(1, len({r.prompt_index for r in export.records}))
+    if protocol.images_per_prompt != m:
+        problems.append(f"protocol.images_per_prompt {protocol.images_per_prompt} is not the export's "
+                        f"{m} candidates per prompt")
+    if evaluator.backend != head.evaluator_backend:
+        problems.append(f"evaluator.backend {evaluator.backend!r} is not the export's {head.evaluator_backend!r}")
+    if evaluator.settings != head.evaluator_settings:
+        problems.append("evaluator.settings differ from the export header's evaluator settings")
+    if system.strategy not in STRATEGIES:
+        problems.append(f"system.strategy {system.strategy!r} cannot be recomputed from an export "
+                        f"(known: {', '.join(STRATEGIES)})")
+    elif system.strategy == "best-of-n":
+        if len(system.verifiers) != 1:
+            problems.append(f"system.verifiers: best-of-n selects by exactly one verifier, got "
+                            f"{list(system.verifiers)}")
+        elif system.verifiers[0] not in head.verifiers:
+            problems.append(f"system.verifiers: {system.verifiers[0]!r} has no scores in the export "
+                            f"(it has {', '.join(head.verifiers) or 'none'})")
+    elif system.verifiers or system.n != 1:
+        problems.append("system: strategy 'none' means one sample: verifiers = [] and n = 1")
+    return problems
+
+
+def _images(folder: Path, export: Export, export_name: str) -> list[ValidationProblem]:
+    """Each named image is a file in the folder whose sha256 is its record's."""
+    problems: list[ValidationProblem] = []
+    digests: dict[str, str] = {}  # path -> sha256 (identical images share a file)
+    for r in export.records:
+        if r.image is None:
+            continue
+        if len(problems) >= MAX_IMAGE_PROBLEMS:
+            problems.append(ValidationProblem(folder, "", f"stopped after {MAX_IMAGE_PROBLEMS} image problems"))
+            break
+        where = f"prompt {r.prompt_index:05d} sample {r.sample_index}"
+        if r.image not in digests:
+            try:
+                digests[r.image] = _sha256(confined(folder, r.image))
+            except PathProblem as err:  # named by the export: the path itself may point anywhere
+                problems.append(ValidationProblem(folder, export_name, f"{where}: image {err}"))
+                continue
+            except ValueError as err:
+                problems.append(ValidationProblem(folder, r.image, f"{where}: {err}"))
+                continue
+        if digests[r.image] != r.sha256:
+            problems.append(ValidationProblem(
+                folder, r.image, f"{where}: the file's sha256 is {digests[r.image][:12]}…, the record says "
+                                 f"{r.sha256[:12]}…; this is not the image that was judged"))
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a regular file of at most MAX_IMAGE_BYTES; ValueError saying why not."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ValueError("the image file does not exist") from None
+    except OSError as err:
+        raise ValueError(f"cannot read the image ({err.strerror})") from None
+    if not os.path.isfile(path):
+        raise ValueError("is not a regular file")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"the image is {info.st_size} bytes; at most {MAX_IMAGE_BYTES}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,169 @@
+"""The data model of leaderboard submissions: what a manifest says and what the site renders.
+
+One folder per entry under `submissions/<slug>/`, with a `submission.toml` manifest. Two kinds:
+
+- `reported`: numbers typed from a paper, each entry citing where (one or more `[[source]]`
+  tables: the same row often appears in two tables of one paper, and is shipped once).
+- `reproduced`: a run made here; the folder carries a compact export of the run (one
+  `ImageRecord` per candidate) and every score, interval and curve is recomputed from it.
+  Nothing typed in a reproduced manifest is trusted, so it may not have a `[scores]` table.
+
+`harness/submissions/load.py` turns a folder into an `Entry` (`load_entry`) or a root into
+entries plus `ValidationProblem`s (`load_all`). Everything here is frozen plain data; the
+site reads it and never writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "KINDS",
+    "MANIFEST_NAME",
+    "TASKS",
+    "TASK_LABELS",
+    "CurvePoint",
+    "Entry",
+    "Evaluator",
+    "ImageRecord",
+    "Manifest",
+    "Protocol",
+    "Source",
+    "System",
+    "ValidationProblem",
+]
+
+# GenEval's tags, in GenEval's column order. "Attribute binding" in papers is `color_attr`.
+TASKS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+
+# Column headings as papers print them (for the site; not part of any file format).
+TASK_LABELS: dict[str, str] = {
+    "single_object": "Single object",
+    "two_object": "Two object",
+    "counting": "Counting",
+    "colors": "Colors",
+    "position": "Position",
+    "color_attr": "Attribute binding",
+}
+
+KINDS: tuple[str, ...] = ("reported", "reproduced")
+
+MANIFEST_NAME = "submission.toml"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a reported entry's numbers were read (one table of one publication)."""
+
+    citation: str
+    table: str  # e.g. "Table 3"
+    page: int | None  # page of the publication the table is on, when known
+    url: str | None  # where the numbers were read (paper, README, repo path)
+
+
+@dataclass(frozen=True)
+class System:
+    """What was evaluated: a generator, a reasoning strategy and its verifiers."""
+
+    generator: str
+    strategy: str  # "none" (one sample) or a strategy name, e.g. "best-of-n"
+    verifiers: tuple[str, ...]  # for best-of-n, verifiers[0] selects; () when none
+    n: int  # candidates per prompt the strategy chooses from (1 without a strategy)
+    alignment: str  # "none" or a label: "dpo", "iterative-dpo", ...
+    reward_guidance: str  # "none" or the reward model guiding alignment: "ft-orm", "parm", ...
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How the benchmark was run."""
+
+    images_per_prompt: int  # GenEval's default is 4
+    seed: int | None
+    resolution: int | None  # image side in pixels, when known
+    prompt_rewriting: bool  # True when prompts were rewritten before generation
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """Who judged the images: "mmdet" (GenEval's own) for published numbers unless stated."""
+
+    backend: str
+    settings: dict[str, Any]  # thresholds etc. as `stepwise eval` takes them; {} when unknown
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed and validated `submission.toml`."""
+
+    name: str  # any text up to a length cap, no control characters; the site escapes it
+    authors: tuple[str, ...]
+    link: str | None
+    description: str
+    kind: Literal["reported", "reproduced"]
+    system: System
+    evaluator: Evaluator
+    protocol: Protocol
+    sources: tuple[Source, ...]  # reported: one or more; reproduced: ()
+    scores: dict[str, float] | None  # reported only: TASKS (any may be missing) + optional "overall"
+    export: str | None  # reproduced only: path of the export file, relative to the folder
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One candidate of a reproduced entry, as its export line holds it."""
+
+    prompt_index: int
+    tag: str
+    prompt: str
+    sample_index: int
+    sha256: str  # of the PNG file's bytes
+    image: str | None  # relative path inside the folder (png or thumbnail), or None when not shipped
+    correct: bool  # GenEval's verdict
+    reason: str  # GenEval's reason string
+    detections: dict[str, list[dict[str, Any]]]  # class -> [{"box": [x1, y1, x2, y2], "score": ...}]
+    scores: dict[str, float]  # verifier -> score
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One n of a best-of-n curve (exact expected accuracy), with its 95% bootstrap interval."""
+
+    n: int
+    overall: float
+    low: float
+    high: float
+    tasks: dict[str, float]
+    seconds: float | None  # expected seconds per selection, when the export knows costs
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the site renders for one submission folder."""
+
+    slug: str
+    folder: Path
+    manifest: Manifest
+    # TASKS + "overall". Reported: as typed, overall = mean of the six when not given (absent
+    # when neither is available, e.g. a row with only some tasks). Reproduced: recomputed.
+    scores: dict[str, float]
+    intervals: dict[str, tuple[float, float]] | None  # reproduced: 95% bootstrap, TASKS + "overall"
+    images: tuple[ImageRecord, ...]  # reproduced only (else ())
+    curves: dict[str, tuple[CurvePoint, ...]]  # reproduced: per verifier, "random", "oracle"; n = 1..N
+    # Reproduced: per prompt index, the *expected* correctness (0..1) of the candidate the
+    # system's strategy selects at n = system.n (exact, ties shared; 0 or 1 unless ties or
+    # N > n make the choice random). Reported: None.
+    prompt_correct: dict[int, float] | None
+
+
+@dataclass(frozen=True)
+class ValidationProblem:
+    """One reason a submission folder is rejected."""
+
+    folder: Path
+    file: str  # the file inside the folder at fault, e.g. "submission.toml" or "export.jsonl"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.folder / self.file}: {self.message}"
