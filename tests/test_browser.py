@@ -1,0 +1,213 @@
+"""The built leaderboard site in a real browser: headless Chromium (Debian's `chromium` and its
+`chromedriver`, driven by Selenium; no browser download) opens the pages from file://.
+
+The site is built from three shipped reported entries, a reported entry with a hostile name, and a
+reproduced entry made by a real tiny `stepwise run` + `stepwise submit`. `.ci/run` installs
+chromium when it is missing; STEPWISE_SKIP_BROWSER=1 skips these tests on machines without it.
+A screenshot of each page type is saved under the test's temporary folder (and copied to
+$STEPWISE_SCREENSHOTS when set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import runner_plugins
+from helpers import stepwise
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+REPORTED = ("show-o", "show-o-parm-best-of-20", "janus-pro-7b")
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(os.environ.get("STEPWISE_SKIP_BROWSER") == "1", reason="STEPWISE_SKIP_BROWSER=1")
+
+HOSTILE_MANIFEST = '''name = NAME
+authors = ["Mallory"]
+description = "A name that must render as text."
+kind = "reported"
+
+[system]
+generator = "x"
+strategy = "none"
+verifiers = []
+n = 1
+alignment = "none"
+reward_guidance = "none"
+
+[evaluator]
+backend = "mmdet"
+
+[protocol]
+images_per_prompt = 4
+prompt_rewriting = false
+
+[[source]]
+citation = "Nobody, 2099"
+table = "Table 0"
+
+[scores]
+single_object = 0.5
+two_object = 0.5
+counting = 0.5
+colors = 0.5
+position = 0.5
+color_attr = 0.5
+'''.replace("NAME", json.dumps(HOSTILE))  # a JSON string is a valid TOML basic string here
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    subs = root / "submissions"
+    for slug in REPORTED:
+        shutil.copytree(REPO / "submissions" / slug, subs / slug)
+    (subs / "hostile").mkdir()
+    (subs / "hostile" / "submission.toml").write_text(HOSTILE_MANIFEST)
+    with pytest.MonkeyPatch.context() as mp:
+        runner_plugins.register_isolated(mp)
+        flags = runner_plugins.tiny_model_flags(tmp_path_factory)
+        db = f"sqlite:///{root / 's.db'}"
+        code, output = stepwise("run", "--generator", "shapes", "--per-task", "1", "--pool", "2", "--verifier",
+                                "scripted", "--db", db, "--out", str(root / "out"), *flags)
+        assert code == 0, output
+        run_id = output.strip().splitlines()[-1]
+        code, output = stepwise("submit", run_id, "--name", "Tiny shapes (random weights)", "--slug", "tiny",
+                                "--db", db, "--verifier", "scripted", "--n", "2", "--out", str(subs), *flags)
+        assert code == 0, output
+    code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(root / "site"))
+    assert code == 0, output
+    return root / "site"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("chromium and chromedriver are needed (Debian: apt-get install chromium chromium-driver; "
+                    ".ci/run installs them); STEPWISE_SKIP_BROWSER=1 skips this test")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--allow-file-access-from-files"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # explicit driver: no network
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def no_alert(driver: Any) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert.text  # noqa: B018 (the property access is the check)
+
+
+def screenshot(driver: Any, site: Path, name: str) -> Path:
+    path = site.parent / f"screenshot-{name}.png"
+    assert driver.save_screenshot(str(path)) and path.stat().st_size > 1000
+    if os.environ.get("STEPWISE_SCREENSHOTS"):
+        Path(os.environ["STEPWISE_SCREENSHOTS"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(os.environ["STEPWISE_SCREENSHOTS"]) / path.name)
+    return path
+
+
+def column(driver: Any, key: str, backend: str = "mmdet") -> list[str]:
+    """The cells of one column of one backend's table, in displayed order."""
+    from selenium.webdriver.common.by import By
+
+    selector = f"section#backend-{backend} table.leaderboard tr.entry-row td.col-{key}"
+    return [cell.get_attribute("data-value") for cell in driver.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "index.html").as_uri())
+    assert browser.find_elements(By.CSS_SELECTOR, "table.leaderboard.sortable-ready")  # the sort script ran
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tr.entry-row")
+    assert sorted(r.get_attribute("data-slug") for r in rows) == sorted([*REPORTED, "hostile", "tiny"])
+    kinds = {r.get_attribute("data-slug"): r.get_attribute("data-kind") for r in rows}
+    assert kinds["tiny"] == "reproduced" and kinds["show-o"] == "reported"
+
+    # the hostile name is shown as text, nothing ran
+    link = browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='hostile'] a.entry-link")
+    assert link.text == HOSTILE
+    assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
+    no_alert(browser)
+
+    # default order: overall, best first; a header click sorts by that column, a second click reverses
+    overall = [float(v) for v in column(browser, "overall") if v]  # the mmdet table
+    assert overall == sorted(overall, reverse=True)
+    # one table per evaluator backend: the reported numbers are GenEval's (mmdet), the tiny run used hf
+    assert column(browser, "overall", "hf") and len(column(browser, "overall")) == 4
+    mmdet = "section#backend-mmdet th[data-key='position'] button.sort-button"
+    browser.find_element(By.CSS_SELECTOR, mmdet).click()
+    position = [float(v) for v in column(browser, "position") if v]
+    assert position == sorted(position, reverse=True) and len(position) >= 4
+    browser.find_element(By.CSS_SELECTOR, mmdet).click()
+    again = [float(v) for v in column(browser, "position") if v]
+    assert again == sorted(again)
+    screenshot(browser, site, "index")
+
+
+def test_links_lead_to_entry_pages_and_the_gallery(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "index.html").as_uri())
+    browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='tiny'] a.entry-link").click()
+    assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "entry"
+    assert browser.find_element(By.ID, "entry").get_attribute("data-slug") == "tiny"
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg.chart-bars rect.bar")
+    assert {b.get_attribute("data-task") for b in bars} >= {"single_object", "color_attr"} and len(bars) >= 6
+    figures = browser.find_elements(By.CSS_SELECTOR, "#gallery figure.candidate")
+    assert len(figures) == 85 * 2
+    verdicts = {f.get_attribute("data-verdict") for f in figures}
+    assert verdicts <= {"correct", "incorrect"}
+    # thumbnails load from the site folder (naturalWidth > 0), with their detection overlays
+    first = figures[0].find_element(By.CSS_SELECTOR, "img.thumb-img")
+    browser.execute_script("arguments[0].scrollIntoView()", first)
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", first) > 0
+    assert figures[0].find_elements(By.CSS_SELECTOR, "svg.boxes")
+    assert figures[0].find_element(By.CSS_SELECTOR, "span.reason").text
+    screenshot(browser, site, "entry")
+
+    # every nav link resolves to a page of the site
+    for nav in [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "nav#site-nav a.nav-link")]:
+        browser.get(nav)
+        if nav.endswith(".json"):  # the table as data
+            data = json.loads(browser.find_element(By.TAG_NAME, "body").text)
+            assert "tiny" in json.dumps(data) and HOSTILE in json.dumps(data, ensure_ascii=False)
+        else:
+            assert browser.find_element(By.ID, "page-title").text
+    browser.get((site / "entry" / "hostile.html").as_uri())
+    assert browser.find_element(By.ID, "entry-name").text == HOSTILE
+    no_alert(browser)
+
+
+def test_scaling_and_compare_pages(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "scaling.html").as_uri())
+    section = browser.find_element(By.CSS_SELECTOR, "section.scaling-entry[data-slug='tiny']")
+    series = {g.get_attribute("data-series") for g in section.find_elements(By.CSS_SELECTOR, "g.series")}
+    assert {"scripted", "random", "oracle"} <= series
+    screenshot(browser, site, "scaling")
+
+    browser.get((site / "compare.html").as_uri())
+    assert browser.find_elements(By.CSS_SELECTOR, "form#compare-form.compare-ready")
+    pair = browser.find_element(By.CSS_SELECTOR, "li.pair a.pair-link")
+    pair.click()
+    assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "pair"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "table#compare-table tr[data-task]")) >= 6
+    screenshot(browser, site, "compare")
