@@ -6,7 +6,15 @@
    HF cache, otherwise tiny random-weight models of the same classes);
 4. print GenEval's summary, then re-score the stored detections with other thresholds;
 5. generate the same prompts with Show-o (`stepwise generate`, step previews included: real
-   weights from the HF cache, else a tiny random Show-o) and evaluate those images too.
+   weights from the HF cache, else a tiny random Show-o) and evaluate those images too;
+6. the main job: `stepwise run` builds a candidate pool (Show-o, one prompt per task after
+   GenEval's 80 single objects, 4 candidates each) judged by GenEval and scored by two verifiers
+   (the ORM on a VLM, CLIPScore), `stepwise curve` computes the exact best-of-n curves, `stepwise
+   submit` turns the run into a leaderboard entry, and `stepwise leaderboard build` writes the
+   static site with the shipped reported entries plus this one.
+
+Tiny random-weight models are labelled as such in every name they reach (entry name, site):
+their scores measure nothing. The real recipe for GPUs is in README.md.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +134,49 @@ def showo_params(models_dir: Path) -> tuple[list[str], str]:
                        f"{TINY_MAGVIT_IMAGE_SIZE} px noise images, every code path runs")
 
 
+def run_stepwise_output(*args: str) -> str:
+    """Like `stepwise`, and return the command's standard output (the run id, for `stepwise run`)."""
+    command = [str(Path(sys.executable).with_name("stepwise")), *args]
+    print(f"\n$ stepwise {shlex.join(args)}", flush=True)
+    return subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+
+
+def vlm_model(models_dir: Path) -> tuple[str, bool]:
+    """The ORM's VLM: always the tiny random LLaVA-OneVision here (a 7B VLM on CPU takes hours)."""
+    from harness.tiny.vlm import write_tiny_llava_onevision
+
+    return str(write_tiny_llava_onevision(models_dir / "vlm")), True
+
+
+def main_job(out: Path, generator_flags: list[str], hf_flags: list[str], tiny: bool) -> None:
+    """Pool -> verdicts and verifier scores -> curves -> leaderboard entry -> static site."""
+    vlm, vlm_tiny = vlm_model(out / "models")
+    clip = [hf_flags[i + 1] for i, flag in enumerate(hf_flags) if flag in ("--clip-arch", "--clip-weights")]
+    verifier_params = ["--verifier-param", f"orm:model={vlm}"]
+    if clip:
+        verifier_params += ["--verifier-param", f"clipscore:arch={clip[0]}",
+                            "--verifier-param", f"clipscore:weights={clip[1]}"]
+    verifiers = ["--verifier", "orm", "--verifier", "clipscore"]
+    db = f"sqlite:///{out / 'store.db'}"
+    output = run_stepwise_output("run", "--generator", "showo", *generator_flags, "--per-task", "1", "--pool", "4",
+                                 *verifiers, *verifier_params, "--db", db, "--out", str(out / "run"), *hf_flags)
+    run_id = output.strip().splitlines()[-1]
+    stepwise("curve", "--run", run_id, "--db", db, *verifiers, *verifier_params, "--n", "1..4",
+             "--plot", str(out / "curve.svg"), *hf_flags)
+    submissions = out / "submissions"
+    if submissions.exists():
+        shutil.rmtree(submissions)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "submissions", submissions)
+    label = " (TINY RANDOM WEIGHTS: the scores measure nothing)" if tiny or vlm_tiny else ""
+    stepwise("submit", run_id, "--name", f"Demo: Show-o + ORM, best-of-4{label}", "--slug", "demo-showo-orm",
+             "--db", db, *verifiers, *verifier_params, "--n", "4", "--out", str(submissions),  # orm selects
+             "--description", "Made by `make demo`: a small pool through the whole harness.", *hf_flags)
+    stepwise("validate", str(submissions / "demo-showo-orm"))
+    stepwise("leaderboard", "build", "--submissions", str(submissions), "--out", str(out / "site"))
+    print(f"\nthe site: {(out / 'site' / 'index.html').resolve().as_uri()}  "
+          f"(or `stepwise leaderboard serve --out {out / 'site'}`)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -157,6 +209,9 @@ def main() -> None:
              "--n", str(IMAGES_PER_PROMPT), "--previews", "-o", str(out / "showo"))
     stepwise("eval", str(out / "showo"), "-o", str(out / "results-showo-hf.jsonl"), *flags["hf"], *cache)
     stepwise("summary", str(out / "results-showo-hf.jsonl"))
+
+    print("\nthe main job: pool, verdicts, verifier scores, curves, leaderboard entry, site")
+    main_job(out, generator_flags, flags["hf"], tiny=bool(generator_flags))
     print(f"\ndone: results, summaries and models are in {out}/  ({note.split(':')[0]})")
 
 
