@@ -29,38 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(os.environ.get("STEPWISE_SKIP_BROWSER") == "1", reason="STEPWISE_SKIP_BROWSER=1")
 
-HOSTILE_MANIFEST = '''name = NAME
-authors = ["Mallory"]
-description = "A name that must render as text."
-kind = "reported"
-
-[system]
-generator = "x"
-strategy = "none"
-verifiers = []
-n = 1
-alignment = "none"
-reward_guidance = "none"
-
-[evaluator]
-backend = "mmdet"
-
-[protocol]
-images_per_prompt = 4
-prompt_rewriting = false
-
-[[source]]
-citation = "Nobody, 2099"
-table = "Table 0"
-
-[scores]
-single_object = 0.5
-two_object = 0.5
-counting = 0.5
-colors = 0.5
-position = 0.5
-color_attr = 0.5
-'''.replace("NAME", json.dumps(HOSTILE))  # a JSON string is a valid TOML basic string here
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +37,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subs = root / "submissions"
     for slug in REPORTED:
         shutil.copytree(REPO / "submissions" / slug, subs / slug)
-    (subs / "hostile").mkdir()
-    (subs / "hostile" / "submission.toml").write_text(HOSTILE_MANIFEST)
+    # a shipped entry renamed: a hostile name must render as text everywhere (a JSON string is a TOML string)
+    shutil.copytree(REPO / "submissions" / "show-o", subs / "hostile")
+    manifest = subs / "hostile" / "submission.toml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace(text.splitlines()[0], f"name = {json.dumps(HOSTILE)}", 1))
     with pytest.MonkeyPatch.context() as mp:
         runner_plugins.register_isolated(mp)
         flags = runner_plugins.tiny_model_flags(tmp_path_factory)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import click
 
-from harness.commands.options import options_from_flags, threshold_options
+from harness.commands.options import options_from_flags, stored_evaluator_options
 
 
 def parse_ns(text: str) -> list[int]:
@@ -54,14 +54,7 @@ def parse_ns(text: str) -> list[int]:
               help="A parameter of strategy NAME, e.g. best-of-n:verifier=orm. Repeatable.")
 @click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
               help="With --run: use sample indices below this only [all stored].")
-@click.option("--backend", type=click.Choice(["mmdet", "hf"]), default="mmdet", show_default=True,
-              help="With --run: the GenEval detector whose verdicts to use.")
-@click.option("--detector", default=None, metavar="PATH|ID", help="With --run: as given to `stepwise run`.")
-@click.option("--detector-config", default=None, help="With --run: as given to `stepwise run`.")
-@click.option("--clip-arch", default="ViT-L-14-quickgelu", show_default=True, help="With --run: as for `run`.")
-@click.option("--clip-weights", default=None, help="With --run: as given to `stepwise run`.")
-@click.option("--device", default=None, help="With --run: as given to `stepwise run`.")
-@threshold_options
+@stored_evaluator_options("With --run")
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--n", "ns_text", default="1..20", show_default=True, help="Subset sizes: 1..20 or 1,2,4,8.")
 @click.option("--json", "as_json", is_flag=True,

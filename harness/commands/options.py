@@ -29,6 +29,29 @@ def threshold_options(f: F) -> F:
     return f
 
 
+def stored_evaluator_options(scope: str = "") -> Callable[[F], F]:
+    """The evaluator flags as `stepwise run` takes them, for commands that read a run's stored
+    verdicts (they are filed under the settings hash these flags make), plus the thresholds."""
+    lead = f"{scope}: " if scope else ""
+
+    def apply(f: F) -> F:
+        decorators = [
+            click.option("--backend", type=click.Choice(["mmdet", "hf"]), default="mmdet", show_default=True,
+                         help=f"{lead}the GenEval detector whose stored verdicts to read."),
+            click.option("--detector", default=None, metavar="PATH|ID", help=f"{lead}as given to `stepwise run`."),
+            click.option("--detector-config", default=None, help=f"{lead}as given to `stepwise run`."),
+            click.option("--clip-arch", default="ViT-L-14-quickgelu", show_default=True,
+                         help=f"{lead}as given to `stepwise run`."),
+            click.option("--clip-weights", default=None, help=f"{lead}as given to `stepwise run`."),
+            click.option("--device", default=None, help=f"{lead}as given to `stepwise run`."),
+        ]
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return threshold_options(f)
+
+    return apply
+
+
 def options_from_flags(threshold: float, counting_threshold: float, max_objects: int,
                        max_overlap: float, position_threshold: float,
                        extra: tuple[str, ...] = ()) -> Any:

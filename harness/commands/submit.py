@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from harness.commands.options import options_from_flags, threshold_options
+from harness.commands.options import options_from_flags, stored_evaluator_options
 
 
 @click.command("submit")
@@ -31,14 +31,7 @@ from harness.commands.options import options_from_flags, threshold_options
               help="Label of the generator's preference alignment, e.g. dpo, iterative-dpo.")
 @click.option("--reward-guidance", default="none", show_default=True,
               help="Label of the reward model that guided alignment, e.g. ft-orm, parm.")
-@click.option("--backend", type=click.Choice(["mmdet", "hf"]), default="mmdet", show_default=True,
-              help="The GenEval detector whose verdicts to export (as for `stepwise curve --run`).")
-@click.option("--detector", default=None, metavar="PATH|ID", help="As given to `stepwise run`.")
-@click.option("--detector-config", default=None, help="As given to `stepwise run`.")
-@click.option("--clip-arch", default="ViT-L-14-quickgelu", show_default=True, help="As given to `stepwise run`.")
-@click.option("--clip-weights", default=None, help="As given to `stepwise run`.")
-@click.option("--device", default=None, help="As given to `stepwise run`.")
-@threshold_options
+@stored_evaluator_options()
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--images/--no-images", default=True, show_default=True,
               help="Copy every candidate's PNG into SLUG/images/ (named by sha256) so the site can show them.")
