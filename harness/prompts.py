@@ -4,11 +4,19 @@ Same class list, same `numpy.random.default_rng(seed)` draws in the same order, 
 de-duplication and the same output formatting, so that the defaults (seed 43, 100 per task)
 reproduce GenEval's published `evaluation_metadata.jsonl` and `generation_prompts.txt`
 byte for byte (tests/test_prompts.py checks both sha256s).
+
+Training prompts (`training_suite`, `stepwise prompts train`) use the same per-task record
+builders, class and colour lists, and metadata format, drawn without replacement from each
+task's whole prompt space and filtered against evaluation suites (the paper's "strict filtering
+to ensure these prompts do not overlap with the GenEval test samples"): a training prompt never
+has an excluded prompt's text, nor its requirement (tag, include and exclude clauses).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +26,7 @@ from harness.geneval.classes import COCO_CLASSES, COLORS
 
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 POSITIONS = ("left of", "right of", "above", "below")
+MAX_COUNT = 4  # counting prompts ask for 2 to MAX_COUNT objects (GenEval's default)
 METADATA_FILE = "evaluation_metadata.jsonl"
 PROMPTS_FILE = "generation_prompts.txt"
 
@@ -37,30 +46,67 @@ def _n(rng: np.random.Generator, k: int) -> int:
     return int(rng.choice(k))
 
 
-def single_object_samples(rng: np.random.Generator) -> list[Sample]:
-    idxs = rng.choice(len(COCO_CLASSES), size=len(COCO_CLASSES), replace=False)
-    return [
-        {"tag": "single_object", "include": [{"class": COCO_CLASSES[i], "count": 1}],
-         "prompt": f"a photo of {with_article(COCO_CLASSES[i])}"}
-        for i in idxs
-    ]
+# ---------------------------------------------------------------------------------------------
+# one record per task: GenEval's templates, key order and field values (shared by both suites)
 
 
-def two_object_sample(rng: np.random.Generator) -> Sample:
-    a, b = rng.choice(len(COCO_CLASSES), size=2, replace=False)
-    name_a, name_b = COCO_CLASSES[a], COCO_CLASSES[b]
+def single_object_record(name: str) -> Sample:
+    return {"tag": "single_object", "include": [{"class": name, "count": 1}],
+            "prompt": f"a photo of {with_article(name)}"}
+
+
+def two_object_record(name_a: str, name_b: str) -> Sample:
     return {"tag": "two_object",
             "include": [{"class": name_a, "count": 1}, {"class": name_b, "count": 1}],
             "prompt": f"a photo of {with_article(name_a)} and {with_article(name_b)}"}
 
 
-def counting_sample(rng: np.random.Generator, max_count: int = 4) -> Sample:
-    name = COCO_CLASSES[_n(rng, len(COCO_CLASSES))]
-    num = int(rng.integers(2, max_count, endpoint=True))
+def counting_record(name: str, num: int) -> Sample:
     return {"tag": "counting",
             "include": [{"class": name, "count": num}],
             "exclude": [{"class": name, "count": num + 1}],
             "prompt": f"a photo of {NUMBERS[num]} {make_plural(name)}"}
+
+
+def color_record(name: str, color: str) -> Sample:
+    return {"tag": "colors",
+            "include": [{"class": name, "count": 1, "color": color}],
+            "prompt": f"a photo of {with_article(color)} {name}"}
+
+
+def position_record(name_a: str, name_b: str, position: str) -> Sample:
+    # GenEval's clause order: the reference object (b) first, then a with its relation to clause 0.
+    return {"tag": "position",
+            "include": [{"class": name_b, "count": 1},
+                        {"class": name_a, "count": 1, "position": [position, 0]}],
+            "prompt": f"a photo of {with_article(name_a)} {position} {with_article(name_b)}"}
+
+
+def color_attr_record(name_a: str, color_a: str, name_b: str, color_b: str) -> Sample:
+    return {"tag": "color_attr",
+            "include": [{"class": name_a, "count": 1, "color": color_a},
+                        {"class": name_b, "count": 1, "color": color_b}],
+            "prompt": f"a photo of {with_article(color_a)} {name_a} and {with_article(color_b)} {name_b}"}
+
+
+# ---------------------------------------------------------------------------------------------
+# GenEval's draws (create_prompts.py), in its order
+
+
+def single_object_samples(rng: np.random.Generator) -> list[Sample]:
+    idxs = rng.choice(len(COCO_CLASSES), size=len(COCO_CLASSES), replace=False)
+    return [single_object_record(COCO_CLASSES[i]) for i in idxs]
+
+
+def two_object_sample(rng: np.random.Generator) -> Sample:
+    a, b = rng.choice(len(COCO_CLASSES), size=2, replace=False)
+    return two_object_record(COCO_CLASSES[a], COCO_CLASSES[b])
+
+
+def counting_sample(rng: np.random.Generator, max_count: int = MAX_COUNT) -> Sample:
+    name = COCO_CLASSES[_n(rng, len(COCO_CLASSES))]
+    num = int(rng.integers(2, max_count, endpoint=True))
+    return counting_record(name, num)
 
 
 def _not_person(offset: np.ndarray | int) -> Any:
@@ -71,29 +117,19 @@ def _not_person(offset: np.ndarray | int) -> Any:
 def color_sample(rng: np.random.Generator) -> Sample:
     name = COCO_CLASSES[_not_person(_n(rng, len(COCO_CLASSES) - 1))]
     color = COLORS[_n(rng, len(COLORS))]
-    return {"tag": "colors",
-            "include": [{"class": name, "count": 1, "color": color}],
-            "prompt": f"a photo of {with_article(color)} {name}"}
+    return color_record(name, color)
 
 
 def position_sample(rng: np.random.Generator) -> Sample:
     a, b = rng.choice(len(COCO_CLASSES), size=2, replace=False)
     position = POSITIONS[_n(rng, len(POSITIONS))]
-    name_a, name_b = COCO_CLASSES[a], COCO_CLASSES[b]
-    return {"tag": "position",
-            "include": [{"class": name_b, "count": 1},
-                        {"class": name_a, "count": 1, "position": [position, 0]}],
-            "prompt": f"a photo of {with_article(name_a)} {position} {with_article(name_b)}"}
+    return position_record(COCO_CLASSES[a], COCO_CLASSES[b], position)
 
 
 def color_attr_sample(rng: np.random.Generator) -> Sample:
     a, b = _not_person(rng.choice(len(COCO_CLASSES) - 1, size=2, replace=False))
     ca, cb = rng.choice(len(COLORS), size=2, replace=False)
-    name_a, name_b, color_a, color_b = COCO_CLASSES[a], COCO_CLASSES[b], COLORS[ca], COLORS[cb]
-    return {"tag": "color_attr",
-            "include": [{"class": name_a, "count": 1, "color": color_a},
-                        {"class": name_b, "count": 1, "color": color_b}],
-            "prompt": f"a photo of {with_article(color_a)} {name_a} and {with_article(color_b)} {name_b}"}
+    return color_attr_record(COCO_CLASSES[a], COLORS[ca], COCO_CLASSES[b], COLORS[cb])
 
 
 def geneval_suite(seed: int = 43, per_task: int = 100) -> list[Sample]:
@@ -117,6 +153,116 @@ def geneval_suite(seed: int = 43, per_task: int = 100) -> list[Sample]:
             seen.add(key)
             unique.append(sample)
     return unique
+
+
+# ---------------------------------------------------------------------------------------------
+# training prompts: GenEval's templates and vocabulary, disjoint from evaluation suites
+
+
+@dataclass(frozen=True)
+class TaskSpace:
+    """Every prompt GenEval's generator can make for one task, numbered 0..size-1.
+
+    GenEval draws each task's parts uniformly (classes, colours, counts 2..4, relations), so a
+    uniform draw of an index is a draw from GenEval's distribution, without replacement.
+    """
+
+    tag: str
+    size: int
+    record: Callable[[int], Sample]
+
+
+def _ordered_pair(i: int, n: int) -> tuple[int, int]:
+    """The i-th ordered pair (a, b) of distinct indices below n (a-major): n * (n - 1) pairs."""
+    a, r = divmod(i, n - 1)
+    return a, (r if r < a else r + 1)
+
+
+# The 79 classes GenEval colours (all but "person", in GenEval's order: see `_not_person`).
+_COLORABLE = tuple(COCO_CLASSES[_not_person(k)] for k in range(len(COCO_CLASSES) - 1))
+_COUNTS = tuple(range(2, MAX_COUNT + 1))
+
+
+def _two_object(i: int) -> Sample:
+    a, b = _ordered_pair(i, len(COCO_CLASSES))
+    return two_object_record(COCO_CLASSES[a], COCO_CLASSES[b])
+
+
+def _counting(i: int) -> Sample:
+    name, num = divmod(i, len(_COUNTS))
+    return counting_record(COCO_CLASSES[name], _COUNTS[num])
+
+
+def _color(i: int) -> Sample:
+    name, color = divmod(i, len(COLORS))
+    return color_record(_COLORABLE[name], COLORS[color])
+
+
+def _position(i: int) -> Sample:
+    pair, position = divmod(i, len(POSITIONS))
+    a, b = _ordered_pair(pair, len(COCO_CLASSES))
+    return position_record(COCO_CLASSES[a], COCO_CLASSES[b], POSITIONS[position])
+
+
+def _color_attr(i: int) -> Sample:
+    names, colors = divmod(i, len(COLORS) * (len(COLORS) - 1))
+    a, b = _ordered_pair(names, len(_COLORABLE))
+    ca, cb = _ordered_pair(colors, len(COLORS))
+    return color_attr_record(_COLORABLE[a], COLORS[ca], _COLORABLE[b], COLORS[cb])
+
+
+_N, _C = len(COCO_CLASSES), len(_COLORABLE)
+TASK_SPACES: tuple[TaskSpace, ...] = (  # GenEval's task order
+    TaskSpace("single_object", _N, lambda i: single_object_record(COCO_CLASSES[i])),
+    TaskSpace("two_object", _N * (_N - 1), _two_object),
+    TaskSpace("counting", _N * len(_COUNTS), _counting),
+    TaskSpace("colors", _C * len(COLORS), _color),
+    TaskSpace("position", _N * (_N - 1) * len(POSITIONS), _position),
+    TaskSpace("color_attr", _C * (_C - 1) * len(COLORS) * (len(COLORS) - 1), _color_attr),
+)
+
+
+def requirement_key(sample: Sample) -> str:
+    """What GenEval checks for a sample (everything but the prompt text), as canonical JSON.
+
+    Clause order is kept: "a dog and a cat" and "a cat and a dog" are different prompts.
+    """
+    return json.dumps({k: v for k, v in sample.items() if k != "prompt"}, sort_keys=True)
+
+
+def overlapping(samples: Sequence[Sample], exclude: Sequence[Sample]) -> list[Sample]:
+    """The samples that share a prompt text or a requirement (`requirement_key`) with `exclude`."""
+    texts = {s["prompt"] for s in exclude}
+    requirements = {requirement_key(s) for s in exclude}
+    return [s for s in samples if s["prompt"] in texts or requirement_key(s) in requirements]
+
+
+def training_suite(per_task: int, seed: int, exclude: Sequence[Sample]) -> list[Sample]:
+    """Up to `per_task` prompts per GenEval task, none overlapping `exclude` (see `overlapping`).
+
+    Per task, in GenEval's task order, the task's whole prompt space is visited in the order of
+    `default_rng(seed).permutation(size)` and prompts are kept until `per_task` are found. A task
+    whose space runs out gives fewer: single_object has only 80 prompts, all in GenEval's suite.
+    Distinct texts throughout; deterministic under the seed.
+    """
+    if per_task < 0:
+        raise ValueError(f"per_task must be >= 0, got {per_task}")
+    texts = {s["prompt"] for s in exclude}
+    requirements = {requirement_key(s) for s in exclude}
+    rng = np.random.default_rng(seed)
+    samples: list[Sample] = []
+    for space in TASK_SPACES:
+        kept = 0
+        for i in rng.permutation(space.size):
+            if kept == per_task:
+                break
+            sample = space.record(int(i))
+            if sample["prompt"] in texts or requirement_key(sample) in requirements:
+                continue
+            texts.add(sample["prompt"])  # never the same text twice, across tasks too
+            samples.append(sample)
+            kept += 1
+    return samples
 
 
 def write_suite(samples: list[Sample], out_dir: Path) -> tuple[Path, Path]:

@@ -271,10 +271,17 @@ class PromptWork:
 
 
 def suite_samples(config: RunConfig) -> list[dict[str, Any]]:
-    from harness.prompts import geneval_suite
+    from harness.prompts import geneval_suite, read_metadata
 
+    if config.suite.endswith(".jsonl"):  # a metadata file, e.g. `stepwise prompts train`'s; per_task unused
+        try:
+            return read_metadata(Path(config.suite))
+        except OSError as err:
+            raise RunError(f"cannot read suite file {config.suite}: {err.strerror}") from None
+        except ValueError as err:  # names the file and line
+            raise RunError(str(err)) from None
     if config.suite not in SUITES:
-        raise RunError(f"unknown suite {config.suite!r}; available: {', '.join(SUITES)}")
+        raise RunError(f"unknown suite {config.suite!r}; available: {', '.join(SUITES)} or a metadata .jsonl file")
     return geneval_suite(per_task=config.per_task)
 
 

@@ -33,3 +33,44 @@ def geneval(seed: int, per_task: int, out_dir: Path) -> None:
     counts = Counter(s["tag"] for s in samples)
     click.echo(f"wrote {len(samples)} prompts to {metadata_path} and {prompts_path}")
     click.echo("  " + ", ".join(f"{tag} {n}" for tag, n in counts.items()))
+
+
+@prompts.command("train")
+@click.option("--per-task", required=True, type=click.IntRange(min=0),
+              help="Prompts per GenEval task (fewer where a task runs out: single_object has only 80).")
+@click.option("--seed", default=0, show_default=True, help="Seed of numpy's default_rng for the draws.")
+@click.option("--exclude", "excludes", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Another evaluation_metadata.jsonl to stay disjoint from (GenEval's 553 prompts always are). "
+                   "Repeatable.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for evaluation_metadata.jsonl and generation_prompts.txt.")
+def train(per_task: int, seed: int, excludes: tuple[Path, ...], out_dir: Path) -> None:
+    """Training prompts: GenEval's templates and classes, none of them in an evaluation suite.
+
+    A prompt is left out when its text, or what GenEval checks (tag, include and exclude
+    clauses), equals that of a prompt in GenEval's suite (seed 43, 100 per task) or in an
+    --exclude file. The files are in GenEval's format: `stepwise run --suite DIR/evaluation_metadata.jsonl`
+    generates and judges a pool of them.
+    """
+    from collections import Counter
+
+    from harness.prompts import TASK_SPACES, geneval_suite, overlapping, read_metadata, training_suite, write_suite
+
+    exclude = geneval_suite()
+    for path in excludes:
+        try:
+            exclude.extend(read_metadata(path))
+        except ValueError as err:  # read_metadata names the file and line
+            raise click.ClickException(str(err)) from None
+    samples = training_suite(per_task=per_task, seed=seed, exclude=exclude)
+    if overlapping(samples, exclude):  # guaranteed by construction; checked because it is the point
+        raise click.ClickException("internal error: a training prompt overlaps an excluded one")
+    metadata_path, prompts_path = write_suite(samples, out_dir)
+    counts = Counter(s["tag"] for s in samples)
+    click.echo(f"wrote {len(samples)} prompts to {metadata_path} and {prompts_path} "
+               f"(disjoint from {len(exclude)} excluded prompts)")
+    click.echo("  " + ", ".join(f"{space.tag} {counts[space.tag]}" for space in TASK_SPACES))
+    for space in TASK_SPACES:
+        if counts[space.tag] < per_task:
+            click.echo(f"warning: {space.tag}: only {counts[space.tag]} of {per_task}; the task has "
+                       f"{space.size} prompts and the rest overlap the excluded suites", err=True)

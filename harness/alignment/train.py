@@ -1,0 +1,506 @@
+"""The DPO trainer: policy vs frozen reference on preference pairs, resumable step for step.
+
+Defaults are the official run's (Image-Generation-CoT scripts/dpo.yaml, train_dpo.py): one epoch,
+batch size 10, AdamW (lr 1e-5, betas 0.9/0.999, eps 1e-8, weight decay 0.01 except on parameters
+whose names contain "bias", "layer_norm.weight", "mlm_ln.weight" or "embeddings.weight" — the
+official list, which in Show-o's names leaves only the biases undecayed), transformers'
+`get_scheduler("cosine")` with 10% linear warmup over all optimizer steps, β 0.1, no gradient
+clipping, pairs in file order, prompt dropout 0.1. The official `reward_coef` term is left out:
+its value is built from a PARM verdict on a fresh sample with `torch.tensor(...)`, so it carries no
+gradient and only shifts the logged loss.
+
+Each micro-batch runs the policy once over its chosen and rejected images together (the
+official `concatenated_forward`) and the reference likewise under `torch.no_grad()`. The random
+draws of a pair (Show-o's token masks, the prompt dropout) come from a CPU generator seeded by
+(seed, epoch, pair index), so they do not depend on batch composition or on where a run stopped.
+
+The output folder OUT is the generator's own checkpoint layout plus two files:
+
+    OUT/stepwise-alignment.json   manifest: data file sha256, parameters, parent model and its file
+                                  hashes, steps done, metrics (see `manifest`)
+    OUT/trainer_state.pt          step, optimizer, scheduler and RNG states, per-step metrics
+
+Every checkpoint (each `save_every` steps, at `stop_after`, at the end) is written whole to
+OUT.partial, then swapped in (OUT -> OUT.previous, OUT.partial -> OUT, OUT.previous removed); a
+run killed between the two renames finds OUT.previous and takes it back. Resuming reloads the
+policy from OUT and the states from trainer_state.pt and skips the steps done: training 2 steps,
+stopping and resuming gives the same weights as training straight through (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from harness.alignment.models import Family, ImageDraw
+    from harness.alignment.pairs import PreferencePair
+
+__all__ = ["MANIFEST_NAME", "STATE_NAME", "AlignmentError", "DPOConfig", "DPOTrainer", "train_dpo"]
+
+MANIFEST_NAME = "stepwise-alignment.json"
+STATE_NAME = "trainer_state.pt"
+FORMAT = "stepwise-alignment"
+FORMAT_VERSION = 1
+#: the official optimizer groups: a parameter whose name contains one of these gets no weight decay
+NO_DECAY = ("bias", "layer_norm.weight", "mlm_ln.weight", "embeddings.weight")
+#: transformers schedules that need only warmup and total steps
+SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup")
+
+
+class AlignmentError(ValueError):
+    """Settings or an output folder that training cannot go on with; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    """Everything `stepwise align dpo` is told. The fields up to `mixed_precision` decide the result
+    (a resumed run must repeat them); the rest only say how this invocation runs."""
+
+    generator: str  # "showo" or "janus"
+    pairs: Path
+    out: Path
+    params: Mapping[str, str] = field(default_factory=dict)  # the generator's --param values
+    beta: float = 0.1
+    lr: float = 1e-5
+    batch_size: int = 10
+    epochs: int = 1
+    grad_accumulation: int = 1
+    seed: int = 0
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    max_grad_norm: float | None = None
+    cond_dropout: float = 0.1
+    min_masking_rate: float = 0.0
+    shared_mask: bool = False  # chosen and rejected share one mask and one dropout draw
+    shuffle: bool = False  # shuffle pairs per epoch (seeded); the official loader keeps file order
+    mixed_precision: Literal["no", "bf16"] = "no"
+    # -- how this invocation runs
+    resume: bool = False  # continue OUT's checkpoint (else OUT must not hold one)
+    save_every: int = 0  # optimizer steps between checkpoints; 0: only at the end (and at stop_after)
+    stop_after: int | None = None  # stop (with a checkpoint) once this many steps are done in total
+    progress: bool = True
+
+    def training_parameters(self) -> dict[str, Any]:
+        """The fields that decide the trained weights (recorded; compared on resume)."""
+        names = ("beta", "lr", "batch_size", "epochs", "grad_accumulation", "seed", "weight_decay", "warmup_ratio",
+                 "scheduler", "max_grad_norm", "cond_dropout", "min_masking_rate", "shared_mask", "shuffle",
+                 "mixed_precision")
+        values = asdict(self)
+        return {name: values[name] for name in names}
+
+
+def check_config(config: DPOConfig) -> None:
+    """AlignmentError listing every value out of range."""
+    problems = []
+    if config.beta <= 0:
+        problems.append(f"beta must be > 0, got {config.beta}")
+    if config.lr <= 0:
+        problems.append(f"lr must be > 0, got {config.lr}")
+    for name in ("batch_size", "epochs", "grad_accumulation"):
+        if getattr(config, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in ("warmup_ratio", "cond_dropout", "min_masking_rate"):
+        if not 0 <= getattr(config, name) <= 1:
+            problems.append(f"{name} must lie in [0, 1], got {getattr(config, name)}")
+    if config.weight_decay < 0:
+        problems.append(f"weight_decay must be >= 0, got {config.weight_decay}")
+    if config.scheduler not in SCHEDULERS:
+        problems.append(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {config.scheduler!r}")
+    if config.max_grad_norm is not None and config.max_grad_norm <= 0:
+        problems.append(f"max_grad_norm must be > 0 (or unset), got {config.max_grad_norm}")
+    if config.mixed_precision not in ("no", "bf16"):
+        problems.append(f"mixed_precision must be 'no' or 'bf16', got {config.mixed_precision!r}")
+    if config.save_every < 0:
+        problems.append(f"save_every must be >= 0, got {config.save_every}")
+    if config.stop_after is not None and config.stop_after < 1:
+        problems.append(f"stop_after must be >= 1, got {config.stop_after}")
+    if problems:
+        raise AlignmentError("; ".join(problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan: which pairs make which step
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Micro-batches of pair indices per epoch, grouped into optimizer steps."""
+
+    pairs: int
+    batch_size: int
+    grad_accumulation: int
+    epochs: int
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(self.pairs / self.batch_size)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        # a last, shorter accumulation group still makes a step (as the last short batch does)
+        return math.ceil(self.batches_per_epoch / self.grad_accumulation)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    def steps(self, order: Sequence[int]) -> list[list[list[int]]]:
+        """One epoch's steps, each a list of micro-batches of pair indices, for pairs taken in `order`."""
+        batches = [list(order[i:i + self.batch_size]) for i in range(0, len(order), self.batch_size)]
+        return [batches[i:i + self.grad_accumulation] for i in range(0, len(batches), self.grad_accumulation)]
+
+
+def epoch_order(pairs: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
+    """File order, or a permutation seeded by (seed, epoch)."""
+    if not shuffle:
+        return list(range(pairs))
+    import numpy as np
+
+    return [int(i) for i in np.random.default_rng([seed, epoch]).permutation(pairs)]
+
+
+def pair_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of a pair's draws in an epoch: stable across runs, batchings and Python versions."""
+    digest = hashlib.sha256(f"stepwise-dpo:{seed}:{epoch}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint files
+
+
+def _sibling(out: Path, suffix: str) -> Path:
+    return out.with_name(out.name + suffix)
+
+
+def recover_checkpoint(out: Path) -> None:
+    """Finish a checkpoint swap a killed run left half done (see the module docstring)."""
+    previous = _sibling(out, ".previous")
+    if previous.is_dir():
+        if out.exists():
+            shutil.rmtree(previous)  # the new checkpoint was already in place
+        else:
+            os.replace(previous, out)
+
+
+def write_checkpoint(out: Path, write: Callable[[Path], None]) -> None:
+    """Have `write` fill a fresh OUT.partial, then swap it in for OUT."""
+    partial, previous = _sibling(out, ".partial"), _sibling(out, ".previous")
+    if partial.exists():
+        shutil.rmtree(partial)  # left by a killed run
+    partial.mkdir(parents=True)
+    write(partial)
+    if out.exists():
+        os.replace(out, previous)
+    os.replace(partial, out)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
+def read_manifest(out: Path) -> dict[str, Any] | None:
+    """OUT's manifest, None when OUT is absent or empty; AlignmentError when OUT holds something else."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise AlignmentError(f"{out}: exists and is not a folder")
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        if any(out.iterdir()):
+            raise AlignmentError(f"{out} holds files but no {MANIFEST_NAME}: not a DPO checkpoint; write to a new or "
+                                 "empty -o")
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AlignmentError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise AlignmentError(f"{path}: not a {FORMAT} manifest")
+    return manifest
+
+
+def _differences(found: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """What differs between a checkpoint's manifest and this run, by key (the pairs file may have moved)."""
+    def comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
+        data = {k: v for k, v in (manifest.get("data") or {}).items() if k != "path"}
+        return {"generator": manifest.get("generator"), "data": data, "parameters": manifest.get("parameters"),
+                "parent": manifest.get("parent")}
+
+    there, now = comparable(found), comparable(expected)
+    return [f"{key}: {there[key]!r} there, {now[key]!r} now" for key in now if there[key] != now[key]]
+
+
+def _rng_states() -> dict[str, Any]:
+    import torch
+
+    states: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng(states: Mapping[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+
+
+@dataclass
+class StepMetrics:
+    """One optimizer step's means over its pairs."""
+
+    step: int
+    loss: float
+    chosen_reward: float
+    rejected_reward: float
+    margin: float  # chosen_reward - rejected_reward
+    accuracy: float  # share of pairs with margin > 0
+    lr: float
+
+
+class DPOTrainer:
+    """Build with a DPOConfig (loads pairs, models, optimizer and any checkpoint), then `train()`."""
+
+    def __init__(self, config: DPOConfig, family: Family | None = None) -> None:
+        """`family` may be passed in to reuse loaded models (tests); it must match config.generator/params."""
+        from harness.alignment.models import load_family
+        from harness.alignment.pairs import check_images, read_pairs
+        from harness.hashing import file_sha256
+
+        check_config(config)
+        self.config = config
+        self.pairs = read_pairs(config.pairs)
+        self.data = {"path": str(config.pairs.resolve()), "sha256": file_sha256(config.pairs),
+                     "pairs": len(self.pairs)}
+        recover_checkpoint(config.out)
+        self.previous = read_manifest(config.out)
+        if self.previous is not None and not config.resume:
+            steps = self.previous.get("steps") or {}
+            raise AlignmentError(f"{config.out} already holds a DPO checkpoint ({steps.get('done')} of "
+                                 f"{steps.get('total')} steps done); pass --resume to continue it, or write to "
+                                 "another -o")
+        check_images(self.pairs, config.pairs)
+        self.family = family if family is not None else load_family(config.generator, dict(config.params))
+        self.plan = Plan(len(self.pairs), config.batch_size, config.grad_accumulation, config.epochs)
+        self.parent = self.family.parent()
+        if self.previous is not None:
+            changed = _differences(self.previous, self._identity())
+            if changed:
+                raise AlignmentError(f"{config.out} was trained with other settings; resume it with the same ones "
+                                     f"or write to another -o: {'; '.join(changed)}")
+        self.policy = (self.family.load_policy(config.out) if self.previous is not None
+                       else self.family.new_policy())
+        self.optimizer = self._optimizer()
+        self.scheduler = self._scheduler()
+        self.step = 0
+        self.history: list[StepMetrics] = []
+        if self.previous is not None:
+            self._load_state()
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        """What decides the weights: compared with a checkpoint's manifest before resuming it."""
+        return {"generator": self.config.generator, "data": self.data,
+                "parameters": self.config.training_parameters(), "parent": self.parent}
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        import torch
+
+        named = self.family.trainable(self.policy)
+        decay = [p for name, p in named if not any(key in name for key in NO_DECAY)]
+        no_decay = [p for name, p in named if any(key in name for key in NO_DECAY)]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.999), eps=1e-8,
+                                 weight_decay=self.config.weight_decay)
+
+    def _scheduler(self) -> Any:
+        from transformers import get_scheduler
+
+        total = self.plan.total_steps
+        return get_scheduler(self.config.scheduler, optimizer=self.optimizer,
+                             num_warmup_steps=int(self.config.warmup_ratio * total), num_training_steps=total)
+
+    def _load_state(self) -> None:
+        import torch
+
+        path = self.config.out / STATE_NAME
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise AlignmentError(f"{path}: cannot read the trainer state ({err})") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _restore_rng(state["rng"])
+        self.step = int(state["step"])
+        self.history = [StepMetrics(**row) for row in state["history"]]
+
+    # -- log-likelihoods ---------------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        import torch
+
+        return torch.autocast(device_type=self.family.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.mixed_precision == "bf16")
+
+    def pair_draws(self, batch: Sequence[PreferencePair], epoch: int) -> tuple[list[ImageDraw], list[ImageDraw]]:
+        """(chosen draws, rejected draws) of a batch's pairs in `epoch`."""
+        import torch
+
+        chosen, rejected = [], []
+        for pair in batch:
+            generator = torch.Generator().manual_seed(pair_seed(self.config.seed, epoch, pair.index))
+            first = self.family.draw(generator, self.config.cond_dropout, self.config.min_masking_rate)
+            chosen.append(first)
+            rejected.append(first if self.config.shared_mask else
+                            self.family.draw(generator, self.config.cond_dropout, self.config.min_masking_rate))
+        return chosen, rejected
+
+    def batch_tokens(self, batch: Sequence[PreferencePair]) -> torch.Tensor:
+        """Image tokens (2B, N): the chosen images, then the rejected ones."""
+        from harness.alignment.pairs import load_image
+
+        where = str(self.config.pairs)
+        images = ([load_image(p.chosen, p.chosen_sha256, f"{where}:{p.line}") for p in batch]
+                  + [load_image(p.rejected, p.rejected_sha256, f"{where}:{p.line}") for p in batch])
+        return self.family.image_tokens(images)
+
+    def logps(self, model: nn.Module, batch: Sequence[PreferencePair], tokens: torch.Tensor,
+              draws: tuple[list[ImageDraw], list[ImageDraw]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen, rejected) log-likelihoods (B,) under `model`: one forward over both halves."""
+        prompts = [p.prompt for p in batch] * 2
+        with self._autocast():
+            both = self.family.logp(model, prompts, tokens, [*draws[0], *draws[1]])
+        return both[:len(batch)], both[len(batch):]
+
+    def margins(self, batch: Sequence[PreferencePair], epoch: int = 0) -> torch.Tensor:
+        """(B,) DPO logits (π_c − π_r) − (ref_c − ref_r) of the policy now, with the draws of `epoch`."""
+        import torch
+
+        tokens, draws = self.batch_tokens(batch), self.pair_draws(batch, epoch)
+        with torch.no_grad():
+            policy = self.logps(self.policy, batch, tokens, draws)
+            reference = self.logps(self.family.reference, batch, tokens, draws)
+        return (policy[0] - policy[1]) - (reference[0] - reference[1])
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _micro_batch(self, batch: Sequence[PreferencePair], epoch: int, share: float) -> dict[str, torch.Tensor]:
+        """Forward and backward of one micro-batch; `share` scales its loss within the step."""
+        import torch
+
+        from harness.alignment.dpo import dpo_loss
+
+        tokens, draws = self.batch_tokens(batch), self.pair_draws(batch, epoch)
+        chosen, rejected = self.logps(self.policy, batch, tokens, draws)
+        with torch.no_grad():
+            ref_chosen, ref_rejected = self.logps(self.family.reference, batch, tokens, draws)
+        loss, chosen_reward, rejected_reward = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.config.beta)
+        (loss * share).backward()
+        return {"loss": loss.detach(), "chosen": chosen_reward, "rejected": rejected_reward}
+
+    def _optimizer_step(self, step: list[list[int]], epoch: int) -> StepMetrics:
+        import torch
+
+        pairs = sum(len(batch) for batch in step)
+        parts = [self._micro_batch([self.pairs[i] for i in batch], epoch, len(batch) / pairs) for batch in step]
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.family.trainable(self.policy)],
+                                           self.config.max_grad_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        chosen = torch.cat([part["chosen"] for part in parts]).float()
+        rejected = torch.cat([part["rejected"] for part in parts]).float()
+        loss = sum(float(part["loss"]) * len(batch) for part, batch in zip(parts, step, strict=True)) / pairs
+        return StepMetrics(step=self.step + 1, loss=loss, chosen_reward=float(chosen.mean()),
+                           rejected_reward=float(rejected.mean()), margin=float((chosen - rejected).mean()),
+                           accuracy=float((chosen > rejected).float().mean()), lr=lr)
+
+    def train(self) -> dict[str, Any]:
+        """Train until done (or `stop_after`); returns the manifest written with the last checkpoint."""
+        from tqdm import tqdm
+
+        total, stop = self.plan.total_steps, self.config.stop_after
+        if self.step >= total or (stop is not None and self.step >= stop):
+            return self.previous if self.previous is not None else self.save()
+        self.policy.train()
+        bar = tqdm(total=total, initial=self.step, desc="dpo", unit="step",
+                   disable=None if self.config.progress else True)
+        try:
+            for epoch in range(self.step // self.plan.steps_per_epoch, self.config.epochs):
+                steps = self.plan.steps(epoch_order(len(self.pairs), self.config.seed, epoch, self.config.shuffle))
+                for number, step in enumerate(steps):
+                    if epoch * self.plan.steps_per_epoch + number < self.step:
+                        continue  # done before the resume
+                    metrics = self._optimizer_step(step, epoch)
+                    self.step += 1
+                    self.history.append(metrics)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics.loss:.4f}", acc=f"{metrics.accuracy:.2f}")
+                    if self.step == total or self.step == stop:
+                        return self.save()
+                    if self.config.save_every and self.step % self.config.save_every == 0:
+                        self.save()
+        finally:
+            bar.close()
+        raise AssertionError(f"the loop ended at step {self.step} of {total} without reaching its last step")
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest of the checkpoint as it stands (see the module docstring)."""
+        from harness import __version__
+
+        last = asdict(self.history[-1]) if self.history else None
+        keys = ("loss", "chosen_reward", "rejected_reward", "margin", "accuracy")
+        mean = ({key: sum(getattr(m, key) for m in self.history) / len(self.history) for key in keys}
+                if self.history else None)
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "stepwise_version": __version__,
+                "method": "dpo", **self._identity(),
+                "generator_params": dict(self.config.params),
+                "steps": {"done": self.step, "total": self.plan.total_steps,
+                          "per_epoch": self.plan.steps_per_epoch},
+                "finished": self.step >= self.plan.total_steps,
+                "metrics": {"last": last, "mean": mean}}
+
+    def save(self) -> dict[str, Any]:
+        """Write the checkpoint (weights, trainer state, manifest) atomically; returns the manifest."""
+        import torch
+
+        manifest = self.manifest()
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": _rng_states(), "history": [asdict(m) for m in self.history]}
+
+        def write(folder: Path) -> None:
+            self.family.save(self.policy, folder)
+            torch.save(state, folder / STATE_NAME)
+            (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+        write_checkpoint(self.config.out, write)
+        self.previous = manifest
+        return manifest
+
+
+def train_dpo(config: DPOConfig) -> dict[str, Any]:
+    """Train (or resume) as `config` says; returns the final manifest."""
+    return DPOTrainer(config).train()

@@ -1,0 +1,102 @@
+"""`stepwise align`: preference alignment of image-token generators (the paper's "reinforce")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from harness.commands.run import parse_pairs
+
+
+@click.group()
+def align() -> None:
+    """Align a generator to preference pairs; the result is a checkpoint the generator loads."""
+
+
+@align.command("dpo")
+@click.option("--generator", required=True, type=click.Choice(["showo", "janus"]),
+              help="The generator to train (its model is the policy's start and the frozen reference).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Generator parameter, as for `stepwise generate` (model, vq_model, llm, resolution, device). "
+                   "Repeatable.")
+@click.option("--pairs", "pairs_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="DPO pairs (JSONL: prompt, chosen, rejected, chosen_sha256, rejected_sha256), e.g. "
+                   "`stepwise curate`'s dpo.jsonl.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoint folder to write (the generator's own layout; `--param model=OUT` loads it).")
+@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO's β.")
+@click.option("--lr", type=float, default=1e-5, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per micro-batch.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the pairs.")
+@click.option("--grad-accumulation", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Micro-batches per optimizer step.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds each pair's token masks and prompt dropout (and the shuffle).")
+@click.option("--weight-decay", type=float, default=0.01, show_default=True, help="AdamW weight decay.")
+@click.option("--warmup-ratio", type=float, default=0.1, show_default=True,
+              help="Share of the optimizer steps spent warming the learning rate up linearly.")
+@click.option("--scheduler", type=click.Choice(["cosine", "linear", "constant", "constant_with_warmup"]),
+              default="cosine", show_default=True, help="Learning-rate decay after warmup (transformers' schedules).")
+@click.option("--max-grad-norm", type=float, default=None, help="Clip gradients to this norm [off, as official].")
+@click.option("--cond-dropout", type=float, default=0.1, show_default=True,
+              help="Probability that an image is scored under the empty prompt (Show-o's training dropout).")
+@click.option("--min-masking-rate", type=float, default=0.0, show_default=True,
+              help="Show-o: lower bound of the masked share of image tokens.")
+@click.option("--shared-mask/--independent-masks", default=False, show_default=True,
+              help="Show-o: one mask (and dropout draw) for a pair's chosen and rejected image; the official "
+                   "code draws them independently.")
+@click.option("--shuffle/--no-shuffle", default=False, show_default=True,
+              help="Shuffle the pairs each epoch (seeded); the official loader keeps file order.")
+@click.option("--mixed-precision", type=click.Choice(["no", "bf16"]), default="no", show_default=True,
+              help="Compute under bfloat16 autocast (weights stay float32), as the official run on GPUs.")
+@click.option("--save-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Write a checkpoint every this many optimizer steps (0: only at the end).")
+@click.option("--stop-after", type=click.IntRange(min=1), default=None,
+              help="Stop once this many optimizer steps are done in total (checkpoint written; --resume goes on).")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in OUT (same settings); start if OUT is empty.")
+def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, beta: float, lr: float,
+        batch_size: int, epochs: int, grad_accumulation: int, seed: int, weight_decay: float, warmup_ratio: float,
+        scheduler: str, max_grad_norm: float | None, cond_dropout: float, min_masking_rate: float,
+        shared_mask: bool, shuffle: bool, mixed_precision: Literal["no", "bf16"], save_every: int,
+        stop_after: int | None, resume: bool) -> None:
+    """Train a generator with DPO on preference pairs; write a checkpoint it loads.
+
+    \b
+    Show-o's log-likelihood of an image is its masked-token objective, as the official
+    Image-Generation-CoT train_dpo.py computes it: the image's MAGVIT-v2 tokens, a random mask
+    drawn with the training (cosine) schedule, the sum of log p of the true tokens at the
+    masked positions (plus <|soi|>/<|eoi|>). Policy and frozen reference see the same mask.
+    Janus's is the teacher-forced next-token log-likelihood of its VQ tokens after the prompt.
+
+    \b
+      stepwise align dpo --generator showo --pairs curated/dpo.jsonl -o ckpts/showo-dpo
+      stepwise run --generator showo --param model=ckpts/showo-dpo ...
+
+    OUT holds the weights in the generator's layout, stepwise-alignment.json (data sha256,
+    parameters, parent model hashes, steps, metrics) and trainer_state.pt. Checkpoints are
+    written whole and swapped in; `--resume` continues exactly where the last one stopped.
+    Defaults are the paper's: one epoch, batch 10, lr 1e-5, β 0.1, cosine schedule with 10%
+    warmup.
+    """
+    from harness.alignment.pairs import PairsError
+    from harness.alignment.train import AlignmentError, DPOConfig, DPOTrainer
+    from harness.runner import RunError
+    from harness.weights import MissingWeightsError
+
+    config = DPOConfig(
+        generator=generator, pairs=pairs_path, out=out, params=parse_pairs(params, "--param"), beta=beta, lr=lr,
+        batch_size=batch_size, epochs=epochs, grad_accumulation=grad_accumulation, seed=seed,
+        weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, max_grad_norm=max_grad_norm,
+        cond_dropout=cond_dropout, min_masking_rate=min_masking_rate, shared_mask=shared_mask, shuffle=shuffle,
+        mixed_precision=mixed_precision, resume=resume, save_every=save_every, stop_after=stop_after)
+    try:
+        manifest = DPOTrainer(config).train()
+    except (AlignmentError, PairsError, RunError, MissingWeightsError) as err:
+        raise click.ClickException(str(err)) from None
+    steps = manifest["steps"]
+    last = (manifest["metrics"] or {}).get("last") or {}
+    state = "finished" if manifest["finished"] else "stopped; --resume continues"
+    summary = f"; last step loss {last['loss']:.4f}, accuracy {last['accuracy']:.2f}" if last else ""
+    click.echo(f"{out}: {steps['done']} of {steps['total']} steps ({state}){summary}", err=True)
