@@ -203,37 +203,20 @@ PreviewJudge = Callable[[Sequence[PreviewRequest]], Mapping[tuple[str, int], Pre
 def read_pool(s: Any, run_id: str, spec: Any, *, max_samples: int | None = None) -> JudgedPool:
     """A run's candidates with their verdicts by `spec` (an EvaluatorSpec); CurationError when the run
     is unknown, has no candidates, or lacks a verdict by these settings anywhere."""
-    from sqlalchemy import and_, select
+    from harness.store import Run
+    from harness.store.data import judged_candidates
 
-    from harness.store import Candidate, Evaluation, Prompt, Run
-
+    try:
+        rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
+    except ValueError as err:
+        raise CurationError(str(err)) from None
     run = s.get(Run, run_id)
-    if run is None:
-        raise CurationError(f"no run {run_id!r} in the store (`stepwise run` prints the id)")
-    key = spec.key()
-    query = (select(Prompt.index, Prompt.text, Prompt.meta, Candidate.sample_index, Candidate.image_path,
-                    Candidate.image_sha256, Candidate.step_previews, Evaluation.correct, Evaluation.reason)
-             .select_from(Candidate).join(Prompt, Candidate.prompt_id == Prompt.id)
-             .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id,
-                                         Evaluation.backend == spec.backend, Evaluation.settings_hash == key))
-             .where(Candidate.run_id == run_id).order_by(Prompt.index, Candidate.sample_index))
-    if max_samples is not None:
-        query = query.where(Candidate.sample_index < max_samples)
-    rows = s.execute(query).all()
-    if not rows:
-        raise CurationError(f"run {run_id[:12]}… has no candidates")
-    unjudged = [r for r in rows if r.correct is None]
-    if unjudged:
-        raise CurationError(
-            f"run {run_id[:12]}…: {len(unjudged)} candidate(s) have no verdict by {spec.backend} with these "
-            f"evaluator settings ({key[:12]}…), the first prompt {unjudged[0].index:05d}; give the evaluator "
-            "flags the run used (as for `stepwise curve --run`)")
     candidates = tuple(
         JudgedCandidate(prompt_index=int(r.index), prompt=r.text, metadata=dict(r.meta),
                         sample_index=int(r.sample_index), image=r.image_path, sha256=r.image_sha256,
                         correct=bool(r.correct), reason=r.reason or "", previews=tuple(r.step_previews))
         for r in rows)
-    return JudgedPool(run.id, run.suite.name, run.suite.hash, spec.backend, key, candidates)
+    return JudgedPool(run.id, run.suite.name, run.suite.hash, spec.backend, spec.key(), candidates)
 
 
 # ---------------------------------------------------------------------------------------------

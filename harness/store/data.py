@@ -45,6 +45,7 @@ __all__ = [
     "get_or_create_run",
     "get_or_create_suite",
     "json_details",
+    "judged_candidates",
     "missing_evaluations",
     "missing_scores",
     "pool_arrays",
@@ -353,6 +354,37 @@ def stored_verdicts(s: Session, candidate_ids: Sequence[int], backend: str, sett
         ):
             out[int(cid)] = bool(correct)
     return out
+
+
+def judged_candidates(s: Session, run_id: str, backend: str, settings_hash: str,
+                      max_samples: int | None = None) -> list[Any]:
+    """Every candidate of a run with its prompt and its verdict under these evaluator settings, in
+    (prompt index, sample index) order. Rows have: id, index, tag, text, meta, sample_index,
+    image_sha256, image_path, step_previews, cost, correct, reason, detections.
+
+    ValueError, with what to do, when the run is unknown, has no candidates, or a candidate has no
+    verdict by these settings (the evaluator flags must be the ones the run used).
+    """
+    if s.get(Run, run_id) is None:
+        raise ValueError(f"no run {run_id!r} in the store (`stepwise run` prints the id)")
+    query = (select(Candidate.id, Prompt.index, Prompt.tag, Prompt.text, Prompt.meta, Candidate.sample_index,
+                    Candidate.image_sha256, Candidate.image_path, Candidate.step_previews, Candidate.cost,
+                    Evaluation.correct, Evaluation.reason, Evaluation.detections)
+             .select_from(Candidate).join(Prompt, Candidate.prompt_id == Prompt.id)
+             .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id,
+                                         Evaluation.backend == backend, Evaluation.settings_hash == settings_hash))
+             .where(Candidate.run_id == run_id).order_by(Prompt.index, Candidate.sample_index))
+    if max_samples is not None:
+        query = query.where(Candidate.sample_index < max_samples)
+    rows = list(s.execute(query).all())
+    if not rows:
+        raise ValueError(f"run {run_id[:12]}… has no candidates")
+    unjudged = [r for r in rows if r.correct is None]
+    if unjudged:
+        raise ValueError(f"run {run_id[:12]}…: {len(unjudged)} candidate(s) have no verdict by {backend} with these "
+                         f"evaluator settings ({settings_hash[:12]}…), the first prompt {unjudged[0].index:05d}; give "
+                         "the evaluator flags the run used (as for `stepwise curve --run`)")
+    return rows
 
 
 def _check_unique(ids: list[int], what: str) -> None:

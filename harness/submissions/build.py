@@ -93,33 +93,19 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
 
     Refuses (SubmitError) a run that lacks a verdict or a score anywhere: an entry is whole.
     """
-    from sqlalchemy import and_, func, select
+    from sqlalchemy import func, select
 
     from harness import __version__
-    from harness.store import Candidate, Evaluation, Prompt, Run, VerifierScore
+    from harness.store import Candidate, Prompt, Run, VerifierScore
+    from harness.store.data import judged_candidates
 
+    try:
+        rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
     run = s.get(Run, run_id)
-    if run is None:
-        raise SubmitError(f"no run {run_id!r} in the store (`stepwise run` prints the id)")
     key = spec.key()
     n_prompts = int(s.scalar(select(func.count()).select_from(Prompt).where(Prompt.suite_id == run.suite_id)) or 0)
-    query = (select(Candidate.id, Prompt.index, Prompt.tag, Prompt.text, Candidate.sample_index,
-                    Candidate.image_sha256, Candidate.image_path, Candidate.cost, Evaluation.correct,
-                    Evaluation.reason, Evaluation.detections)
-             .select_from(Candidate).join(Prompt, Candidate.prompt_id == Prompt.id)
-             .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id,
-                                         Evaluation.backend == spec.backend, Evaluation.settings_hash == key))
-             .where(Candidate.run_id == run_id).order_by(Prompt.index, Candidate.sample_index))
-    if max_samples is not None:
-        query = query.where(Candidate.sample_index < max_samples)
-    rows = s.execute(query).all()
-    if not rows:
-        raise SubmitError(f"run {run_id[:12]}… has no candidates")
-    unjudged = [r for r in rows if r.correct is None]
-    if unjudged:
-        raise SubmitError(f"run {run_id[:12]}…: {len(unjudged)} candidate(s) have no verdict by {spec.backend} with "
-                          f"these evaluator settings ({key[:12]}…), the first prompt {unjudged[0].index:05d}; give the "
-                          "evaluator flags the run used (as for `stepwise curve --run`)")
     scores: dict[int, dict[str, float]] = {r.id: {} for r in rows}
     verifier_seconds: dict[int, dict[str, float | None]] = {r.id: {} for r in rows}
     for name, digest in verifiers.items():
