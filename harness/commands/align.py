@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import click
 
+from harness.commands.options import stored_evaluator_options
 from harness.commands.run import parse_pairs
 
 
@@ -100,3 +101,60 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
     state = "finished" if manifest["finished"] else "stopped; --resume continues"
     summary = f"; last step loss {last['loss']:.4f}, accuracy {last['accuracy']:.2f}" if last else ""
     click.echo(f"{out}: {steps['done']} of {steps['total']} steps ({state}){summary}", err=True)
+
+
+@align.command("iterate")
+@click.option("--generator", required=True, type=click.Choice(["showo", "janus"]),
+              help="The generator to run and train.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Generator parameter (model= is round 1's model; later rounds replace it with the previous "
+                   "round's checkpoint). Repeatable.")
+@click.option("--suite", required=True,
+              help="Training prompts: a metadata file from `stepwise prompts train` (DIR/evaluation_metadata.jsonl).")
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Rounds of run, curate, DPO (the paper: 2).")
+@click.option("--pool", type=click.IntRange(min=1), required=True, help="Candidates per prompt each round.")
+@click.option("-o", "--out", "workdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Work folder: store.db, round-R/{run,data,ckpt}, iterate.json. Re-running continues it.")
+@stored_evaluator_options("GenEval judge of each round's pool")
+@click.option("--eval-batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Images per detector call.")
+@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO's β.")
+@click.option("--lr", type=float, default=1e-5, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per micro-batch.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the pairs.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the candidates (as `stepwise run --seed`), the pair draws and the DPO masks.")
+def iterate(generator: str, params: tuple[str, ...], suite: str, rounds: int, pool: int, workdir: Path,
+            eval_batch_size: int, beta: float, lr: float, batch_size: int, epochs: int, seed: int,
+            **evaluator_flags: Any) -> None:
+    """The paper's iterative DPO: each round runs the current model on training prompts, curates
+    its DPO pairs and trains from (and against) the current model; prints the final checkpoint.
+
+    \b
+    Round R: `stepwise run` (store OUT/store.db, images OUT/round-R/run), `stepwise curate
+    --parm skip` into OUT/round-R/data, `stepwise align dpo` into OUT/round-R/ckpt. Round 1
+    starts from --param model; round R+1 from round R's checkpoint, which is also its frozen
+    reference. OUT/iterate.json records each finished round (run id, pairs and their sha256,
+    checkpoint, GenEval accuracy of the pool, DPO metrics); running the same command again skips
+    them and finishes a round that was cut short. A round whose prompts all got a single label
+    has no pairs: the loop stops there with an error.
+
+    \b
+      stepwise prompts train -o train
+      stepwise align iterate --generator showo --suite train/evaluation_metadata.jsonl \\
+          --pool 4 --rounds 2 -o work --backend hf
+    """
+    from harness.alignment.iterate import IterateConfig, IterateError
+    from harness.alignment.iterate import iterate as run_iterate
+    from harness.commands.curate import _evaluator
+
+    config = IterateConfig(
+        generator=generator, params=parse_pairs(params, "--param"), suite=suite, rounds=rounds, pool=pool,
+        workdir=workdir, evaluator=_evaluator(evaluator_flags), seed=seed, eval_batch_size=eval_batch_size,
+        dpo={"beta": beta, "lr": lr, "batch_size": batch_size, "epochs": epochs})
+    try:
+        state = run_iterate(config, log=lambda message: click.echo(message, err=True))
+    except IterateError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(state["final_checkpoint"])
