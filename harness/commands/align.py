@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import click
 
-from harness.commands.options import stored_evaluator_options
+from harness.commands.options import evaluator_from_flags, stored_evaluator_options
 from harness.commands.run import parse_pairs
 
 
@@ -147,11 +147,10 @@ def iterate(generator: str, params: tuple[str, ...], suite: str, rounds: int, po
     """
     from harness.alignment.iterate import IterateConfig, IterateError
     from harness.alignment.iterate import iterate as run_iterate
-    from harness.commands.curate import _evaluator
 
     config = IterateConfig(
         generator=generator, params=parse_pairs(params, "--param"), suite=suite, rounds=rounds, pool=pool,
-        workdir=workdir, evaluator=_evaluator(evaluator_flags), seed=seed, eval_batch_size=eval_batch_size,
+        workdir=workdir, evaluator=evaluator_from_flags(evaluator_flags), seed=seed, eval_batch_size=eval_batch_size,
         dpo={"beta": beta, "lr": lr, "batch_size": batch_size, "epochs": epochs})
     try:
         state = run_iterate(config, log=lambda message: click.echo(message, err=True))

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from harness.commands.options import options_from_flags, stored_evaluator_options
+from harness.commands.options import evaluator_from_flags, stored_evaluator_options
 
 
 @click.command("curate")
@@ -41,7 +41,7 @@ def curate(run_id: str, db: str | None, out: Path, seed: int, max_samples: int |
     from harness.geneval.cache import default_cache_path
     from harness.submissions.build import evaluator_settings
 
-    spec = _evaluator(evaluator_flags)
+    spec = evaluator_from_flags(evaluator_flags)
     pool = _read(db, run_id, spec, max_samples)
     if parm != "skip" and not pool.has_previews:
         message = (f"run {run_id[:12]}… stored no step previews, so there is no PARM data; `stepwise run` stores "
@@ -64,17 +64,6 @@ def curate(run_id: str, db: str | None, out: Path, seed: int, max_samples: int |
                "dropped)")
     if counts["parm"] is not None:
         click.echo("  PARM: " + ", ".join(f"{task} {n}" for task, n in counts["parm"].items()))
-
-
-def _evaluator(flags: dict[str, Any]) -> Any:
-    from harness.geneval.evaluator import EvaluatorSpec
-
-    thresholds = {k: flags.pop(k) for k in ("threshold", "counting_threshold", "max_objects", "max_overlap",
-                                            "position_threshold")}
-    try:
-        return EvaluatorSpec(options=options_from_flags(**thresholds), **flags)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
 
 
 def _read(db: str | None, run_id: str, spec: Any, max_samples: int | None) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import click
 
-from harness.commands.options import options_from_flags, stored_evaluator_options
+from harness.commands.options import evaluator_from_flags, stored_evaluator_options
 
 
 def parse_ns(text: str) -> list[int]:
@@ -428,17 +428,12 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
 
     from harness import registry
     from harness.commands.run import parse_verifier_params
-    from harness.geneval.evaluator import EvaluatorSpec
     from harness.runner import RunError, verifier_settings_hashes
     from harness.store import StoreError, open_store, pool_arrays
     from strategies.keys import store_scores
 
-    try:
-        spec = EvaluatorSpec(backend=backend, detector=detector, detector_config=detector_config,
-                             clip_arch=clip_arch, clip_weights=clip_weights,
-                             options=options_from_flags(**thresholds), device=device)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
+    spec = evaluator_from_flags(dict(backend=backend, detector=detector, detector_config=detector_config,
+                                     clip_arch=clip_arch, clip_weights=clip_weights, device=device, **thresholds))
     try:
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
             # The settings hashes `stepwise run` stored the scores under (package, version and params of

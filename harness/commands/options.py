@@ -52,6 +52,20 @@ def stored_evaluator_options(scope: str = "") -> Callable[[F], F]:
     return apply
 
 
+THRESHOLD_FLAGS = ("threshold", "counting_threshold", "max_objects", "max_overlap", "position_threshold")
+
+
+def evaluator_from_flags(flags: dict[str, Any]) -> Any:
+    """The EvaluatorSpec of `stored_evaluator_options`' flags (a UsageError when they do not fit)."""
+    from harness.geneval.evaluator import EvaluatorSpec
+
+    settings = {k: v for k, v in flags.items() if k not in THRESHOLD_FLAGS}
+    try:
+        return EvaluatorSpec(options=options_from_flags(**{k: flags[k] for k in THRESHOLD_FLAGS}), **settings)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
 def options_from_flags(threshold: float, counting_threshold: float, max_objects: int,
                        max_overlap: float, position_threshold: float,
                        extra: tuple[str, ...] = ()) -> Any:

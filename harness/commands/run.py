@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from harness.commands.options import options_from_flags, threshold_options
+from harness.commands.options import THRESHOLD_FLAGS, options_from_flags, threshold_options
 
 # Keys a TOML run spec may hold (the flags' names, with underscores); flags override them.
 SPEC_KEYS = {
@@ -135,8 +135,7 @@ def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params
     same command continues where it stopped; raising --pool or adding a --verifier reuses
     all stored work. Under torchrun each rank takes the prompts with index % WORLD_SIZE == RANK.
     """
-    thresholds = {k: flags.pop(k) for k in ("threshold", "counting_threshold", "max_objects", "max_overlap",
-                                             "position_threshold")}
+    thresholds = {k: flags.pop(k) for k in THRESHOLD_FLAGS}
     spec = read_spec(spec_path) if spec_path else {}
     given = {**flags, "params": parse_pairs(params, "--param"),
              "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text)}

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from harness.commands.options import options_from_flags, stored_evaluator_options
+from harness.commands.options import evaluator_from_flags, stored_evaluator_options
 
 
 @click.command("submit")
@@ -83,15 +83,9 @@ def _evaluator_and_verifiers(verifiers: tuple[str, ...], verifier_params: tuple[
                              plugins: tuple[str, ...], flags: dict[str, Any]) -> tuple[Any, dict[str, str]]:
     from harness import registry
     from harness.commands.run import parse_verifier_params
-    from harness.geneval.evaluator import EvaluatorSpec
     from harness.runner import RunError, verifier_settings_hashes
 
-    thresholds = {k: flags.pop(k) for k in ("threshold", "counting_threshold", "max_objects", "max_overlap",
-                                            "position_threshold")}
-    try:
-        spec = EvaluatorSpec(options=options_from_flags(**thresholds), **flags)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
+    spec = evaluator_from_flags(flags)
     try:
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
             keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
