@@ -111,19 +111,9 @@ class OracleStrategy:
         return [s.score for s in scores["oracle"]]
 
 
-class RandomStrategy:
+class RandomStrategy(BaselineStrategy):
     """A uniformly random candidate. Every candidate ties, so the exact expectation over the random
-    choice is computed (the pool's mean accuracy), not one draw of the stored `random` verifier."""
+    choice is computed (the pool's mean accuracy), not one draw of the stored `random` verifier.
+    The same rule as the baseline's, under the name the curves' reference row has."""
 
     description: ClassVar[str] = "A uniformly random candidate: the floor (its curve is the mean accuracy)."
-    verifiers: tuple[str, ...] = ()
-
-    @dataclass(frozen=True)
-    class Params:
-        """No settings."""
-
-    def __init__(self, params: Params) -> None:
-        self.params = params
-
-    def select_key(self, scores: Mapping[str, Sequence[VerifierScore]]) -> list[float]:
-        return []  # no keys: every candidate ties
