@@ -29,6 +29,7 @@ __all__ = [
     "load_state_dict",
     "locate",
     "looks_like_path",
+    "model_folder",
     "weight_files",
 ]
 
@@ -69,6 +70,17 @@ def _cached_snapshot(repo_id: str, probe: str) -> Path | None:
     return Path(hit).parent if isinstance(hit, str) else None
 
 
+def model_folder(model: str | Path, probe: str = "config.json") -> Path | None:
+    """Where `model` is on this machine: the local folder, or the HF-cache snapshot of a hub id that
+    holds `probe`; None when it is neither (a path that does not exist, or a repo not cached)."""
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return local
+    if looks_like_path(model):
+        return None
+    return _cached_snapshot(str(model), probe)
+
+
 def weight_files(directory: Path) -> list[Path]:
     """The weight files of a checkpoint folder: a sharded index's shards, else the first pattern that matches."""
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
@@ -96,16 +108,14 @@ def locate(model: str | Path, spec: WeightsSpec) -> Path:
     Raises MissingWeightsError naming the missing files, where they were looked for and how to get them.
     """
     local = Path(model).expanduser()
-    directory: Path | None = None
+    directory = model_folder(model, spec.files[0] if spec.files else "config.json")
     if local.is_dir():
-        directory = local
         looked = f"the local folder {local}"
     elif looks_like_path(model):
         looked = f"the local folder {local} (it does not exist)"
     else:
         from huggingface_hub import constants
 
-        directory = _cached_snapshot(str(model), spec.files[0] if spec.files else "config.json")
         looked = f"the Hugging Face cache ({constants.HF_HUB_CACHE}) for {model}"
     missing: list[str] = []
     if directory is None:

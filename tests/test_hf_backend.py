@@ -76,9 +76,10 @@ def test_tiny_writer_is_deterministic(tiny_dir: Path, tmp_path: Path) -> None:
     again = write_tiny_hf_detector(tmp_path / "again", seed=0)
     status, where = hf_status(again)
     assert status, where
-    from harness.geneval.backends.hf_backend import _weight_files, weights_fingerprint
+    from harness.geneval.backends.hf_backend import weights_fingerprint
+    from harness.weights import weight_files
 
-    assert weights_fingerprint(_weight_files(again)) == weights_fingerprint(_weight_files(tiny_dir))
+    assert weights_fingerprint(weight_files(again)) == weights_fingerprint(weight_files(tiny_dir))
 
 
 def test_missing_model_gives_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ from harness.devices import hub_offline, pick_device
 from harness.geneval.classes import COCO_CLASSES
 from harness.geneval.detections import ImageDetections, group_by_class
 from harness.hashing import file_sha256
+from harness.weights import WEIGHTS_DESCRIPTION, looks_like_path, model_folder, weight_files
 
 if TYPE_CHECKING:
     import torch
@@ -48,9 +49,6 @@ _DTYPES = {
     "auto": "float32", "fp32": "float32", "float32": "float32",
     "fp16": "float16", "float16": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16",
 }  # fmt: skip
-
-_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-
 
 class HFModelNotFoundError(FileNotFoundError):
     """The Mask2Former checkpoint is neither a local directory nor in the Hugging Face cache."""
@@ -205,49 +203,14 @@ def _valid_hw(pixel_mask: torch.Tensor | None, padded_hw: tuple[int, int]) -> tu
 # --------------------------------------------------------------------------- locating weights
 
 
-def _looks_like_path(model: str | Path) -> bool:
-    text = str(model)
-    return isinstance(model, Path) or text.startswith(("/", ".", "~")) or text.count("/") != 1
-
-
-def _weight_files(directory: Path) -> list[Path]:
-    """The weight files transformers would load from `directory` (safetensors preferred)."""
-    for pattern in _WEIGHT_PATTERNS:
-        found = sorted(directory.glob(pattern))
-        if found:
-            return found
-    return []
-
-
-def _cached_snapshot(repo_id: str) -> Path | None:
-    """The HF-cache snapshot directory holding `repo_id`'s config.json, or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        hit = try_to_load_from_cache(repo_id, "config.json")
-    except ValueError:  # not a valid repo id
-        return None
-    return Path(hit).parent if isinstance(hit, str) else None
-
-
-def _model_dir(model: str | Path) -> Path | None:
-    """Where the model's files are on this machine (local directory or HF cache), or None."""
-    local = Path(model).expanduser()
-    if local.is_dir():
-        return local
-    if _looks_like_path(model):
-        return None
-    return _cached_snapshot(str(model))
-
-
 def hf_status(model: str | Path = DEFAULT_MODEL) -> tuple[bool, str]:
     """Whether `model`'s config and weights are on this machine, without loading anything heavy."""
-    directory = _model_dir(model)
+    directory = model_folder(model)
     if directory is None:
         return False, _not_found_message(model)
     missing = [name for name in ("config.json", "preprocessor_config.json") if not (directory / name).is_file()]
-    if not _weight_files(directory):
-        missing.append("weights (*.safetensors or pytorch_model*.bin)")
+    if not weight_files(directory):
+        missing.append(WEIGHTS_DESCRIPTION)
     if missing:
         return False, f"{model}: {directory} lacks {', '.join(missing)}"
     where = "local directory" if Path(model).expanduser().is_dir() else "Hugging Face cache"
@@ -259,7 +222,7 @@ def _not_found_message(model: str | Path) -> str:
 
     looked = (
         f"as a local directory ({Path(model).expanduser()})"
-        if _looks_like_path(model)
+        if looks_like_path(model)
         else f"as a local directory and in the Hugging Face cache ({constants.HF_HUB_CACHE})"
     )
     offline = " Offline mode is on (HF_HUB_OFFLINE), so nothing was downloaded." if hub_offline() else ""
@@ -328,8 +291,8 @@ class HFMask2FormerBackend:
     def _weights_sha256(self) -> str:
         # Hashing a few hundred MB takes a second: done once, on first use.
         if self._fingerprint is None:
-            directory = _model_dir(self.model_ref)
-            files = _weight_files(directory) if directory is not None else []
+            directory = model_folder(self.model_ref)
+            files = weight_files(directory) if directory is not None else []
             self._fingerprint = weights_fingerprint(files) if files else "unknown"
         return self._fingerprint
 
@@ -390,9 +353,9 @@ def _load(model: str | Path) -> tuple[Any, Any]:
     """Model and processor, from a local directory or the HF cache (offline when asked)."""
     from transformers import Mask2FormerForUniversalSegmentation, Mask2FormerImageProcessor
 
-    if _looks_like_path(model) and not Path(model).expanduser().is_dir():
+    if looks_like_path(model) and not Path(model).expanduser().is_dir():
         raise HFModelNotFoundError(_not_found_message(model))
-    source = str(Path(model).expanduser()) if _looks_like_path(model) else str(model)
+    source = str(Path(model).expanduser()) if looks_like_path(model) else str(model)
     kwargs = {"local_files_only": True} if hub_offline() else {}
     try:
         net = Mask2FormerForUniversalSegmentation.from_pretrained(source, **kwargs)
