@@ -13,7 +13,7 @@ read from disk (`HF_HUB_OFFLINE` or not).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,7 @@ __all__ = [
     "locate",
     "looks_like_path",
     "model_folder",
+    "state_fit_problems",
     "weight_files",
 ]
 
@@ -160,3 +161,16 @@ def load_state_dict(files: Sequence[Path], *, map_location: str = "cpu") -> dict
             raise MissingWeightsError(f"{path}: expected a dict of tensors, got {type(part).__name__}")
         state.update(part)
     return state
+
+
+def state_fit_problems(expected: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+                       shown: int = 10) -> list[str]:
+    """How a checkpoint's tensors fail to fit a model's state dict exactly, one text per kind of
+    problem ("missing keys (2): a, b"), at most `shown` names each; [] when they fit."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+                  for k in expected if k in state and state[k].shape != expected[k].shape]
+    listed = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+    return [f"{label} ({len(items)}): {', '.join(items[:shown])}{', ...' if len(items) > shown else ''}"
+            for label, items in listed if items]

@@ -303,16 +303,17 @@ def _copy_checkpoint(src: Path, dst: Path, state: dict[str, torch.Tensor]) -> Pa
 def test_extra_or_missing_keys_fail_naming_them(tiny: dict[str, Path], tmp_path: Path) -> None:
     state = torch.load(tiny["showo"] / "pytorch_model.bin", weights_only=True)
     extra = _copy_checkpoint(tiny["showo"], tmp_path / "extra", {**state, "showo.model.bogus.weight": torch.ones(1)})
-    with pytest.raises(ShowoCheckpointError, match=r"unexpected \(1\): showo\.model\.bogus\.weight"):
+    with pytest.raises(ShowoCheckpointError, match=r"unexpected keys \(1\): showo\.model\.bogus\.weight"):
         Showo.from_pretrained(extra)
     fewer = {k: v for k, v in state.items() if k != "showo.model.layers.1.self_attn.q_layernorm.weight"}
     missing = _copy_checkpoint(tiny["showo"], tmp_path / "missing", fewer)
-    with pytest.raises(ShowoCheckpointError, match=r"missing \(1\): showo\.model\.layers\.1\.self_attn\.q_layernorm"):
+    with pytest.raises(ShowoCheckpointError,
+                       match=r"missing keys \(1\): showo\.model\.layers\.1\.self_attn\.q_layernorm"):
         Showo.from_pretrained(missing)
     # an untied Phi (Phi-1.5 is) needs its own lm_head
     headless = _copy_checkpoint(tiny["showo"], tmp_path / "headless",
                                 {k: v for k, v in state.items() if k != "showo.lm_head.weight"})
-    with pytest.raises(ShowoCheckpointError, match=r"missing \(1\): showo\.lm_head\.weight"):
+    with pytest.raises(ShowoCheckpointError, match=r"missing keys \(1\): showo\.lm_head\.weight"):
         Showo.from_pretrained(headless)
 
 

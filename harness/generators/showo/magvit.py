@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.jsonl import read_json_object
-from harness.weights import WeightsSpec, load_state_dict, locate, weight_files
+from harness.weights import WeightsSpec, load_state_dict, locate, state_fit_problems, weight_files
 
 __all__ = ["MAGVIT_WEIGHTS", "MagvitCheckpointError", "MagvitConfig", "MagvitV2"]
 
@@ -46,7 +46,6 @@ NORM_GROUPS = 32
 NORM_EPS = 1e-6
 
 #: how many key names an error message lists
-_SHOWN_KEYS = 10
 
 
 class MagvitCheckpointError(ValueError):
@@ -503,10 +502,6 @@ class MagvitV2(nn.Module):
         return folder
 
 
-def _first_few(items: Sequence[str]) -> str:
-    return ", ".join(items[:_SHOWN_KEYS]) + (", ..." if len(items) > _SHOWN_KEYS else "")
-
-
 def _checked_state(
     model: MagvitV2, state: dict[str, torch.Tensor], config: MagvitConfig, files: Sequence[Path]
 ) -> dict[str, torch.Tensor]:
@@ -522,14 +517,8 @@ def _checked_state(
                 f"{where}: {key} is not the lookup-free code table for codebook_dim={config.codebook_dim}; "
                 "this is not a checkpoint of the reference's LFQuantizer"
             )
-    wanted = model.state_dict()
-    missing = [k for k in wanted if k not in state]
-    unexpected = [k for k in state if k not in wanted]
-    mismatched = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(wanted[k].shape)}"
-                  for k in wanted if k in state and state[k].shape != wanted[k].shape]
-    if missing or unexpected or mismatched:
-        listed = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
-        parts = [f"{label} ({len(items)}): {_first_few(items)}" for label, items in listed if items]
+    parts = state_fit_problems(model.state_dict(), state)
+    if parts:
         raise MagvitCheckpointError(
             f"{where} does not fit MAGVITv2 as config.json describes it: {'; '.join(parts)}. "
             "Is this a showlab/magvitv2 checkpoint (or one saved by MagvitV2.save_pretrained)?"

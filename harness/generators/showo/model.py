@@ -30,14 +30,13 @@ from torch import nn
 
 from harness.generators.showo.prompting import PromptTokens, add_showo_tokens
 from harness.jsonl import read_json_object
-from harness.weights import MissingWeightsError, WeightsSpec, load_state_dict, locate, weight_files
+from harness.weights import MissingWeightsError, WeightsSpec, load_state_dict, locate, state_fit_problems, weight_files
 
 __all__ = ["LLM_WEIGHTS", "SHOWO_WEIGHTS", "Showo", "ShowoCheckpointError", "ShowoConfig", "load_tokenizer"]
 
 SHOWO_WEIGHTS = WeightsSpec("Show-o transformer", default_repo="showlab/show-o", files=("config.json",))
 LLM_WEIGHTS = WeightsSpec("Phi-1.5 tokenizer and config", "microsoft/phi-1_5", files=("config.json",), weights=False)
 
-_SHOWN_KEYS = 10  # how many missing / unexpected keys an error lists
 
 
 class ShowoCheckpointError(ValueError):
@@ -286,14 +285,8 @@ def _checked_state(net: Showo, state: dict[str, torch.Tensor], files: list[Path]
     head, embed = "showo.lm_head.weight", "showo.model.embed_tokens.weight"
     if head not in state and net.showo.config.tie_word_embeddings and embed in state:
         state = {**state, head: state[embed]}  # a tied head is saved once, under the embeddings
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(f"{key} {tuple(state[key].shape)} (model: {tuple(expected[key].shape)})"
-                         for key in set(expected) & set(state) if state[key].shape != expected[key].shape)
-    if missing or unexpected or wrong_shape:
+    parts = state_fit_problems(expected, state)
+    if parts:
         where = ", ".join(str(f) for f in files)
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:_SHOWN_KEYS])}{', ...' if len(keys) > _SHOWN_KEYS else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
-                 if keys]
         raise ShowoCheckpointError(f"{where} does not fit the Show-o model: " + "; ".join(parts))
     return state
