@@ -32,7 +32,6 @@ invocations; every other setting must stay the same.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +87,9 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 def write_state(path: Path, state: Mapping[str, Any]) -> None:
     """Written whole and swapped in: a crash leaves the previous state, never half a file."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8", newline="\n")
-    os.replace(partial, path)
+    from harness.jsonl import write_atomic
+
+    write_atomic(path, json.dumps(state, indent=2, ensure_ascii=False) + "\n")
 
 
 def _check_done(entry: Mapping[str, Any]) -> None:
