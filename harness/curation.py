@@ -128,6 +128,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.hashing import content_sha256
 from harness.verifiers.vlm import POTENTIAL_QUESTION, clarity_question, orm_question
 
 FORMAT = "stepwise-curation"
@@ -377,17 +378,9 @@ def evaluator_judge(spec: Any, *, cache_path: Path | None, batch_size: int = 8) 
 # the folder
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_image(path: str, sha256: str, what: str) -> None:
     try:
-        actual = sha256_file(Path(path))
+        actual = content_sha256(Path(path))
     except OSError as err:
         raise CurationError(f"{what} {path}: cannot read ({err.strerror}); was the run's --out folder moved?") from None
     if actual != sha256:

@@ -21,6 +21,12 @@ def file_sha256(path: Path) -> str:
     blob = Path(os.path.realpath(path))
     if blob.parent.name == "blobs" and _SHA256_NAME.fullmatch(blob.name):
         return blob.name
+    return content_sha256(path)
+
+
+def content_sha256(path: Path) -> str:
+    """The sha256 of a file, always read (in chunks): for checking provenance, where a file's name
+    must not stand in for its content."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):

@@ -8,7 +8,6 @@ same site can be reused as is (same source bytes, same code, same thumbnail).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -16,6 +15,8 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.hashing import content_sha256
 
 THUMB_SIZE = 128
 FULL_DIR = "img"
@@ -37,14 +38,6 @@ class SiteImage:
     width: int
     height: int
     original: bool  # the shipped file is the candidate itself (its sha256 matches), not a smaller copy
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _publish_one(sha: str, source: Path, site: Path, previous: Path | None) -> SiteImage | str:
@@ -72,7 +65,7 @@ def _publish_one(sha: str, source: Path, site: Path, previous: Path | None) -> S
                 small.save(site / thumb, format="PNG")
     except OSError as error:
         return f"image {source} cannot be read: {error}"
-    return SiteImage(full=full, thumb=thumb, width=width, height=height, original=_sha256_of(source) == sha)
+    return SiteImage(full=full, thumb=thumb, width=width, height=height, original=content_sha256(source) == sha)
 
 
 def publish_images(

@@ -18,11 +18,11 @@ export (`compute.recompute`), after checking that the export:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from harness.hashing import content_sha256
 from harness.submissions.compute import STRATEGIES, recompute
 from harness.submissions.export import Export, ExportError, parse_export
 from harness.submissions.manifest import SLUG, read_manifest
@@ -260,4 +260,4 @@ def _sha256(path: Path) -> str:
         raise ValueError("is not a regular file")
     if info.st_size > MAX_IMAGE_BYTES:
         raise ValueError(f"the image is {info.st_size} bytes; at most {MAX_IMAGE_BYTES}")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return content_sha256(path)
