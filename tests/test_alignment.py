@@ -339,7 +339,13 @@ def test_align_dpo_command_trains_and_names_bad_inputs(showo: dict[str, Any], tm
     result = _invoke(showo, showo["pairs"], tmp_path / "ok")
     assert result.exit_code == 0, result.output
     assert "1 of 1 steps (finished)" in result.output
-    assert json.loads((tmp_path / "ok" / MANIFEST_NAME).read_text())["finished"]
+    manifest = json.loads((tmp_path / "ok" / MANIFEST_NAME).read_text())
+    assert manifest["finished"]
+    # the time per step is measured on whatever runs it (the README's time per epoch comes from here)
+    timing = manifest["timing"]
+    assert timing["device"] == "cpu" and timing["measured_steps"] == 1 and timing["seconds_per_step"] > 0
+    assert timing["seconds_per_epoch"] == timing["seconds_per_step"] * manifest["steps"]["per_epoch"]
+    assert "s/step on cpu (one epoch = 1 steps" in result.output
 
     result = _invoke(showo, tmp_path / "nothing.jsonl", tmp_path / "x")
     assert result.exit_code == 1 and "no such pairs file" in result.output

@@ -5,6 +5,8 @@
     pairs.py    the preference-pairs file (`stepwise curate`'s dpo.jsonl) and its images
     models.py   each generator's side: reference, trainable policy, tokens, checkpoint layout
     train.py    the trainer (`stepwise align dpo`): resumable, checkpoints the generator loads
+    guidance.py reward-model guidance: online DPO pairs from policy samples judged by a verifier
+    iterate.py  the iterative loop (`stepwise align iterate`): run, curate, train, again
 
 Nothing here imports torch at package import; the modules that need it import it themselves.
 """

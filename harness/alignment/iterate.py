@@ -27,6 +27,11 @@ Re-running skips the rounds listed there (their checkpoints must still be finish
 checkpoints); a round cut short goes on where it stopped: the run continues its stored pool,
 curation is deterministic, and training resumes its checkpoint. ``--rounds`` may grow between
 invocations; every other setting must stay the same.
+
+Reward guidance (``--reward-verifier`` ...: online DPO on policy samples judged by a verifier, see
+harness.alignment.guidance) applies to every round's DPO; its settings go into ``settings.dpo``
+(only when a verifier is given, so loops started before guidance existed re-run as they were) and
+are checked, with the verifier's name and params, before round 1 runs anything.
 """
 
 from __future__ import annotations
@@ -58,15 +63,34 @@ class IterateConfig:
     evaluator: Any  # harness.geneval.evaluator.EvaluatorSpec
     seed: int = 0  # the run seed (candidate seeds), the pair draws and the DPO masks
     eval_batch_size: int = 8  # images per detector call
-    dpo: Mapping[str, Any] = field(default_factory=dict)  # DPOConfig fields (beta, lr, batch_size, epochs, ...)
+    # DPOConfig fields: beta, lr, batch_size, epochs, ...; with reward guidance also reward_verifier,
+    # reward_params, reward_coef, reward_samples and reward_prompts
+    dpo: Mapping[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """What decides the rounds' results (recorded; compared when the loop is run again)."""
         from harness.submissions.build import evaluator_settings
 
+        dpo = {key: _plain(value) for key, value in sorted(self.dpo.items())}
         return {"generator": self.generator, "params": dict(sorted(self.params.items())), "suite": self.suite,
                 "pool": self.pool, "seed": self.seed, "evaluator": evaluator_settings(self.evaluator),
-                "evaluator_key": self.evaluator.key(), "dpo": dict(sorted(self.dpo.items()))}
+                "evaluator_key": self.evaluator.key(), "dpo": dpo}
+
+    def dpo_fields(self) -> dict[str, Any]:
+        """`dpo` as DPOConfig takes it (reward_prompts a Path)."""
+        fields = dict(self.dpo)
+        if fields.get("reward_prompts") is not None:
+            fields["reward_prompts"] = Path(fields["reward_prompts"])
+        return fields
+
+
+def _plain(value: Any) -> Any:
+    """JSON's form of a DPO setting: paths as text, mappings as sorted dicts."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    return value
 
 
 def round_dir(workdir: Path, r: int) -> Path:
@@ -112,6 +136,7 @@ def iterate(config: IterateConfig, *, log: Any = None) -> dict[str, Any]:
         raise IterateError(f"--rounds and --pool must be >= 1 (got {config.rounds}, {config.pool})")
     if "model" not in config.params:
         raise IterateError("--param model=... is required: the model round 1 starts from")
+    _check_dpo(config)
     workdir = config.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / STATE_NAME
@@ -144,6 +169,24 @@ def iterate(config: IterateConfig, *, log: Any = None) -> dict[str, Any]:
         say(f"{len(done)} rounds are done already (more than --rounds {config.rounds})")
     state = {**state, "rounds": done, "final_checkpoint": done[-1]["checkpoint"] if done else None}
     return state
+
+
+def _check_dpo(config: IterateConfig) -> None:
+    """The DPO settings (reward guidance's verifier and prompts included) checked before anything runs."""
+    from harness.alignment.guidance import check_verifier, read_reward_prompts
+    from harness.alignment.train import AlignmentError, DPOConfig, check_config
+    from harness.runner import RunError
+
+    try:
+        dpo = DPOConfig(generator=config.generator, pairs=Path("dpo.jsonl"), out=config.workdir,
+                        params=config.params, seed=config.seed, **config.dpo_fields())
+        check_config(dpo)
+        if dpo.reward_verifier is not None:
+            check_verifier(dpo.reward_verifier, dpo.reward_params)
+            if dpo.reward_prompts is not None:
+                read_reward_prompts(dpo.reward_prompts)
+    except (AlignmentError, RunError) as err:
+        raise IterateError(str(err)) from None
 
 
 def _round(config: IterateConfig, workdir: Path, r: int, model: str, say: Any) -> dict[str, Any] | str:
@@ -201,7 +244,7 @@ def _round(config: IterateConfig, workdir: Path, r: int, model: str, say: Any) -
 
     ckpt = folder / "ckpt"
     dpo_config = DPOConfig(generator=config.generator, pairs=data / DPO_FILE, out=ckpt, params=params,
-                           seed=config.seed, resume=True, **dict(config.dpo))
+                           seed=config.seed, resume=True, **config.dpo_fields())
     say(f"round {r}: DPO from {model} (also the frozen reference) into {ckpt}")
     try:
         manifest = train_dpo(dpo_config)

@@ -10,6 +10,10 @@ is the DPO reference; the policy is a trainable copy of it, or a checkpoint bein
     janus   reference = JanusGenerator.model; images -> VQ codes; next-token log-likelihood;
             checkpoint = `save_pretrained` of the model and its processor
 
+`Family.sample(policy, requests)` generates with the policy through the generator plug-in's own
+`generate()` (the plug-in's model swapped for the policy for the call, then put back): what the
+policy makes, as `stepwise run` would make it with the checkpoint. Reward guidance samples so.
+
 The models are kept in float32: AdamW's updates at lr 1e-5 vanish in bfloat16 weights. Mixed
 precision (bfloat16 autocast, as the official run's accelerate setting) is the trainer's option.
 """
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
     from torch import nn
+
+    from harness.plugins import GenerationRequest, GenerationResult
 
 __all__ = ["FAMILIES", "Family", "ImageDraw", "JanusFamily", "ShowoFamily", "load_family"]
 
@@ -63,6 +69,8 @@ class Family(Protocol):
     def logp(self, model: nn.Module, prompts: Sequence[str], tokens: torch.Tensor,
              draws: Sequence[ImageDraw]) -> torch.Tensor: ...
 
+    def sample(self, policy: nn.Module, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
     def save(self, policy: nn.Module, folder: Path) -> None: ...
 
     def parent(self) -> dict[str, Any]: ...
@@ -94,6 +102,21 @@ def _freeze(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def _sample_with(generator: Any, policy: nn.Module, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+    """`generator.generate(requests)` with `policy` in place of its model (eval mode, no grad); the
+    generator's own model and the policy's train/eval mode are restored whatever happens."""
+    import torch
+
+    model, training = generator.model, policy.training
+    generator.model = policy.eval()
+    try:
+        with torch.no_grad():
+            return generator.generate(list(requests))
+    finally:
+        generator.model = model
+        policy.train(training)
+
+
 class ShowoFamily:
     """Show-o: the masked-token log-likelihood of harness.alignment.dpo, MAGVIT-v2 tokens."""
 
@@ -105,9 +128,10 @@ class ShowoFamily:
         from harness.weights import locate
 
         self.params = _float32_params(params, self.name)
-        generator = ShowoGenerator(self.params)  # checks the checkpoint, tokenizer, VQ and resolution agree
-        self.reference = _freeze(generator.model)
-        self.vq, self.tokenizer, self.tokens = generator.vq, generator.tokenizer, generator.tokens
+        # checks the checkpoint, tokenizer, VQ and resolution agree; kept to sample with the policy
+        self.generator = ShowoGenerator(self.params)
+        self.reference = _freeze(self.generator.model)
+        self.vq, self.tokenizer, self.tokens = self.generator.vq, self.generator.tokenizer, self.generator.tokens
         self.device = self.reference.device
         self.folder = locate(self.params.model, SHOWO_WEIGHTS)
 
@@ -158,6 +182,9 @@ class ShowoFamily:
         input_ids, labels = showo_training_ids(tokens, text_ids, masks, tokens=self.tokens,
                                                config=self.reference.config)
         return showo_logp(model, input_ids, labels, self.tokens)
+
+    def sample(self, policy: nn.Module, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return _sample_with(self.generator, policy, requests)
 
     def save(self, policy: nn.Module, folder: Path) -> None:
         import torch
@@ -255,6 +282,9 @@ class JanusFamily:
             ids = self._prompt_ids[prompt]
             rows.append(self.unconditional(ids) if draw.drop_text else ids)
         return janus_logp(model, rows, tokens, self.generator.pad_id)
+
+    def sample(self, policy: nn.Module, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return _sample_with(self.generator, policy, requests)
 
     def save(self, policy: nn.Module, folder: Path) -> None:
         policy.save_pretrained(folder)

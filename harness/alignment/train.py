@@ -5,9 +5,16 @@ batch size 10, AdamW (lr 1e-5, betas 0.9/0.999, eps 1e-8, weight decay 0.01 exce
 whose names contain "bias", "layer_norm.weight", "mlm_ln.weight" or "embeddings.weight" — the
 official list, which in Show-o's names leaves only the biases undecayed), transformers'
 `get_scheduler("cosine")` with 10% linear warmup over all optimizer steps, β 0.1, no gradient
-clipping, pairs in file order, prompt dropout 0.1. The official `reward_coef` term is left out:
-its value is built from a PARM verdict on a fresh sample with `torch.tensor(...)`, so it carries no
-gradient and only shifts the logged loss.
+clipping, pairs in file order, prompt dropout 0.1.
+
+Reward-model guidance (the paper's sec. 2.4, `reward_verifier`): the official code's `reward_coef`
+term is `-log p` of an ORM answer on a fresh policy sample, built with `torch.tensor(...)`: it
+carries no gradient and only shifts the logged loss. We implement the described method instead as
+ONLINE DPO from a verifier plug-in, which does train: per micro-batch the policy samples
+`reward_samples` images per batch prompt, the verifier's best and worst make an online pair, and
+the micro-batch's objective is `dpo_loss(curated pairs) + reward_coef * dpo_loss(online pairs)`
+(harness.alignment.guidance). A step's `loss` stays the curated pairs' DPO loss; `online_loss`,
+`online_pairs` and `online_reward` (the verifier's mean score of the step's samples) sit beside it.
 
 Each micro-batch runs the policy once over its chosen and rejected images together (the
 official `concatenated_forward`) and the reference likewise under `torch.no_grad()`. The random
@@ -24,7 +31,11 @@ Every checkpoint (each `save_every` steps, at `stop_after`, at the end) is writt
 OUT.partial, then swapped in (OUT -> OUT.previous, OUT.partial -> OUT, OUT.previous removed); a
 run killed between the two renames finds OUT.previous and takes it back. Resuming reloads the
 policy from OUT and the states from trainer_state.pt and skips the steps done: training 2 steps,
-stopping and resuming gives the same weights as training straight through (tested).
+stopping and resuming gives the same weights as training straight through (tested), with reward
+guidance too (its samples are seeded per pair and candidate; the verifier must be deterministic).
+A guided run records reward_verifier, reward_params, reward_coef and reward_samples among the
+manifest's parameters, a --reward-prompts file in its data (path, sha256, prompts: resuming compares
+the hash) and the online metrics in last/mean; an unguided run's manifest is as before.
 """
 
 from __future__ import annotations
@@ -86,6 +97,12 @@ class DPOConfig:
     shared_mask: bool = False  # chosen and rejected share one mask and one dropout draw
     shuffle: bool = False  # shuffle pairs per epoch (seeded); the official loader keeps file order
     mixed_precision: Literal["no", "bf16"] = "no"
+    # reward-model guidance (harness.alignment.guidance): online DPO pairs judged by this verifier
+    reward_verifier: str | None = None  # a verifier plug-in name ("orm", "parm", "clipscore", ...)
+    reward_params: Mapping[str, str] = field(default_factory=dict)  # its --param values
+    reward_coef: float = 0.1  # the official config's reward_coef: weight of the online DPO loss
+    reward_samples: int = 2  # policy samples per prompt; best vs worst make the online pair
+    reward_prompts: Path | None = None  # metadata JSONL of prompts to sample (default: the pairs' prompts)
     # -- how this invocation runs
     resume: bool = False  # continue OUT's checkpoint (else OUT must not hold one)
     save_every: int = 0  # optimizer steps between checkpoints; 0: only at the end (and at stop_after)
@@ -98,7 +115,12 @@ class DPOConfig:
                  "scheduler", "max_grad_norm", "cond_dropout", "min_masking_rate", "shared_mask", "shuffle",
                  "mixed_precision")
         values = asdict(self)
-        return {name: values[name] for name in names}
+        recorded = {name: values[name] for name in names}
+        if self.reward_verifier is not None:  # absent: no guidance (checkpoints from before it resume)
+            recorded.update(reward_verifier=self.reward_verifier,
+                            reward_params=dict(sorted((str(k), str(v)) for k, v in self.reward_params.items())),
+                            reward_coef=self.reward_coef, reward_samples=self.reward_samples)
+        return recorded
 
 
 def check_config(config: DPOConfig) -> None:
@@ -126,6 +148,17 @@ def check_config(config: DPOConfig) -> None:
         problems.append(f"save_every must be >= 0, got {config.save_every}")
     if config.stop_after is not None and config.stop_after < 1:
         problems.append(f"stop_after must be >= 1, got {config.stop_after}")
+    if config.reward_samples < 2:
+        problems.append(f"--reward-samples must be >= 2 (best vs worst make a pair), got {config.reward_samples}")
+    if not config.reward_coef >= 0:
+        problems.append(f"--reward-coef must be >= 0, got {config.reward_coef}")
+    if config.reward_verifier is None:
+        defaults = DPOConfig(generator=config.generator, pairs=config.pairs, out=config.out)
+        unused = [flag for flag, given in (
+            ("--reward-param", bool(config.reward_params)), ("--reward-prompts", config.reward_prompts is not None),
+            ("--reward-samples", config.reward_samples != defaults.reward_samples),
+            ("--reward-coef", config.reward_coef != defaults.reward_coef)) if given]
+        problems.extend(f"{flag} needs --reward-verifier" for flag in unused)
     if problems:
         raise AlignmentError("; ".join(problems))
 
@@ -232,8 +265,11 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
 
 def _differences(found: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     """What differs between a checkpoint's manifest and this run, by key (the pairs file may have moved)."""
+    def unplaced(value: Any) -> Any:
+        return {k: unplaced(v) for k, v in value.items() if k != "path"} if isinstance(value, dict) else value
+
     def comparable(manifest: Mapping[str, Any]) -> dict[str, Any]:
-        data = {k: v for k, v in (manifest.get("data") or {}).items() if k != "path"}
+        data = unplaced(dict(manifest.get("data") or {}))
         return {"generator": manifest.get("generator"), "data": data, "parameters": manifest.get("parameters"),
                 "parent": manifest.get("parent")}
 
@@ -273,6 +309,15 @@ class StepMetrics:
     margin: float  # chosen_reward - rejected_reward
     accuracy: float  # share of pairs with margin > 0
     lr: float
+    # reward guidance (defaults: steps without it, and histories written before it existed)
+    online_loss: float | None = None  # DPO loss of the step's online pairs (mean over them); None: none
+    online_pairs: int = 0
+    online_reward: float | None = None  # the verifier's mean score of all the step's policy samples
+    seconds: float = 0.0  # wall-clock time of the step (forward, backward, optimizer); 0.0 in older histories
+
+
+#: the StepMetrics fields that only guided runs report
+ONLINE_METRICS = ("online_loss", "online_pairs", "online_reward")
 
 
 class DPOTrainer:
@@ -287,8 +332,18 @@ class DPOTrainer:
         check_config(config)
         self.config = config
         self.pairs = read_pairs(config.pairs)
-        self.data = {"path": str(config.pairs.resolve()), "sha256": file_sha256(config.pairs),
-                     "pairs": len(self.pairs)}
+        self.data: dict[str, Any] = {"path": str(config.pairs.resolve()), "sha256": file_sha256(config.pairs),
+                                     "pairs": len(self.pairs)}
+        reward_prompts = None
+        if config.reward_verifier is not None:
+            from harness.alignment.guidance import check_verifier, read_reward_prompts
+
+            check_verifier(config.reward_verifier, config.reward_params)  # before any model is loaded
+            if config.reward_prompts is not None:
+                reward_prompts = read_reward_prompts(config.reward_prompts)
+                self.data["reward_prompts"] = {"path": str(config.reward_prompts.resolve()),
+                                               "sha256": file_sha256(config.reward_prompts),
+                                               "prompts": len(reward_prompts)}
         recover_checkpoint(config.out)
         self.previous = read_manifest(config.out)
         if self.previous is not None and not config.resume:
@@ -313,6 +368,11 @@ class DPOTrainer:
         self.history: list[StepMetrics] = []
         if self.previous is not None:
             self._load_state()
+        self.guidance = None
+        if config.reward_verifier is not None:
+            from harness.alignment.guidance import RewardGuidance
+
+            self.guidance = RewardGuidance(config, self.family, reward_prompts)
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -363,15 +423,11 @@ class DPOTrainer:
 
     def pair_draws(self, batch: Sequence[PreferencePair], epoch: int) -> tuple[list[ImageDraw], list[ImageDraw]]:
         """(chosen draws, rejected draws) of a batch's pairs in `epoch`."""
-        import torch
-
         chosen, rejected = [], []
         for pair in batch:
-            generator = torch.Generator().manual_seed(pair_seed(self.config.seed, epoch, pair.index))
-            first = self.family.draw(generator, self.config.cond_dropout, self.config.min_masking_rate)
+            first, second = draw_pair(self.family, self.config, pair_seed(self.config.seed, epoch, pair.index))
             chosen.append(first)
-            rejected.append(first if self.config.shared_mask else
-                            self.family.draw(generator, self.config.cond_dropout, self.config.min_masking_rate))
+            rejected.append(second)
         return chosen, rejected
 
     def batch_tokens(self, batch: Sequence[PreferencePair]) -> torch.Tensor:
@@ -386,10 +442,14 @@ class DPOTrainer:
     def logps(self, model: nn.Module, batch: Sequence[PreferencePair], tokens: torch.Tensor,
               draws: tuple[list[ImageDraw], list[ImageDraw]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen, rejected) log-likelihoods (B,) under `model`: one forward over both halves."""
-        prompts = [p.prompt for p in batch] * 2
+        return self.prompt_logps(model, [p.prompt for p in batch], tokens, draws)
+
+    def prompt_logps(self, model: nn.Module, prompts: Sequence[str], tokens: torch.Tensor,
+                     draws: tuple[list[ImageDraw], list[ImageDraw]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen, rejected) log-likelihoods (B,) of B prompts' images `tokens` (2B, N) under `model`."""
         with self._autocast():
-            both = self.family.logp(model, prompts, tokens, [*draws[0], *draws[1]])
-        return both[:len(batch)], both[len(batch):]
+            both = self.family.logp(model, [*prompts, *prompts], tokens, [*draws[0], *draws[1]])
+        return both[:len(prompts)], both[len(prompts):]
 
     def margins(self, batch: Sequence[PreferencePair], epoch: int = 0) -> torch.Tensor:
         """(B,) DPO logits (π_c − π_r) − (ref_c − ref_r) of the policy now, with the draws of `epoch`."""
@@ -415,11 +475,39 @@ class DPOTrainer:
             ref_chosen, ref_rejected = self.logps(self.family.reference, batch, tokens, draws)
         loss, chosen_reward, rejected_reward = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.config.beta)
         (loss * share).backward()
-        return {"loss": loss.detach(), "chosen": chosen_reward, "rejected": rejected_reward}
+        part: dict[str, Any] = {"loss": loss.detach(), "chosen": chosen_reward, "rejected": rejected_reward}
+        if self.guidance is not None:
+            part.update(self._online(batch, epoch, share))
+        return part
 
-    def _optimizer_step(self, step: list[list[int]], epoch: int) -> StepMetrics:
+    def _online(self, batch: Sequence[PreferencePair], epoch: int, share: float) -> dict[str, Any]:
+        """Reward guidance: online pairs from policy samples, `reward_coef * their DPO loss` backward."""
         import torch
 
+        from harness.alignment.dpo import dpo_loss
+
+        assert self.guidance is not None
+        online = self.guidance.pairs(self.policy, batch, epoch)
+        if online.tokens is None:
+            return {"online_loss": None, "online_pairs": 0, "online_scores": online.scores}
+        coef = self.config.reward_coef
+        with torch.set_grad_enabled(coef > 0):  # coef 0: logged only
+            chosen, rejected = self.prompt_logps(self.policy, online.prompts, online.tokens, online.draws)
+        with torch.no_grad():
+            ref_chosen, ref_rejected = self.prompt_logps(self.family.reference, online.prompts, online.tokens,
+                                                         online.draws)
+        loss, _, _ = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.config.beta)
+        if coef > 0:
+            (loss * (coef * share)).backward()
+        return {"online_loss": float(loss.detach()), "online_pairs": len(online.prompts),
+                "online_scores": online.scores}
+
+    def _optimizer_step(self, step: list[list[int]], epoch: int) -> StepMetrics:
+        import time
+
+        import torch
+
+        started = time.perf_counter()
         pairs = sum(len(batch) for batch in step)
         parts = [self._micro_batch([self.pairs[i] for i in batch], epoch, len(batch) / pairs) for batch in step]
         if self.config.max_grad_norm is not None:
@@ -432,9 +520,18 @@ class DPOTrainer:
         chosen = torch.cat([part["chosen"] for part in parts]).float()
         rejected = torch.cat([part["rejected"] for part in parts]).float()
         loss = sum(float(part["loss"]) * len(batch) for part, batch in zip(parts, step, strict=True)) / pairs
+        online: dict[str, Any] = {}
+        if self.guidance is not None:
+            count = sum(part["online_pairs"] for part in parts)
+            scores = [score for part in parts for score in part["online_scores"]]
+            online = {"online_pairs": count,
+                      "online_loss": (sum(part["online_loss"] * part["online_pairs"] for part in parts
+                                          if part["online_pairs"]) / count) if count else None,
+                      "online_reward": sum(scores) / len(scores) if scores else None}
         return StepMetrics(step=self.step + 1, loss=loss, chosen_reward=float(chosen.mean()),
                            rejected_reward=float(rejected.mean()), margin=float((chosen - rejected).mean()),
-                           accuracy=float((chosen > rejected).float().mean()), lr=lr)
+                           accuracy=float((chosen > rejected).float().mean()), lr=lr, **online,
+                           seconds=time.perf_counter() - started)  # the float()s above waited for the device
 
     def train(self) -> dict[str, Any]:
         """Train until done (or `stop_after`); returns the manifest written with the last checkpoint."""
@@ -456,7 +553,10 @@ class DPOTrainer:
                     self.step += 1
                     self.history.append(metrics)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{metrics.loss:.4f}", acc=f"{metrics.accuracy:.2f}")
+                    postfix = {"loss": f"{metrics.loss:.4f}", "acc": f"{metrics.accuracy:.2f}"}
+                    if self.guidance is not None:
+                        postfix["online"] = "-" if metrics.online_loss is None else f"{metrics.online_loss:.4f}"
+                    bar.set_postfix(postfix)
                     if self.step == total or self.step == stop:
                         return self.save()
                     if self.config.save_every and self.step % self.config.save_every == 0:
@@ -471,17 +571,32 @@ class DPOTrainer:
         """The manifest of the checkpoint as it stands (see the module docstring)."""
         from harness import __version__
 
-        last = asdict(self.history[-1]) if self.history else None
-        keys = ("loss", "chosen_reward", "rejected_reward", "margin", "accuracy")
-        mean = ({key: sum(getattr(m, key) for m in self.history) / len(self.history) for key in keys}
+        guided = self.config.reward_verifier is not None
+        # metrics are what training computed (equal on a resumed run); time goes to "timing"
+        left_out = {"seconds", *(() if guided else ONLINE_METRICS)}
+        last = ({key: value for key, value in asdict(self.history[-1]).items() if key not in left_out}
                 if self.history else None)
+        keys = ("loss", "chosen_reward", "rejected_reward", "margin", "accuracy", *(ONLINE_METRICS if guided else ()))
+        mean = {key: _mean([getattr(m, key) for m in self.history]) for key in keys} if self.history else None
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "stepwise_version": __version__,
                 "method": "dpo", **self._identity(),
                 "generator_params": dict(self.config.params),
                 "steps": {"done": self.step, "total": self.plan.total_steps,
                           "per_epoch": self.plan.steps_per_epoch},
                 "finished": self.step >= self.plan.total_steps,
-                "metrics": {"last": last, "mean": mean}}
+                "metrics": {"last": last, "mean": mean},
+                "timing": self.timing()}
+
+    def timing(self) -> dict[str, Any]:
+        """Measured speed on this machine: mean seconds per optimizer step and the epoch it implies."""
+        import torch
+
+        timed = [m.seconds for m in self.history if m.seconds > 0]
+        per_step = sum(timed) / len(timed) if timed else None
+        device = self.family.device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+        return {"device": name, "measured_steps": len(timed), "seconds_per_step": per_step,
+                "seconds_per_epoch": per_step * self.plan.steps_per_epoch if per_step is not None else None}
 
     def save(self) -> dict[str, Any]:
         """Write the checkpoint (weights, trainer state, manifest) atomically; returns the manifest."""
@@ -499,6 +614,22 @@ class DPOTrainer:
         write_checkpoint(self.config.out, write)
         self.previous = manifest
         return manifest
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None (steps without online pairs have no online loss)."""
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def draw_pair(family: Family, config: DPOConfig, seed: int) -> tuple[ImageDraw, ImageDraw]:
+    """A pair's (chosen, rejected) draws from a CPU generator seeded by `seed`; one shared with shared_mask."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    first = family.draw(generator, config.cond_dropout, config.min_masking_rate)
+    return first, (first if config.shared_mask else family.draw(generator, config.cond_dropout,
+                                                                 config.min_masking_rate))
 
 
 def train_dpo(config: DPOConfig) -> dict[str, Any]:

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import click
 
 from harness.commands.options import evaluator_from_flags, stored_evaluator_options
 from harness.commands.run import parse_pairs
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reward_options(command: F) -> F:
+    """Reward-model guidance flags, shared by `align dpo` and `align iterate`."""
+    options = [
+        click.option("--reward-verifier", default=None, metavar="NAME",
+                     help="Reward guidance (the paper's sec. 2.4): online DPO on policy samples judged by this "
+                          "verifier plug-in (orm, parm, clipscore, ...), added to the DPO loss; the official "
+                          "code's term carries no gradient. Off by default."),
+        click.option("--reward-param", "reward_params", multiple=True, metavar="KEY=VALUE",
+                     help="Parameter of the --reward-verifier, as for `stepwise run --verifier-param`. Repeatable."),
+        click.option("--reward-coef", type=float, default=0.1, show_default=True,
+                     help="Weight of the online DPO loss (the official config's reward_coef)."),
+        click.option("--reward-samples", type=int, default=2, show_default=True,
+                     help="Policy samples per prompt and micro-batch; the verifier's best and worst make the "
+                          "online pair."),
+        click.option("--reward-prompts", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Prompts to sample for guidance: a metadata file (`stepwise prompts train`); pair i "
+                          "samples prompt i mod their count. Default: the pairs' own prompts."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def reward_settings(reward_verifier: str | None, reward_params: tuple[str, ...], reward_coef: float,
+                    reward_samples: int, reward_prompts: Path | None) -> dict[str, Any]:
+    """The DPOConfig fields of the reward flags."""
+    return {"reward_verifier": reward_verifier, "reward_params": parse_pairs(reward_params, "--reward-param"),
+            "reward_coef": reward_coef, "reward_samples": reward_samples, "reward_prompts": reward_prompts}
 
 
 @click.group()
@@ -57,11 +90,12 @@ def align() -> None:
 @click.option("--stop-after", type=click.IntRange(min=1), default=None,
               help="Stop once this many optimizer steps are done in total (checkpoint written; --resume goes on).")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in OUT (same settings); start if OUT is empty.")
+@reward_options
 def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, beta: float, lr: float,
         batch_size: int, epochs: int, grad_accumulation: int, seed: int, weight_decay: float, warmup_ratio: float,
         scheduler: str, max_grad_norm: float | None, cond_dropout: float, min_masking_rate: float,
         shared_mask: bool, shuffle: bool, mixed_precision: Literal["no", "bf16"], save_every: int,
-        stop_after: int | None, resume: bool) -> None:
+        stop_after: int | None, resume: bool, **reward: Any) -> None:
     """Train a generator with DPO on preference pairs; write a checkpoint it loads.
 
     \b
@@ -80,6 +114,10 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
     written whole and swapped in; `--resume` continues exactly where the last one stopped.
     Defaults are the paper's: one epoch, batch 10, lr 1e-5, β 0.1, cosine schedule with 10%
     warmup.
+
+    With --reward-verifier (the paper's DPO with reward-model guidance) each micro-batch also
+    samples --reward-samples images per prompt with the current policy; the verifier's best and
+    worst make an online pair, and --reward-coef times their DPO loss is added to the loss.
     """
     from harness.alignment.pairs import PairsError
     from harness.alignment.train import AlignmentError, DPOConfig, DPOTrainer
@@ -91,7 +129,8 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
         batch_size=batch_size, epochs=epochs, grad_accumulation=grad_accumulation, seed=seed,
         weight_decay=weight_decay, warmup_ratio=warmup_ratio, scheduler=scheduler, max_grad_norm=max_grad_norm,
         cond_dropout=cond_dropout, min_masking_rate=min_masking_rate, shared_mask=shared_mask, shuffle=shuffle,
-        mixed_precision=mixed_precision, resume=resume, save_every=save_every, stop_after=stop_after)
+        mixed_precision=mixed_precision, resume=resume, save_every=save_every, stop_after=stop_after,
+        **reward_settings(**reward))
     try:
         manifest = DPOTrainer(config).train()
     except (AlignmentError, PairsError, RunError, MissingWeightsError) as err:
@@ -100,6 +139,12 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
     last = (manifest["metrics"] or {}).get("last") or {}
     state = "finished" if manifest["finished"] else "stopped; --resume continues"
     summary = f"; last step loss {last['loss']:.4f}, accuracy {last['accuracy']:.2f}" if last else ""
+    if last.get("online_loss") is not None:
+        summary += f", online loss {last['online_loss']:.4f} ({last['online_pairs']} online pairs)"
+    timing = manifest.get("timing") or {}
+    if timing.get("seconds_per_step") is not None:
+        summary += (f"; {timing['seconds_per_step']:.2f} s/step on {timing['device']} (one epoch = "
+                    f"{steps['per_epoch']} steps, about {timing['seconds_per_epoch'] / 60:.1f} min)")
     click.echo(f"{out}: {steps['done']} of {steps['total']} steps ({state}){summary}", err=True)
 
 
@@ -125,9 +170,11 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the pairs.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the candidates (as `stepwise run --seed`), the pair draws and the DPO masks.")
+@reward_options
 def iterate(generator: str, params: tuple[str, ...], suite: str, rounds: int, pool: int, workdir: Path,
             eval_batch_size: int, beta: float, lr: float, batch_size: int, epochs: int, seed: int,
-            **evaluator_flags: Any) -> None:
+            reward_verifier: str | None, reward_params: tuple[str, ...], reward_coef: float, reward_samples: int,
+            reward_prompts: Path | None, **evaluator_flags: Any) -> None:
     """The paper's iterative DPO: each round runs the current model on training prompts, curates
     its DPO pairs and trains from (and against) the current model; prints the final checkpoint.
 
@@ -148,10 +195,17 @@ def iterate(generator: str, params: tuple[str, ...], suite: str, rounds: int, po
     from harness.alignment.iterate import IterateConfig, IterateError
     from harness.alignment.iterate import iterate as run_iterate
 
+    dpo: dict[str, Any] = {"beta": beta, "lr": lr, "batch_size": batch_size, "epochs": epochs}
+    reward = reward_settings(reward_verifier, reward_params, reward_coef, reward_samples,
+                             reward_prompts.resolve() if reward_prompts is not None else None)
+    # recorded in iterate.json only when given (loops from before guidance re-run as they were); a reward
+    # flag without --reward-verifier still reaches the check, which names it
+    defaults = reward_settings(None, (), 0.1, 2, None)
+    dpo.update({key: value for key, value in reward.items() if reward_verifier is not None or value != defaults[key]})
     config = IterateConfig(
         generator=generator, params=parse_pairs(params, "--param"), suite=suite, rounds=rounds, pool=pool,
         workdir=workdir, evaluator=evaluator_from_flags(evaluator_flags), seed=seed, eval_batch_size=eval_batch_size,
-        dpo={"beta": beta, "lr": lr, "batch_size": batch_size, "epochs": epochs})
+        dpo=dpo)
     try:
         state = run_iterate(config, log=lambda message: click.echo(message, err=True))
     except IterateError as err:
