@@ -10,6 +10,16 @@ One optional extension: a verifier class that sets `needs_verdicts: ClassVar[boo
 called as `score(prompt, images, previews, verdicts=[...])`, with GenEval's verdict (`correct`)
 of each image; the reference verifier `oracle` is one. Without the attribute nothing changes.
 
+Another optional extension, for strategies: a strategy class that defines
+
+    prepare(self, context: harness.preparation.PrepareContext) -> harness.preparation.Preparation
+
+has a *prepare* stage (training) that makes a generator checkpoint: `stepwise run --strategy NAME`
+calls it before the run, generates with the params it returns (e.g. `model=<checkpoint>`) and
+records the link between the run and the checkpoint in the store (`harness.preparation`; the
+built-in `dpo` and `iterative-dpo`, `strategies.alignment`). A strategy without it is a selection
+rule only, applied with `stepwise curve --strategy NAME`.
+
 The harness owns everything around them: caching (keyed on plug-in id, canonical params, prompt
 and seed), batching across prompts, storage and statistics. A plug-in is a *class*; the harness
 builds it as `cls(params)` where `params` is an instance of the class's own `Params`, a frozen
@@ -189,6 +199,10 @@ class Strategy(Protocol):
 
     Built as `cls(params)`. Because selection is an argmax of a per-candidate key, the harness
     computes the exact expected accuracy for every n from one pool (see `harness.scaling`).
+
+    Optional extension (not a Protocol member): `prepare(self, context) -> Preparation`, a stage
+    that trains the generator before `stepwise run --strategy NAME` generates the pool with it
+    (see the module docstring and `harness.preparation`).
     """
 
     Params: ClassVar[type]

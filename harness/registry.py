@@ -570,3 +570,9 @@ strategies.register("oracle", "strategies.builtin:OracleStrategy",
                     description="GenEval itself as the selector: the upper bound a perfect verifier reaches.")
 strategies.register("random", "strategies.builtin:RandomStrategy",
                     description="A uniformly random candidate: the floor (its curve is the mean accuracy).")
+strategies.register("dpo", "strategies.alignment:DPOStrategy",
+                    description="DPO: trains the generator on preference pairs before the run (prepare stage), "
+                                "then the generator alone or best-of-n with `verifier`.")
+strategies.register("iterative-dpo", "strategies.alignment:IterativeDPOStrategy",
+                    description="Iterative DPO: rounds of run, curate and DPO on a training suite before the run "
+                                "(prepare stage), then the generator alone or best-of-n with `verifier`.")

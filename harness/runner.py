@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from harness.geneval.evaluator import EvaluatorSpec, Models
     from harness.plugins import Generator, Verifier
+    from harness.store import RunSpec
     from harness.store.models import Candidate
 
 SUITES = ("geneval",)
@@ -525,20 +526,33 @@ class RunContext:
         return self._generator  # type: ignore[no-any-return]
 
 
+def run_spec(config: RunConfig, samples: list[dict[str, Any]], provenance: Mapping[str, str],
+             params: Any) -> RunSpec:
+    """What names the run of `config` (its id is the spec's hash): suite, generator, params, seed."""
+    from harness.plugins import canonical_json
+    from harness.store import RunSpec, content_hash
+
+    return RunSpec(config.suite, content_hash(samples), provenance["name"], provenance["package"],
+                   provenance["version"], json.loads(canonical_json(params)), config.seed)
+
+
+def planned_run_id(config: RunConfig) -> str:
+    """The id `run(config)` will store its work under, computed without touching the store or a model."""
+    _, params, provenance = _plugin("generator", config.generator, config.params)
+    return run_spec(config, suite_samples(config), provenance, params).run_id
+
+
 def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
             provenance: Mapping[str, str], params: Any) -> tuple[str, dict[int, int]]:
     """Store the suite, its prompts and the run (idempotent); (run id, {suite index: prompt id})."""
     from sqlalchemy.orm import Session
 
     from harness import __version__
-    from harness.plugins import canonical_json
-    from harness.store import NewPrompt, RunSpec, add_prompts, content_hash, get_or_create_run, get_or_create_suite
+    from harness.store import NewPrompt, add_prompts, get_or_create_run, get_or_create_suite
 
-    suite_hash = content_hash(samples)
-    spec = RunSpec(config.suite, suite_hash, provenance["name"], provenance["package"], provenance["version"],
-                   json.loads(canonical_json(params)), config.seed)
+    spec = run_spec(config, samples, provenance, params)
     with Session(engine) as s, s.begin():
-        suite = get_or_create_suite(s, config.suite, suite_hash)
+        suite = get_or_create_suite(s, config.suite, spec.suite_hash)
         new = [NewPrompt(i, x["tag"], x["prompt"], x) for i, x in enumerate(samples)]
         ids = add_prompts(s, suite.id, new)
         get_or_create_run(s, spec, __version__)

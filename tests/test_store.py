@@ -24,8 +24,11 @@ from harness.store import (
     Evaluation,
     NewCandidate,
     NewEvaluation,
+    NewPreparation,
     NewPrompt,
     NewScore,
+    Preparation,
+    PreparationConflict,
     Prompt,
     Result,
     Run,
@@ -35,6 +38,7 @@ from harness.store import (
     VerifierScore,
     add_candidates,
     add_evaluations,
+    add_preparation,
     add_prompts,
     add_result,
     add_verifier_scores,
@@ -45,6 +49,7 @@ from harness.store import (
     missing_scores,
     open_store,
     pool_arrays,
+    run_preparations,
     stored_samples,
 )
 from harness.store.engine import SQLITE_BUSY_TIMEOUT_MS
@@ -279,6 +284,39 @@ def test_foreign_keys_and_cascades(store: Engine) -> None:
         s.execute(delete(Suite))
     with Session(store) as s:
         assert count(s, Prompt) == 0
+
+
+def test_preparations_are_idempotent_refuse_other_weights_and_cascade(store: Engine) -> None:
+    """The link from a run to the checkpoint a strategy trained (`harness.preparation`)."""
+    _, run_id = make_suite(store, ["colors"])
+    manifest = {"format": "stepwise-alignment", "data": {"sha256": sha(9)}, "steps": (1, 2)}
+    first = NewPreparation("dpo", sha(1), {"pairs": "data/dpo.jsonl", "verifier": None}, "ckpt", sha(2), manifest)
+    with Session(store) as s, s.begin():
+        assert add_preparation(s, run_id, first) is True
+        assert add_preparation(s, run_id, first) is False  # the same link again adds nothing
+        # other settings that share the checkpoint (a selection-only parameter) add a row
+        assert add_preparation(s, run_id, replace(first, settings_hash=sha(3), params={"verifier": "orm"})) is True
+    with Session(store) as s:
+        rows = run_preparations(s, run_id)
+        assert [(r.strategy, r.settings_hash, r.checkpoint, r.checkpoint_sha256) for r in rows] == [
+            ("dpo", sha(1), "ckpt", sha(2)), ("dpo", sha(3), "ckpt", sha(2))]
+        assert rows[0].manifest == {"format": "stepwise-alignment", "data": {"sha256": sha(9)}, "steps": [1, 2]}
+        assert rows[0].params == {"pairs": "data/dpo.jsonl", "verifier": None} and rows[0].run.id == run_id
+    # other weights at the same path: refused, nothing written
+    with pytest.raises(PreparationConflict, match=r"ckpt now holds other weights .* Write the new checkpoint"):
+        with Session(store) as s, s.begin():
+            add_preparation(s, run_id, replace(first, settings_hash=sha(4), checkpoint_sha256=sha(5)))
+    for bad, message in ((replace(first, checkpoint_sha256="x"), "checkpoint_sha256 must be 64"),
+                         (replace(first, manifest={"loss": float("nan")}), "manifest is not JSON-able")):
+        with pytest.raises(ValueError, match=message), Session(store) as s, s.begin():
+            add_preparation(s, run_id, bad)
+    with pytest.raises(ValueError, match="no run"), Session(store) as s, s.begin():
+        add_preparation(s, "f" * 64, first)
+    with Session(store) as s, s.begin():
+        assert count(s, Preparation) == 2
+        s.execute(delete(Run))  # deleting the run deletes its preparations (CASCADE)
+    with Session(store) as s:
+        assert count(s, Preparation) == 0
 
 
 def test_sqlite_pragmas_are_on_for_the_store_engine_only(tmp_path: Any) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from harness import registry
 from harness.commands.options import options_from_flags
-from harness.commands.run import build_config, merged, read_spec
+from harness.commands.run import build_config, merged, read_spec, strategy_from
 from harness.geneval.evaluator import EvaluatorSpec
 from harness.plugins import Strategy, VerifierScore, parse_params
 from harness.runner import verifier_settings_hashes
@@ -62,7 +62,9 @@ NS = "1..5"
 GENEVAL_DEFAULTS = {"threshold": 0.3, "counting_threshold": 0.9, "max_objects": 16, "max_overlap": 1.0,
                     "position_threshold": 0.1}
 PARM_FLAGS = ("--verifier-param", "parm:model=m")
-BUILTINS = ["baseline", "best-of-n", "oracle", "parm", "random"]
+BUILTINS = ["baseline", "best-of-n", "dpo", "iterative-dpo", "oracle", "parm", "random"]
+# what the strategies with a prepare stage require (their selection needs none of it)
+REQUIRED = {"dpo": {"pairs": "data/dpo.jsonl"}, "iterative-dpo": {"train_suite": "train/evaluation_metadata.jsonl"}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,13 +197,14 @@ def test_builtins_load_conform_and_describe_themselves() -> None:
     assert [n for n in registry.strategies.names() if registry.strategies.info(n).builtin] == BUILTINS
     for name in BUILTINS:
         cls = registry.strategies.get(name)
-        strategy = cls(parse_params(cls.Params, {}))
+        strategy = cls(parse_params(cls.Params, REQUIRED.get(name, {})))
         assert isinstance(strategy, Strategy)
         assert cls.description == registry.strategies.info(name).description  # one text, two places
-    expected = {"baseline": (), "best-of-n": ("orm",), "oracle": ("oracle",), "parm": ("parm",), "random": ()}
+    expected = {"baseline": (), "best-of-n": ("orm",), "dpo": (), "iterative-dpo": (), "oracle": ("oracle",),
+                "parm": ("parm",), "random": ()}
     for name, verifiers in expected.items():
         cls = registry.strategies.get(name)
-        assert cls(parse_params(cls.Params, {})).verifiers == verifiers
+        assert cls(parse_params(cls.Params, REQUIRED.get(name, {}))).verifiers == verifiers
 
 
 def test_best_of_n_reads_the_verifier_its_params_name() -> None:
@@ -409,8 +412,14 @@ def spec_header(path: Path) -> dict[str, str]:
 
 
 def check_spec(path: Path) -> None:
-    """`stepwise run --spec PATH --detector X` would start: the spec builds a run config, and its generator
-    and verifier parameters fit their plug-ins (nothing is built, no model loads)."""
+    """`stepwise run --spec PATH --detector X` would start: the spec builds a run config, and its generator,
+    verifier and strategy parameters fit their plug-ins (nothing is built, no model loads).
+
+    A spec that trains (`strategy` with a prepare stage, e.g. dpo) starts from showlab/show-o; its header
+    says so, its reward guidance is the strategy's `reward_verifier`, and the verifier its selection
+    reads is one the run scores with."""
+    from harness.preparation import has_prepare
+
     values = merged(read_spec(path), {"detector": "mask2former.pth"})
     config = build_config(values, options_from_flags(**GENEVAL_DEFAULTS))
     generator = registry.generators.get(config.generator)
@@ -420,14 +429,28 @@ def check_spec(path: Path) -> None:
     assert set(header) == {"test-time verifier", "alignment", "reward guidance"}, (path, header)
     assert (header["test-time verifier"] == "none") == (not config.verifiers), path
     assert config.pool == (80 if config.verifiers else 4), path  # 4 GenEval samples (x best-of-20)
-    assert header["alignment"].startswith("none") == (config.params["model"] == "showlab/show-o"), path
     assert config.suite == "geneval" and config.per_task == 100, path
+    strategy, strategy_params = strategy_from(values)
+    if strategy is None:
+        assert header["alignment"].startswith("none") == (config.params["model"] == "showlab/show-o"), path
+        return
+    cls = registry.strategies.get(strategy)
+    assert has_prepare(cls), path
+    params = parse_params(cls.Params, strategy_params, owner=str(path))
+    assert config.params["model"] == "showlab/show-o" and "trained by this spec" in header["alignment"], path
+    assert (header["reward guidance"] == "none") == (params.reward_verifier is None), path
+    assert set(cls(params).verifiers) == set(config.verifiers), path  # selection reads what the run scores
 
 
 def test_specs_cover_the_papers_combinations() -> None:
     names = {p.stem for p in SPECS.glob("*.toml")}
     assert {"showo-baseline", "showo-orm-ft-n20", "showo-parm-n20", "showo-itdpo-parm-n20",
             "showo-itdpo-parmguide-parm-n20", "showo-itdpo-ormguide-orm-ft-n20"} <= names
+    # the same combinations trained by the spec itself (strategy dpo / iterative-dpo), not from released checkpoints
+    assert {"showo-dpo", "showo-dpo-orm-ft-n20", "showo-dpo-ormguide", "showo-dpo-ormguide-orm-ft-n20",
+            "showo-itdpo-train", "showo-itdpo-train-orm-ft-n20", "showo-itdpo-train-ormguide",
+            "showo-itdpo-train-ormguide-orm-ft-n20", "showo-itdpo-train-parm-n20", "showo-itdpo-train-parmguide",
+            "showo-itdpo-train-parmguide-parm-n20"} <= names
     combos = {tuple(spec_header(SPECS / f"{n}.toml").values()) for n in names}
     assert len(combos) == len(names)  # no two specs say the same thing
 
@@ -435,6 +458,22 @@ def test_specs_cover_the_papers_combinations() -> None:
 @pytest.mark.parametrize("path", sorted(SPECS.glob("*.toml")), ids=lambda p: p.stem)
 def test_every_spec_parses(path: Path) -> None:
     check_spec(path)
+
+
+def test_training_specs_with_one_out_share_one_checkpoint() -> None:
+    """Specs that differ only in selection (the strategy's `verifier`) and name the same `out` train into one
+    work folder (`harness.preparation.work_folder`), so they share the checkpoint and the run; other outs don't."""
+    from harness.preparation import load_strategy, work_folder
+
+    folders: dict[str, set[Path]] = {}
+    for path in sorted(SPECS.glob("*.toml")):
+        values = merged(read_spec(path), {})
+        strategy, params = strategy_from(values)
+        if strategy is not None:
+            choice = load_strategy(strategy, params)
+            folder = work_folder(Path(values["out"]), choice, values["generator"], int(values["seed"]))
+            folders.setdefault(values["out"], set()).add(folder)
+    assert len(folders) == 5 and all(len(f) == 1 for f in folders.values()), folders
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,10 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
     over tasks (GenEval's definition). Two reference rows are added: `random` (no verifier)
     and `oracle` (GenEval itself as the verifier: the upper bound).
 
+    A run made by `stepwise run --strategy NAME` (a strategy that trained the generator first, e.g.
+    dpo) is linked to its checkpoint in the store: the link is shown (stderr), and --strategy NAME
+    takes its parameters from it (--strategy-param values override, or choose among several).
+
     --strategy NAME adds a row for a strategy plug-in: its key per candidate, from the stored
     scores (with details) of the verifiers it reads, computed and recorded like a verifier's
     row (strategy NAME, verifier: the verifiers it reads, joined by "+"). The rows are then the
@@ -113,7 +117,10 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         raise click.UsageError("give exactly one of --from-jsonl POOL.jsonl and --run RUN_ID")
     if compare is None and (compare_ns or compare_json is not None):
         raise click.UsageError("--compare-n and --compare-json need --compare A B")
-    strategies = load_strategies(strategy_names, strategy_params, store_flags["plugins"])
+    links = run_links(run_id, store_flags["db"]) if run_id is not None else []
+    for link in links:  # the checkpoint the run's generator loaded, and the strategy that trained it
+        click.echo(f"run {link['run_id'][:12]}…: " + describe_link(link), err=True)
+    strategies = load_strategies(strategy_names, strategy_params, store_flags["plugins"], links)
     verifier_rows = list(store_flags["verifiers"])
     read_by_strategies = tuple(dict.fromkeys(v for st in strategies for v in st.verifiers))
     if pool_path is None:
@@ -234,9 +241,59 @@ def parse_strategy_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return out
 
 
+def run_links(run_id: str, db: str | None) -> list[dict[str, Any]]:
+    """The run's recorded preparations (`harness.preparation`), as plain dicts; [] for an unknown run."""
+    from sqlalchemy.orm import Session
+
+    from harness.store import StoreError, open_store, run_preparations
+
+    try:
+        engine = open_store(db, upgrade_schema=False)
+    except StoreError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        with Session(engine) as s:
+            return [{"run_id": x.run_id, "strategy": x.strategy, "settings_hash": x.settings_hash,
+                     "params": dict(x.params), "checkpoint": x.checkpoint, "checkpoint_sha256": x.checkpoint_sha256}
+                    for x in run_preparations(s, run_id)]
+    finally:
+        engine.dispose()
+
+
+def describe_link(link: dict[str, Any]) -> str:
+    from harness.preparation import describe
+
+    return describe(link["strategy"], link["settings_hash"], link["checkpoint"], link["checkpoint_sha256"])
+
+
+def recorded_params(cls: Any, name: str, given: dict[str, str], links: list[dict[str, Any]]) -> dict[str, Any]:
+    """A strategy's params for a run it prepared: the recorded ones (the one setting that agrees with the
+    given values, or the only one), with the given values on top; the given values alone otherwise."""
+    from harness.plugins import ParamsError, parse_params
+
+    rows = [x for x in links if x["strategy"] == name]
+    if not rows:
+        return given
+
+    def agrees(recorded: dict[str, Any]) -> bool:
+        try:
+            return bool(parse_params(cls.Params, {**recorded, **given}) == parse_params(cls.Params, recorded))
+        except ParamsError:
+            return False
+
+    pick = [x for x in rows if agrees(x["params"])] or rows
+    if len(pick) > 1:
+        differ = sorted({k for x in pick for k in x["params"] if x["params"][k] != pick[0]["params"].get(k)})
+        raise click.UsageError(f"run {pick[0]['run_id'][:12]}… was prepared by strategy {name!r} with {len(pick)} "
+                               f"settings (they differ in {', '.join(differ)}); choose one with "
+                               f"--strategy-param {name}:KEY=VALUE")
+    return {**pick[0]["params"], **given}
+
+
 def load_strategies(names: tuple[str, ...], param_items: tuple[str, ...],
-                    plugins: tuple[str, ...]) -> list[LoadedStrategy]:
-    """Build each --strategy with its --strategy-param values (checked against its Params)."""
+                    plugins: tuple[str, ...], links: list[dict[str, Any]] | None = None) -> list[LoadedStrategy]:
+    """Build each --strategy with its --strategy-param values (checked against its Params); for a
+    strategy that prepared the run (`links`), its recorded params fill in what is not given."""
     from harness import registry
     from harness.plugins import ParamsError, canonical_json, parse_params
 
@@ -252,7 +309,8 @@ def load_strategies(names: tuple[str, ...], param_items: tuple[str, ...],
             for name in names:
                 cls = registry.strategies.get(name)
                 info = registry.strategies.info(name)
-                parsed = parse_params(cls.Params, params.get(name, {}), owner=f"strategy {info.name!r}")
+                values = recorded_params(cls, info.name, params.get(name, {}), links or [])
+                parsed = parse_params(cls.Params, values, owner=f"strategy {info.name!r}")
                 instance = cls(parsed)
                 verifiers = tuple(instance.verifiers)
                 if not all(isinstance(v, str) and v for v in verifiers):

@@ -3,9 +3,11 @@
 Rows are matched by natural keys, never by ids (each source numbers its rows itself):
 suites by (name, hash), prompts by (suite, index), runs by id, candidates by (run, prompt,
 sample index), verdicts by (candidate, backend, settings hash), scores by (candidate,
-verifier, settings hash). Writes go through the store's idempotent inserts, so merging the
-same file twice, or files that overlap, adds nothing twice. Results are derived data and
-are not copied (recompute them with `stepwise curve`).
+verifier, settings hash), preparations (a run's link to the checkpoint a strategy trained) by
+(run, strategy, settings hash). Writes go through the store's idempotent inserts, so merging
+the same file twice, or files that overlap, adds nothing twice; two stores that link one run
+to checkpoints with different weights are refused. Results are derived data and are not copied
+(recompute them with `stepwise curve`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def source_url(source: str) -> str:
 
 
 def merge_into(src: Any, dst: Any) -> dict[str, int]:
-    """Copy every suite, prompt, run, candidate, verdict and score of engine `src` into `dst`.
+    """Copy every suite, prompt, run, candidate, verdict, score and preparation of engine `src` into `dst`.
 
     One transaction on `dst`: a failed merge leaves it as it was. Returns rows seen per table.
     """
@@ -40,8 +42,11 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         Evaluation,
         NewCandidate,
         NewEvaluation,
+        NewPreparation,
         NewPrompt,
         NewScore,
+        Preparation,
+        PreparationConflict,
         Prompt,
         Run,
         RunSpec,
@@ -49,6 +54,7 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         VerifierScore,
         add_candidates,
         add_evaluations,
+        add_preparation,
         add_prompts,
         add_verifier_scores,
         get_or_create_run,
@@ -62,6 +68,7 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         candidates = list(s.scalars(select(Candidate).order_by(Candidate.id)))
         evaluations = list(s.scalars(select(Evaluation).order_by(Evaluation.id)))
         scores = list(s.scalars(select(VerifierScore).order_by(VerifierScore.id)))
+        preparations = list(s.scalars(select(Preparation).order_by(Preparation.id)))
         s.expunge_all()
 
     with Session(dst) as t, t.begin():
@@ -80,6 +87,12 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
                 raise click.ClickException(f"run {r.id[:12]}… does not hash to its id ({spec.run_id[:12]}…); "
                                            "the source store is inconsistent")
             get_or_create_run(t, spec, r.code_version)
+        for p in preparations:
+            try:
+                add_preparation(t, p.run_id, NewPreparation(p.strategy, p.settings_hash, p.params, p.checkpoint,
+                                                             p.checkpoint_sha256, p.manifest))
+            except PreparationConflict as err:
+                raise click.ClickException(f"the stores disagree: {err}") from None
         groups: dict[tuple[str, int], list[Any]] = defaultdict(list)
         for c in candidates:
             groups[(c.run_id, c.prompt_id)].append(c)
@@ -102,7 +115,7 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         for (verifier, key), rows in scored.items():
             add_verifier_scores(t, verifier, key, rows)
     return {"suites": len(suites), "prompts": len(prompts), "runs": len(runs), "candidates": len(candidates),
-            "evaluations": len(evaluations), "scores": len(scores)}
+            "evaluations": len(evaluations), "scores": len(scores), "preparations": len(preparations)}
 
 
 @click.command()

@@ -1,4 +1,9 @@
-"""`stepwise run`: generate a candidate pool, judge it with GenEval, score it with verifiers, store it all."""
+"""`stepwise run`: generate a candidate pool, judge it with GenEval, score it with verifiers, store it all.
+
+With `--strategy NAME` (a strategy with a prepare stage, e.g. `dpo`), the strategy first trains the
+generator checkpoint (or finds it finished), the run generates with it, and the store records the
+link between the run and the checkpoint (`harness.preparation`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from harness.commands.options import THRESHOLD_FLAGS, options_from_flags, thresh
 SPEC_KEYS = {
     "generator", "params", "suite", "per_task", "prompts", "pool", "verifiers", "verifier_params", "backend",
     "detector", "detector_config", "clip_arch", "clip_weights", "db", "out", "seed", "plugins", "batch_size",
-    "device",
+    "device", "strategy", "strategy_params",
 }
 DEFAULTS: dict[str, Any] = {"suite": "geneval", "per_task": 100, "seed": 0, "backend": "mmdet",
                             "clip_arch": "ViT-L-14-quickgelu", "batch_size": 8}
@@ -80,7 +85,7 @@ def merged(spec: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in flags.items():
         if value is None or value == () or value == {}:
             continue
-        if key in ("params", "verifier_params"):
+        if key in ("params", "verifier_params", "strategy_params"):
             base = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in dict(out.get(key, {})).items()}
             for k, v in value.items():
                 base[k] = {**base.get(k, {}), **v} if isinstance(v, Mapping) else v
@@ -127,21 +132,45 @@ def default_db(db: str | None, out: Path) -> str | None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per detector call [8].")
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]",
               help="Allow (and require) this plug-in package. Repeatable.")
+@click.option("--strategy", default=None, metavar="NAME",
+              help="A strategy with a prepare stage (dpo, iterative-dpo): it trains the generator checkpoint "
+                   "first (resumable; a finished one is reused), the run generates with it, the store links the two.")
+@click.option("--strategy-param", "strategy_params", multiple=True, metavar="KEY=VALUE",
+              help="Parameter of --strategy, e.g. pairs=data/dpo.jsonl. Repeatable.")
 def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params: tuple[str, ...],
-                prompts_text: str | None, **flags: Any) -> None:
+                prompts_text: str | None, strategy_params: tuple[str, ...], **flags: Any) -> None:
     """Generate --pool candidates per prompt, judge each with GenEval, score each with every --verifier.
 
     Everything goes to the store; images go to OUT/images named by sha256. Re-running the
     same command continues where it stopped; raising --pool or adding a --verifier reuses
     all stored work. Under torchrun each rank takes the prompts with index % WORLD_SIZE == RANK.
+
+    --strategy NAME runs a strategy's prepare stage first (DPO training: `dpo`, `iterative-dpo`)
+    and generates with the checkpoint it makes; the store links the run to that checkpoint.
+    Under torchrun the checkpoint must already be finished (prepare it in one process first).
     """
     thresholds = {k: flags.pop(k) for k in THRESHOLD_FLAGS}
     spec = read_spec(spec_path) if spec_path else {}
     given = {**flags, "params": parse_pairs(params, "--param"),
-             "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text)}
+             "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text),
+             "strategy_params": parse_pairs(strategy_params, "--strategy-param")}
     values = merged(spec, given)
     config = build_config(values, options_from_flags(**thresholds))
-    execute(config, values.get("plugins") or None)
+    strategy, strategy_values = strategy_from(values)
+    execute(config, values.get("plugins") or None, strategy, strategy_values)
+
+
+def strategy_from(values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(strategy name or None, its params) from the merged spec and flags."""
+    strategy = values.get("strategy")
+    params = values.get("strategy_params") or {}
+    if not isinstance(params, Mapping):
+        raise click.UsageError("`strategy_params` in the --spec file must be a table")
+    if strategy is None and params:
+        raise click.UsageError("--strategy-param (or `strategy_params`) needs --strategy (or `strategy`)")
+    if strategy is not None and (not isinstance(strategy, str) or not strategy):
+        raise click.UsageError(f"`strategy` must be a strategy name, got {strategy!r}")
+    return strategy, dict(params)
 
 
 def build_config(values: Mapping[str, Any], options: Any) -> Any:
@@ -169,20 +198,36 @@ def build_config(values: Mapping[str, Any], options: Any) -> Any:
     )
 
 
-def execute(config: Any, plugins: list[str] | None) -> None:
+def execute(config: Any, plugins: list[str] | None, strategy: str | None = None,
+            strategy_params: Mapping[str, Any] | None = None) -> None:
     import contextlib
 
     from harness import registry
+    from harness.preparation import NotPreparable, PrepareError, describe, run_prepared
     from harness.runner import RunError, Shard, process_group, run
 
+    link = ""
     try:
         shard = Shard.from_env()
         with process_group(shard), registry.configured(plugins) if plugins else contextlib.nullcontext():
-            summary = run(config, shard=shard)
+            if strategy is None:
+                summary = run(config, shard=shard)
+            else:
+                prepared = run_prepared(config, strategy, strategy_params or {}, shard=shard,
+                                        log=lambda message: click.echo(message, err=True))
+                summary, config = prepared.summary, prepared.config
+                made = prepared.link
+                link = f"; {describe(made.strategy, made.settings_hash, made.checkpoint, made.checkpoint_sha256)}"
+                link += "" if prepared.recorded else " (recorded before)"
+    except NotPreparable as err:
+        raise click.UsageError(str(err)) from None
+    except PrepareError as err:
+        raise click.ClickException(" ".join(str(err).split())) from None  # one line, naming the file
     except (RunError, registry.PluginError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"run {summary.run_id}: {summary.prompts} prompts, {summary.written} needed work; "
-               f"{summary.generated} generated, {summary.evaluated} evaluated, {summary.scored} scores", err=True)
+               f"{summary.generated} generated, {summary.evaluated} evaluated, {summary.scored} scores{link}",
+               err=True)
     if shard.world_size > 1 and shard.rank == 0:
         click.echo(f"all {shard.world_size} ranks finished", err=True)
         if config.db.endswith(f"stepwise-rank{shard.rank}.db"):

@@ -13,7 +13,8 @@
   PostgreSQL (`postgresql://...`, psycopg 3) is used as is.
 - `models.py`: the tables (typed SQLAlchemy 2.0 models).
 - `migrations.py`: the schema version and the ordered migration steps; `upgrade(engine)`.
-- `data.py`: idempotent writes and the reads a runner and `stepwise curve` need.
+- `data.py`: idempotent writes and the reads a runner and `stepwise curve` need, and the link
+  from a run to the checkpoint a strategy's prepare stage made (`add_preparation`).
 """
 
 from __future__ import annotations
@@ -21,19 +22,24 @@ from __future__ import annotations
 from harness.store.data import (
     NewCandidate,
     NewEvaluation,
+    NewPreparation,
     NewPrompt,
     NewScore,
+    PreparationConflict,
     RunSpec,
     add_candidates,
     add_evaluations,
+    add_preparation,
     add_prompts,
     add_result,
     add_verifier_scores,
+    check_preparation,
     get_or_create_run,
     get_or_create_suite,
     missing_evaluations,
     missing_scores,
     pool_arrays,
+    run_preparations,
     stored_samples,
 )
 from harness.store.engine import StoreError, make_engine, mask_url, resolve_url
@@ -42,6 +48,7 @@ from harness.store.models import (
     Base,
     Candidate,
     Evaluation,
+    Preparation,
     Prompt,
     Result,
     Run,
@@ -58,8 +65,11 @@ __all__ = [
     "Evaluation",
     "NewCandidate",
     "NewEvaluation",
+    "NewPreparation",
     "NewPrompt",
     "NewScore",
+    "Preparation",
+    "PreparationConflict",
     "Prompt",
     "Result",
     "Run",
@@ -71,10 +81,12 @@ __all__ = [
     "VerifierScore",
     "add_candidates",
     "add_evaluations",
+    "add_preparation",
     "add_prompts",
     "add_result",
     "add_verifier_scores",
     "canonical_json",
+    "check_preparation",
     "content_hash",
     "get_or_create_run",
     "get_or_create_suite",
@@ -85,6 +97,7 @@ __all__ = [
     "open_store",
     "pool_arrays",
     "resolve_url",
+    "run_preparations",
     "stored_samples",
     "upgrade",
 ]

@@ -28,20 +28,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager
 
 from harness.pools import Pool
-from harness.store.models import Candidate, Evaluation, Prompt, Result, Run, Suite, VerifierScore
+from harness.store.models import Candidate, Evaluation, Preparation, Prompt, Result, Run, Suite, VerifierScore
 from harness.store.types import canonical_json, content_hash, is_finite, utcnow
 
 __all__ = [
     "NewCandidate",
     "NewEvaluation",
+    "NewPreparation",
     "NewPrompt",
     "NewScore",
+    "PreparationConflict",
     "RunSpec",
     "add_candidates",
     "add_evaluations",
+    "add_preparation",
     "add_prompts",
     "add_result",
     "add_verifier_scores",
+    "check_preparation",
     "get_or_create_run",
     "get_or_create_suite",
     "json_details",
@@ -49,6 +53,7 @@ __all__ = [
     "missing_evaluations",
     "missing_scores",
     "pool_arrays",
+    "run_preparations",
     "stored_samples",
     "stored_verdicts",
 ]
@@ -127,6 +132,22 @@ class NewScore:
     step_scores: Sequence[float] = ()
     cost: Mapping[str, Any] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)  # JSON-able: what the score was made of
+
+
+@dataclass(frozen=True)
+class NewPreparation:
+    """The link from a run to the checkpoint a strategy's prepare stage made (see `models.Preparation`)."""
+
+    strategy: str
+    settings_hash: str  # sha256 of the strategy's canonical params
+    params: Mapping[str, Any]  # those params, as JSON values
+    checkpoint: str
+    checkpoint_sha256: str
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+
+class PreparationConflict(ValueError):
+    """A run's recorded checkpoint has other weights than the one now at its path."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +349,17 @@ def json_details(verifier: str, details: Any, where: str) -> dict[str, Any]:
                          f"{details!r:.200}") from None
 
 
+def _json_object(value: Any, what: str) -> dict[str, Any]:
+    """`value` (a mapping with string keys of JSON values) as it will read back; ValueError naming `what`."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{what} is not a mapping: {type(value).__name__}")
+    try:
+        _check_keys(value)
+        return dict(json.loads(json.dumps(dict(value), allow_nan=False)))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} is not JSON-able ({err}): {value!r:.200}") from None
+
+
 def _check_keys(value: Any) -> None:
     # json.dumps would silently turn int, float, bool and None keys into strings.
     if isinstance(value, Mapping):
@@ -420,6 +452,49 @@ def missing_scores(
     done = exists().where(VerifierScore.candidate_id == Candidate.id, VerifierScore.verifier == verifier,
                           VerifierScore.settings_hash == settings_hash)
     return list(s.scalars(_run_candidates(run_id, max_samples).where(~done)))
+
+
+# ---------------------------------------------------------------------------------------------
+# preparations: which checkpoint a run's generator loaded, and what made it
+
+
+def run_preparations(s: Session, run_id: str) -> list[Preparation]:
+    """The preparations recorded for a run, oldest first."""
+    return list(s.scalars(select(Preparation).where(Preparation.run_id == run_id).order_by(Preparation.id)))
+
+
+def check_preparation(s: Session, run_id: str, checkpoint: str, checkpoint_sha256: str) -> None:
+    """`PreparationConflict` when the run records a checkpoint with other weights than `checkpoint_sha256`:
+    the run's images came from those weights, not from the ones now at `checkpoint`."""
+    for other in run_preparations(s, run_id):
+        if other.checkpoint_sha256 != checkpoint_sha256:
+            raise PreparationConflict(
+                f"run {run_id[:12]}… generated its images with {other.checkpoint} when its weights had sha256 "
+                f"{other.checkpoint_sha256[:12]}… (strategy {other.strategy}), but {checkpoint} now holds other "
+                f"weights ({checkpoint_sha256[:12]}…); nothing was written. Write the new checkpoint elsewhere "
+                "(the strategy's `out` parameter, or another --out)")
+
+
+def add_preparation(s: Session, run_id: str, preparation: NewPreparation) -> bool:
+    """Record that `run_id` generated with `preparation.checkpoint`; True when the row is new.
+
+    Idempotent on (run, strategy, settings hash): the first row written wins. Raises
+    `PreparationConflict` (writing nothing) when the run already records a checkpoint with
+    other weights: the run's images came from those, not from the checkpoint now at that path.
+    """
+    if s.get(Run, run_id) is None:
+        raise ValueError(f"no run {run_id!r} in the store")
+    for value, what in ((preparation.settings_hash, "settings_hash"),
+                        (preparation.checkpoint_sha256, "checkpoint_sha256")):
+        if not _SHA256.fullmatch(value):
+            raise ValueError(f"preparation {what} must be 64 lowercase hex digits, got {value!r}")
+    check_preparation(s, run_id, preparation.checkpoint, preparation.checkpoint_sha256)
+    params, manifest = (_json_object(value, f"strategy {preparation.strategy!r}: preparation {what}")
+                        for value, what in ((preparation.params, "params"), (preparation.manifest, "manifest")))
+    row = {"run_id": run_id, "strategy": preparation.strategy, "settings_hash": preparation.settings_hash,
+           "params": params, "checkpoint": preparation.checkpoint,
+           "checkpoint_sha256": preparation.checkpoint_sha256, "manifest": manifest, "created_at": utcnow()}
+    return _insert_missing(s, _table(Preparation), [row], ("run_id", "strategy", "settings_hash")) == 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,10 +185,31 @@ def _v2_verifier_details(conn: Connection) -> None:
     conn.execute(text(f"ALTER TABLE verifier_scores ADD COLUMN details {json_type} NOT NULL DEFAULT '{{}}'"))
 
 
+def _v3_preparations(conn: Connection) -> None:
+    """Version 3: `preparations`, the link from a run to the checkpoint a strategy's prepare stage made."""
+    md = MetaData(naming_convention=NAMING_CONVENTION)
+    Table("runs", md, Column("id", String, primary_key=True))  # referred to only; not created here
+    Table(
+        "preparations", md,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("strategy", String, nullable=False),
+        Column("settings_hash", String, nullable=False),
+        Column("params", JSONType, nullable=False),
+        Column("checkpoint", String, nullable=False),
+        Column("checkpoint_sha256", String, nullable=False),
+        Column("manifest", JSONType, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        UniqueConstraint("run_id", "strategy", "settings_hash"),
+    )
+    md.tables["preparations"].create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
               _v1_initial),
     Migration(2, "verifier_scores.details: what a score was made of (JSON)", _v2_verifier_details),
+    Migration(3, "preparations: the checkpoint a strategy's prepare stage made for a run", _v3_preparations),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

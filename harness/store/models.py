@@ -5,14 +5,16 @@
                           ├─< evaluations      (one per evaluator backend + settings hash)
                           └─< verifier_scores  (one per verifier + settings hash)
     runs ─< results                            (a strategy x verifier x n, computed from the above)
+    runs ─< preparations                       (the checkpoint a strategy's prepare stage trained
+                                                and the run generated with: `stepwise run --strategy`)
 
 Expensive work is stored once per candidate: a candidate is one generated image of one
 prompt in one run; its GenEval verdict and its verifier scores are keyed by what produced
 them (backend or verifier name, plus a hash of their settings), so adding a verifier or
 changing a threshold adds rows and reuses everything else.
 
-Deleting a run deletes its candidates, their evaluations and scores, and its results
-(ON DELETE CASCADE). A suite or prompt that a run still uses cannot be deleted (RESTRICT).
+Deleting a run deletes its candidates, their evaluations and scores, its results and its
+preparations (ON DELETE CASCADE). A suite or prompt that a run still uses cannot be deleted (RESTRICT).
 
 Changing a model here needs a migration in `harness.store.migrations` (the test
 `test_store_migrations.py::test_migrations_build_the_models` compares the two).
@@ -28,7 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
 
-__all__ = ["Base", "Candidate", "Evaluation", "Prompt", "Result", "Run", "SchemaVersion", "Suite", "VerifierScore"]
+__all__ = ["Base", "Candidate", "Evaluation", "Preparation", "Prompt", "Result", "Run", "SchemaVersion", "Suite",
+           "VerifierScore"]
 
 
 class Base(DeclarativeBase):
@@ -211,3 +214,31 @@ class Result(Base):
     verifier_settings_hash: Mapped[str | None]
     details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Preparation(Base):
+    """A run's generator checkpoint and the strategy prepare stage that made it (`harness.preparation`).
+
+    strategy / settings_hash / params: the strategy plug-in (`dpo`, `iterative-dpo`, ...), the sha256
+        of its canonical params and those params; one run may have several (settings that differ only
+        in selection share a checkpoint, and so the run).
+    checkpoint: the folder the run's generator loaded (its `model` param), as given.
+    checkpoint_sha256: `harness.preparation.checkpoint_sha256`: the content of its config.json and
+        weight files. A later run on the same path with other weights is refused.
+    manifest: the checkpoint's stepwise-alignment.json (data sha256, parameters, parent hashes, metrics).
+    """
+
+    __tablename__ = "preparations"
+    __table_args__ = (UniqueConstraint("run_id", "strategy", "settings_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    strategy: Mapped[str]
+    settings_hash: Mapped[str]
+    params: Mapped[dict[str, Any]]
+    checkpoint: Mapped[str]
+    checkpoint_sha256: Mapped[str]
+    manifest: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run] = relationship()
