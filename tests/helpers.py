@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
 @contextmanager
@@ -29,3 +34,25 @@ def stepwise(*args: str) -> tuple[int, str]:
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.output
+
+
+def write_pairs(folder: Path, pairs: Sequence[tuple[str, Image, Image]], name: str = "dpo.jsonl") -> Path:
+    """FOLDER/NAME as `stepwise curate` writes dpo.jsonl: one line per (prompt, chosen image, rejected
+    image), the images saved beside it as <sha256>.png with their hashes."""
+    import hashlib
+    import io
+    import json
+
+    lines = []
+    for prompt, *images in pairs:
+        record: dict[str, Any] = {"prompt": prompt, "metadata": {"prompt": prompt}, "prompt_index": len(lines)}
+        for key, image in zip(("chosen", "rejected"), images, strict=True):
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+            (folder / f"{digest}.png").write_bytes(buffer.getvalue())
+            record[key], record[f"{key}_sha256"] = str(folder / f"{digest}.png"), digest
+        lines.append(json.dumps(record))
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -5,7 +5,6 @@ resume) and `stepwise align dpo`'s errors, all on tiny random models."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import shutil
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import write_pairs
 
 from harness.alignment.dpo import (
     IGNORE,
@@ -41,23 +41,6 @@ PROMPTS = ("a photo of a cup", "a photo of a red dog", "a photo of two cats", "a
 # fixtures: tiny models and preference pairs made of their own images
 
 
-def _write_pairs(folder: Path, images: list[tuple[str, Any, Any]], name: str = "pairs.jsonl") -> Path:
-    """One pair per (prompt, chosen image, rejected image), images stored as <sha256>.png."""
-    lines = []
-    for prompt, *pair in images:
-        record: dict[str, Any] = {"prompt": prompt, "metadata": {"prompt": prompt}, "prompt_index": len(lines)}
-        for key, image in zip(("chosen", "rejected"), pair, strict=True):
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-            (folder / f"{digest}.png").write_bytes(buffer.getvalue())
-            record[key], record[f"{key}_sha256"] = str(folder / f"{digest}.png"), digest
-        lines.append(json.dumps(record))
-    path = folder / name
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def showo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from harness.tiny.magvit import write_tiny_magvit
@@ -68,7 +51,7 @@ def showo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
               "resolution": "32", "steps": "4", "guidance": "0", "device": "cpu"}
     generator = ShowoGenerator(parse_params(ShowoGenerator.Params, params))
     results = generator.generate([GenerationRequest(prompt, (1, 2), {}) for prompt in PROMPTS])
-    pairs = _write_pairs(root, [(prompt, *result.images) for prompt, result in zip(PROMPTS, results, strict=True)])
+    pairs = write_pairs(root, [(prompt, *result.images) for prompt, result in zip(PROMPTS, results, strict=True)])
     family = load_family("showo", {k: v for k, v in params.items() if k not in ("steps", "guidance")})
     return {"root": root, "params": params, "pairs": pairs, "family": family}
 
@@ -228,7 +211,7 @@ def test_janus_tokens_search_the_l2_normalised_codebook(janus: dict[str, Any]) -
 def test_janus_dpo_checkpoint_loads_in_the_janus_generator(janus: dict[str, Any]) -> None:
     family: JanusFamily = janus["family"]
     images = family.generator.generate([GenerationRequest(p, (1, 2), {}) for p in PROMPTS[:2]])
-    pairs = _write_pairs(janus["root"], [(p, *r.images) for p, r in zip(PROMPTS[:2], images, strict=True)])
+    pairs = write_pairs(janus["root"], [(p, *r.images) for p, r in zip(PROMPTS[:2], images, strict=True)])
     out = janus["root"] / "ckpt"
     config = DPOConfig(generator="janus", pairs=pairs, out=out, params=janus["params"], lr=1e-3, batch_size=2,
                        epochs=3, warmup_ratio=0.0, scheduler="constant", progress=False)

@@ -10,7 +10,6 @@ and check the refusals (a selection rule given to `run`, training under torchrun
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import runner_plugins
 from click.testing import CliRunner
-from helpers import stepwise
+from helpers import stepwise, write_pairs
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -34,23 +33,6 @@ PROMPTS = ("a photo of a cup", "a photo of a red dog", "a photo of two cats", "a
 DPO_FLAGS = ("--strategy-param", "batch_size=2", "--strategy-param", "lr=1e-3")
 
 
-def _write_pairs(folder: Path, pairs: list[tuple[str, Any, Any]]) -> Path:
-    """dpo.jsonl as `stepwise curate` writes it: one line per (prompt, chosen, rejected), images as <sha256>.png."""
-    lines = []
-    for prompt, *images in pairs:
-        record: dict[str, Any] = {"prompt": prompt, "metadata": {"prompt": prompt}, "prompt_index": len(lines)}
-        for key, image in zip(("chosen", "rejected"), images, strict=True):
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-            (folder / f"{digest}.png").write_bytes(buffer.getvalue())
-            record[key], record[f"{key}_sha256"] = str(folder / f"{digest}.png"), digest
-        lines.append(json.dumps(record))
-    path = folder / "dpo.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from harness.generators.showo.generator import ShowoGenerator
@@ -63,7 +45,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     generator = ShowoGenerator(parse_params(ShowoGenerator.Params, params))
     results = generator.generate([GenerationRequest(prompt, (1, 2), {}) for prompt in PROMPTS])
     (root / "data").mkdir()
-    pairs = _write_pairs(root / "data", [(p, *r.images) for p, r in zip(PROMPTS, results, strict=True)])
+    pairs = write_pairs(root / "data", [(p, *r.images) for p, r in zip(PROMPTS, results, strict=True)])
     return {"root": root, "params": params, "pairs": pairs, "flags": runner_plugins.tiny_model_flags(tmp_path_factory)}
 
 

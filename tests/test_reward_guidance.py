@@ -14,7 +14,7 @@ import pytest
 import runner_plugins
 import torch
 from click.testing import CliRunner
-from test_alignment import _write_pairs
+from helpers import write_pairs
 
 from harness.alignment.guidance import online_pair, online_seed, sample_seed
 from harness.alignment.iterate import IterateConfig
@@ -38,7 +38,7 @@ def showo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
               "resolution": "32", "steps": "2", "guidance": "0", "device": "cpu"}
     generator = ShowoGenerator(parse_params(ShowoGenerator.Params, params))
     results = generator.generate([GenerationRequest(prompt, (1, 2), {}) for prompt in PROMPTS])
-    pairs = _write_pairs(root, [(prompt, *result.images) for prompt, result in zip(PROMPTS, results, strict=True)])
+    pairs = write_pairs(root, [(prompt, *result.images) for prompt, result in zip(PROMPTS, results, strict=True)])
     prompts = root / "reward_prompts.jsonl"
     prompts.write_text("".join(json.dumps(sample) + "\n" for sample in geneval_suite(per_task=1)[:3]))
     return {"root": root, "params": params, "pairs": pairs, "prompts": prompts, "family": load_family("showo", params)}

@@ -67,19 +67,7 @@ def curate(run_id: str, db: str | None, out: Path, seed: int, max_samples: int |
 
 
 def _read(db: str | None, run_id: str, spec: Any, max_samples: int | None) -> Any:
-    from sqlalchemy.orm import Session
-
+    from harness.commands.stored import read_store
     from harness.curation import CurationError, read_pool
-    from harness.store import StoreError, open_store
 
-    try:
-        engine = open_store(db, upgrade_schema=False)
-    except StoreError as err:
-        raise click.ClickException(str(err)) from None
-    try:
-        with Session(engine) as s:
-            return read_pool(s, run_id, spec, max_samples=max_samples)
-    except CurationError as err:
-        raise click.ClickException(str(err)) from None
-    finally:
-        engine.dispose()
+    return read_store(db, lambda s: read_pool(s, run_id, spec, max_samples=max_samples), (CurationError,))

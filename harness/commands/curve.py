@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
 from harness.commands.options import evaluator_from_flags, stored_evaluator_options
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def parse_ns(text: str) -> list[int]:
@@ -243,21 +246,12 @@ def parse_strategy_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
 
 def run_links(run_id: str, db: str | None) -> list[dict[str, Any]]:
     """The run's recorded preparations (`harness.preparation`), as plain dicts; [] for an unknown run."""
-    from sqlalchemy.orm import Session
+    from harness.commands.stored import read_store
+    from harness.store import run_preparations
 
-    from harness.store import StoreError, open_store, run_preparations
-
-    try:
-        engine = open_store(db, upgrade_schema=False)
-    except StoreError as err:
-        raise click.ClickException(str(err)) from None
-    try:
-        with Session(engine) as s:
-            return [{"run_id": x.run_id, "strategy": x.strategy, "settings_hash": x.settings_hash,
-                     "params": dict(x.params), "checkpoint": x.checkpoint, "checkpoint_sha256": x.checkpoint_sha256}
-                    for x in run_preparations(s, run_id)]
-    finally:
-        engine.dispose()
+    return read_store(db, lambda s: [
+        {"run_id": x.run_id, "strategy": x.strategy, "settings_hash": x.settings_hash, "params": dict(x.params),
+         "checkpoint": x.checkpoint, "checkpoint_sha256": x.checkpoint_sha256} for x in run_preparations(s, run_id)])
 
 
 def describe_link(link: dict[str, Any]) -> str:
@@ -482,12 +476,11 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
     """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers
     (those of `strategy_verifiers` also whole, with details, for strategies); with what names those
     settings, so that the computed results can be recorded against them."""
-    from sqlalchemy.orm import Session
-
     from harness import registry
     from harness.commands.run import parse_verifier_params
+    from harness.commands.stored import read_store
     from harness.runner import RunError, verifier_settings_hashes
-    from harness.store import StoreError, open_store, pool_arrays
+    from harness.store import pool_arrays
     from strategies.keys import store_scores
 
     spec = evaluator_from_flags(dict(backend=backend, detector=detector, detector_config=detector_config,
@@ -498,19 +491,16 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
             # each verifier; the verifiers are not built, so no reward model is loaded).
             keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
                                             evaluator_key=spec.key())
-        engine = open_store(db, upgrade_schema=False)
-    except (RunError, registry.PluginError, StoreError) as err:
+    except (RunError, registry.PluginError) as err:
         raise click.ClickException(str(err)) from None
-    try:
-        with Session(engine) as s:
-            pool = pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)
-            prompt_scores = store_scores(s, run_id, pool, {v: keys[v] for v in strategy_verifiers},
-                                         max_samples=max_samples)
+
+    def read(s: Session) -> StorePool:
+        pool = pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)
+        prompt_scores = store_scores(s, run_id, pool, {v: keys[v] for v in strategy_verifiers},
+                                     max_samples=max_samples)
         return StorePool(pool, db, run_id, backend, spec.key(), keys, prompt_scores)
-    except ValueError as err:
-        raise click.ClickException(str(err)) from None
-    finally:
-        engine.dispose()
+
+    return read_store(db, read, (ValueError,))
 
 
 def render_table(table: dict[str, dict[int, dict[str, float]]],

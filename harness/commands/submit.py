@@ -96,22 +96,10 @@ def _evaluator_and_verifiers(verifiers: tuple[str, ...], verifier_params: tuple[
 
 
 def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None) -> Any:
-    from sqlalchemy.orm import Session
-
-    from harness.store import StoreError, open_store
+    from harness.commands.stored import read_store
     from harness.submissions.build import SubmitError, read_run
 
-    try:
-        engine = open_store(db, upgrade_schema=False)
-    except StoreError as err:
-        raise click.ClickException(str(err)) from None
-    try:
-        with Session(engine) as s:
-            return read_run(s, run_id, spec, keys, max_samples=max_samples)
-    except SubmitError as err:
-        raise click.ClickException(str(err)) from None
-    finally:
-        engine.dispose()
+    return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples), (SubmitError,))
 
 
 def _manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: str | None, description: str | None,
