@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "Generate a candidate pool, judge it with GenEval, score it with verifiers; store it (resumable)."),
     "merge": ("harness.commands.merge:merge",
               "Combine stores (e.g. per-rank SQLite files of a torchrun run) into one, by natural keys."),
+    "migrate": ("harness.commands.migrate:migrate",
+                "Upgrade a results store to this version's schema (readers such as curve never do)."),
     "convert-llava": ("harness.commands.convert_llava:convert_llava",
                       "Convert an lmms-lab LLaVA-NeXT checkpoint (the paper's ORM/PARM) for transformers."),
     "align": ("harness.commands.align:align",

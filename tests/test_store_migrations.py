@@ -34,7 +34,7 @@ from harness.store import (
     open_store,
     upgrade,
 )
-from harness.store.migrations import MIGRATIONS, Migration, check_version
+from harness.store.migrations import MIGRATIONS, Migration, check_version, stored_version
 from harness.store.types import utcnow
 
 pytest_plugins = ["postgres"]
@@ -164,7 +164,7 @@ def test_a_failed_migration_leaves_the_previous_version(store_url: str) -> None:
 
 
 def test_version_checks(store_url: str) -> None:
-    with pytest.raises(StoreVersionError, match="schema version 0, older than this code's"):
+    with pytest.raises(StoreVersionError, match=r"is empty \(schema version 0, older than this code.s"):
         open_store(store_url, upgrade_schema=False)  # an empty database is not created by a read-only open
     engine = open_store(store_url)
     try:
@@ -224,3 +224,24 @@ def test_migrations_build_the_models(store_url: str, other_store_url: str) -> No
     assert declared["candidates"]["unique"] == [
         ("uq_candidates_run_id_prompt_id_sample_index", ("run_id", "prompt_id", "sample_index"))]
     assert ("fk_candidates_run_id_runs", ("run_id",), "runs", ("id",), "CASCADE") in declared["candidates"]["fks"]
+
+
+def test_readers_refuse_an_older_store_and_migrate_upgrades_it(store_url: str) -> None:
+    from helpers import stepwise
+
+    code, output = stepwise("migrate", "--db", store_url)
+    assert code == 1 and "nothing to migrate" in output  # no file (SQLite) or an empty database
+    with engine_on(store_url) as engine:
+        assert upgrade(engine, target=SCHEMA_VERSION - 1) == SCHEMA_VERSION - 1
+    # a reader (curve) refuses and says how to migrate, leaving the store as it was
+    code, output = stepwise("curve", "--run", "0" * 64, "--db", store_url)
+    assert code == 1 and f"at schema version {SCHEMA_VERSION - 1}" in output
+    assert "`stepwise migrate --db URL` upgrades it" in output
+    with engine_on(store_url) as engine, engine.connect() as conn:
+        assert stored_version(conn) == SCHEMA_VERSION - 1
+    code, output = stepwise("migrate", "--db", store_url)
+    assert code == 0 and f"schema version {SCHEMA_VERSION - 1} -> {SCHEMA_VERSION}" in output, output
+    code, output = stepwise("migrate", "--db", store_url)
+    assert code == 0 and f"already at schema version {SCHEMA_VERSION}" in output
+    with engine_on(store_url) as engine:
+        assert check_version(engine) == SCHEMA_VERSION

@@ -295,10 +295,14 @@ def check_version(engine: Engine) -> int:
         version = stored_version(conn)
     where = mask_url(engine.url)
     _check_known(version, SCHEMA_VERSION, where)
+    if version == 0:
+        raise StoreVersionError(f"the store {where} is empty (schema version 0, older than this code's "
+                                f"{SCHEMA_VERSION}): no run was stored there; check --db / $STEPWISE_DB")
     if version < SCHEMA_VERSION:
+        # Readers never migrate (a look must not change someone's store); say how to do it on purpose.
         raise StoreVersionError(
             f"the store {where} is at schema version {version}, older than this code's {SCHEMA_VERSION}; "
-            "open it with upgrade=True (stepwise commands do) to migrate it"
+            "`stepwise migrate --db URL` upgrades it (commands that only read a store never change it)"
         )
     return version
 
