@@ -59,10 +59,12 @@ class _Settings:
     # RUF009 (here and below): tuples and paths are immutable, which ruff cannot tell from the annotation.
     reward_params: tuple[str, ...] = param((), help="The reward verifier's parameters as "
                                                     "KEY=VALUE items, e.g. model=ckpts/orm_ft-hf,layout=pad.")
-    reward_coef: float = param(0.1, help="Weight of the reward term (with reward_verifier).")
-    reward_samples: int = param(2, help="Samples the reward verifier scores per step (with reward_verifier).")
+    reward_coef: float = param(0.1, help="Weight of the online DPO loss (with reward_verifier; the official "
+                                                 "config's reward_coef).")
+    reward_samples: int = param(2, help="Policy samples per pair's prompt that the reward verifier judges "
+                                                   "(with reward_verifier).")
     reward_prompts: Path | None = param(None, help="Prompts to sample for the reward term "  # noqa: RUF009
-                                                   "(with reward_verifier); none: the trainer's default.")
+                                                   "(with reward_verifier); none: each pair's own prompt.")
     verifier: str | None = param(None, help="Selection: none, the generator alone (as `baseline`); parm, PARM's "
                                             "rule (as `parm`); another verifier, best-of-n by its score.")
 
