@@ -36,7 +36,9 @@ Stable hooks for browser tests (ids, classes, data attributes):
                     section#scores with svg.chart-bars#bars-<slug> (rect.bar[data-task][data-value])
                     and table#scores-table tr[data-task]; a#scaling-link; section#configuration
                     div.config-group#config-system/#config-evaluator/#config-protocol (dl.fields);
-                    section#provenance; section#gallery > details.gallery-task#gallery-<tag>
+                    section#alignment[data-strategy][data-checkpoint-sha256] (prepared runs only:
+                    dl.fields, hashes as code.sha256[title][data-value]); section#provenance;
+                    section#gallery > details.gallery-task#gallery-<tag>
                     > div.prompt-group#prompt-<index>[data-prompt-index][data-tag] (span.prompt-text,
                     span.pick[data-value]) > figure.candidate.verdict-correct|.verdict-incorrect
                     [data-sha256][data-sample-index][data-verdict][data-rank] > div.thumb >
@@ -190,7 +192,7 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
             "entry.html", summarize.entry_file(entry.slug), "entry",
             entry=entry, m=entry.manifest, link=summarize.safe_url(entry.manifest.link),
             cells=summarize.cells_of(entry), bars=category_bars(entry),
-            configuration=summarize.configuration(entry),
+            configuration=summarize.configuration(entry), alignment=summarize.alignment(entry),
             provenance=summarize.provenance(entry, summarize.read_export_header(entry) if reproduced else None),
             gallery=gallery, gallery_pages=gallery_pages, selecting=selecting, pick_note=_pick_note(entry),
             has_scaling=entry.slug in scaling_ids, scaling_id=scaling_ids.get(entry.slug, ""),

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
-from harness.submissions.model import TASK_LABELS, TASKS, Entry, ImageRecord
+from harness.submissions.model import TASK_LABELS, TASKS, Entry, ImageRecord, PreparedCheckpoint
 from leaderboard.images import SiteImage
 from leaderboard.svg import Box, box_overlay
 
@@ -162,6 +162,7 @@ class Field:
     label: str
     text: str
     url: str | None = None  # shown as a link when http(s)
+    full: str | None = None  # a shortened hash's full value: shown as <code> with it in its title
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,53 @@ def provenance(entry: Entry, export_header: dict[str, Any] | None) -> list[Field
     return fields
 
 
+def _hash_field(label: str, digest: str) -> Field:
+    return Field(label, f"{digest[:12]}…", full=digest)
+
+
+def alignment(entry: Entry) -> list[Field] | None:
+    """The checkpoint a reproduced entry's run generated with, when a strategy prepared it (the export
+    header's `preparation`): strategy, weights sha256, training data, parent model, reward guidance,
+    steps. None for every other entry."""
+    prepared = entry.preparation
+    if prepared is None:
+        return None
+    training = prepared.training
+    fields = [
+        Field("Strategy", prepared.strategy),
+        _hash_field("Strategy settings sha256", prepared.settings_hash),
+        Field("Checkpoint", prepared.checkpoint),
+        _hash_field("Checkpoint sha256", prepared.checkpoint_sha256),
+        _hash_field("Training data sha256", training.data_sha256),
+    ]
+    if training.pairs is not None:
+        fields.append(Field("Training pairs", str(training.pairs)))
+    if training.reward_prompts_sha256 is not None:
+        fields.append(_hash_field("Reward prompts sha256", training.reward_prompts_sha256))
+    parent = training.parent
+    for key in sorted(k for k in parent if not k.endswith("_files")):
+        label = "Parent model" if key == "model" else f"Parent {key}"
+        fields.append(Field(label, "unknown" if parent[key] is None else str(parent[key])))
+    for key in sorted(k for k in parent if k.endswith("_files")):
+        which = key.removesuffix("_files")
+        for name in sorted(parent[key]):
+            fields.append(_hash_field(f"Parent {which} file {name}", parent[key][name]))
+    fields += [
+        Field("Reward guidance verifier", prepared.reward_verifier or "none"),
+        Field("Steps", f"{training.steps_done} of {training.steps_total}"
+                       f" ({'finished' if training.finished else 'not finished'})"),
+        Field("Training parameters", _settings_text(training.parameters)),
+    ]
+    return fields
+
+
+def preparation_json(prepared: PreparedCheckpoint | None) -> dict[str, Any] | None:
+    """leaderboard.json's `preparation` of an entry: the export header's object, or None."""
+    from harness.submissions.export import preparation_json as header_object
+
+    return None if prepared is None else header_object(prepared)
+
+
 def boxes_of(record: ImageRecord) -> list[Box]:
     """GenEval's detections as boxes, by class name then detection order; malformed ones skipped."""
     out = []
@@ -382,6 +430,7 @@ def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
             {"citation": s.citation, "table": s.table, "page": s.page, "url": s.url} for s in m.sources
         ],
         "page": entry_href(entry.slug),
+        "preparation": preparation_json(entry.preparation),
     }
 
 

@@ -56,3 +56,20 @@ def write_pairs(folder: Path, pairs: Sequence[tuple[str, Image, Image]], name: s
     path = folder / name
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def tiny_showo_with_pairs(root: Path, prompts: Sequence[str]) -> tuple[dict[str, str], Path]:
+    """A tiny Show-o (ROOT/showo, ROOT/magvit) and its generator params (32 px, 2 steps, CPU), and
+    ROOT/data/dpo.jsonl: one pair per prompt of two of its own images (seeds 1 and 2)."""
+    from harness.generators.showo.generator import ShowoGenerator
+    from harness.plugins import GenerationRequest, parse_params
+    from harness.tiny.magvit import write_tiny_magvit
+    from harness.tiny.showo import write_tiny_showo
+
+    params = {"model": str(write_tiny_showo(root / "showo")), "vq_model": str(write_tiny_magvit(root / "magvit")),
+              "resolution": "32", "steps": "2", "guidance": "0", "device": "cpu"}
+    generator = ShowoGenerator(parse_params(ShowoGenerator.Params, params))
+    results = generator.generate([GenerationRequest(prompt, (1, 2), {}) for prompt in prompts])
+    (root / "data").mkdir()
+    pairs = write_pairs(root / "data", [(p, *r.images) for p, r in zip(prompts, results, strict=True)])
+    return params, pairs

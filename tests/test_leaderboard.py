@@ -27,9 +27,11 @@ from harness.submissions.model import (
     Evaluator,
     ImageRecord,
     Manifest,
+    PreparedCheckpoint,
     Protocol,
     Source,
     System,
+    TrainingRecord,
 )
 from leaderboard.build import MARKER, SiteError, build_site
 
@@ -395,6 +397,39 @@ def test_entry_pages_show_configuration_provenance_and_bars(site: Path) -> None:
     assert "f" * 64 in text and "0.1.0" in text and "export.jsonl" in text
     assert reproduced.by_id("scaling-link").attrs["href"] == "../scaling.html#scaling-run-a"
     assert [d.attrs["data-tag"] for d in reproduced.find_all("details", "gallery-task")] == list(TASKS)
+
+
+def test_a_prepared_entry_shows_its_alignment_block(site: Path, tmp_path: Path) -> None:
+    """The checkpoint a run generated with (the export's `preparation`), escaped like everything else;
+    entries without one have no block and `"preparation": null` in leaderboard.json."""
+    assert not parse(site / "entry" / "run-a.html").find_all("section", id="alignment")
+    assert all(e["preparation"] is None for e in json.loads((site / "leaderboard.json").read_text())["entries"])
+    training = TrainingRecord(data_sha256="a" * 64, pairs=4, reward_prompts_sha256="b" * 64,
+                              parameters={"beta": 0.1, "reward_verifier": HOSTILE, "reward_params": {"model": HOSTILE}},
+                              parent={"model": HOSTILE, "model_files": {f"{HOSTILE}.bin": "c" * 64}},
+                              steps_done=1, steps_total=2, finished=False)
+    prepared = PreparedCheckpoint(strategy="dpo", settings_hash="d" * 64, checkpoint=HOSTILE,
+                                  checkpoint_sha256="0123456789ab" + "e" * 52, training=training)
+    entry = _reproduced(tmp_path / "subs", "run-p", "Run P", 0.1, range(6), seconds=True)
+    entry = replace(entry, preparation=prepared,
+                    manifest=replace(entry.manifest, system=replace(entry.manifest.system, alignment="dpo")))
+    build_site([entry], tmp_path / "site")
+    raw = (tmp_path / "site" / "entry" / "run-p.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in raw and "<img src=x" not in raw
+    block = parse(tmp_path / "site" / "entry" / "run-p.html").by_id("alignment")
+    assert (block.attrs["data-strategy"], block.attrs["data-checkpoint-sha256"]) == ("dpo", prepared.checkpoint_sha256)
+    fields = dict(zip((dt.all_text() for dt in block.find_all("dt")), block.find_all("dd"), strict=True))
+    (code,) = fields["Checkpoint sha256"].find_all("code", "sha256")
+    assert code.all_text() == "0123456789ab…" and code.attrs["title"] == prepared.checkpoint_sha256
+    assert fields["Training data sha256"].find_all("code")[0].attrs["title"] == "a" * 64
+    assert fields["Reward prompts sha256"].find_all("code")[0].attrs["title"] == "b" * 64
+    assert fields["Checkpoint"].all_text() == HOSTILE and fields["Parent model"].all_text() == HOSTILE
+    assert fields["Reward guidance verifier"].all_text() == HOSTILE
+    assert fields[f"Parent model file {HOSTILE}.bin"].find_all("code")[0].attrs["title"] == "c" * 64
+    assert fields["Steps"].all_text() == "1 of 2 (not finished)" and fields["Training pairs"].all_text() == "4"
+    (row,) = json.loads((tmp_path / "site" / "leaderboard.json").read_text())["entries"]
+    assert row["preparation"]["checkpoint"] == HOSTILE and row["preparation"]["training"]["steps"] == {
+        "done": 1, "total": 2}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ from harness.commands.options import evaluator_from_flags, stored_evaluator_opti
 @click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
               help="Export sample indices below this only [all stored].")
 @click.option("--alignment", default="none", show_default=True,
-              help="Label of the generator's preference alignment, e.g. dpo, iterative-dpo.")
+              help="Label of the generator's preference alignment, e.g. dpo, iterative-dpo. A run made with "
+                   "`stepwise run --strategy dpo|iterative-dpo` takes its strategy (a contradicting value is refused).")
 @click.option("--reward-guidance", default="none", show_default=True,
-              help="Label of the reward model that guided alignment, e.g. ft-orm, parm.")
+              help="Label of the reward model that guided alignment, e.g. ft-orm, parm. A prepared run takes the "
+                   "verifier that guided its training, or none; a label must name that verifier (ft-orm for orm).")
 @stored_evaluator_options()
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--images/--no-images", default=True, show_default=True,
@@ -53,6 +55,10 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
     The evaluator flags and --verifier/--verifier-param name the stored verdicts and scores the
     way `stepwise curve --run` does. The folder is written as OUT/SLUG.partial, checked by
     loading it (scores recomputed, image hashes verified), then renamed to OUT/SLUG.
+
+    A run whose generator checkpoint a strategy trained (`stepwise run --strategy dpo`) carries
+    that link into the export's header (`preparation`: checkpoint sha256, training data, parameters,
+    parent model), and --alignment / --reward-guidance default to what trained it.
     """
     from harness.submissions.manifest import SLUG
 
@@ -70,13 +76,18 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
 
     spec, keys = _evaluator_and_verifiers(verifiers, verifier_params, plugins, evaluator_flags)
     export = _read(db, run_id, spec, keys, max_samples)
+    export, alignment, reward_guidance = _with_preparation(
+        export, run_id, verifiers[0] if strategy == "best-of-n" else None, alignment, reward_guidance)
     manifest_text = _manifest_text(export, name=name, authors=authors, link=link, description=description,
                                    strategy=strategy, verifiers=verifiers, n=n, alignment=alignment,
                                    reward_guidance=reward_guidance)
     entry = _write_and_check(out, slug, export, manifest_text, images=images, run_dir=run_dir)
     low, high = entry.intervals["overall"] if entry.intervals else (float("nan"), float("nan"))
+    prepared = export.header.preparation
+    checkpoint = (f", generator checkpoint {prepared.checkpoint_sha256[:12]}… by {prepared.strategy}"
+                  if prepared is not None else "")
     click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] "
-               f"({strategy} at n = {n}, {len(entry.images)} candidates)")
+               f"({strategy} at n = {n}, {len(entry.images)} candidates{checkpoint})")
 
 
 def _evaluator_and_verifiers(verifiers: tuple[str, ...], verifier_params: tuple[str, ...],
@@ -102,6 +113,47 @@ def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samp
     return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples), (SubmitError,))
 
 
+def _given(name: str) -> bool:
+    """Whether the command line (not the default) gave parameter `name`."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def _with_preparation(export: Any, run_id: str, selecting: str | None, alignment: str,
+                      reward_guidance: str) -> tuple[Any, str, str]:
+    """The export with its header's `preparation` when the store links the run to a prepared checkpoint,
+    and the alignment and reward-guidance labels: taken from the link when not given, refused
+    (UsageError) when given and contradicting it. Without a link, everything as given."""
+    import dataclasses
+
+    from harness.preparation import describe
+    from harness.submissions.build import SubmitError, choose_preparation, prepared_checkpoint
+    from harness.submissions.load import preparation_disagreements
+
+    try:
+        link = choose_preparation(run_id, export.preparations, selecting)
+        prepared = prepared_checkpoint(run_id, link) if link is not None else None
+    except SubmitError as err:
+        raise click.ClickException(str(err)) from None
+    if prepared is None:
+        return export, alignment, reward_guidance
+    if not _given("alignment"):
+        alignment = prepared.strategy
+    if not _given("reward_guidance"):
+        reward_guidance = prepared.reward_verifier or "none"
+    problems = preparation_disagreements(alignment, reward_guidance, prepared)
+    if problems:
+        flags = {"system.alignment": "--alignment", "system.reward_guidance": "--reward-guidance"}
+        raise click.UsageError(
+            f"run {run_id[:12]}… generated its images with "
+            f"{describe(prepared.strategy, prepared.settings_hash, prepared.checkpoint, prepared.checkpoint_sha256)}"
+            f"; {'; '.join(_flag_problem(p, flags) for p in problems)}. Leave the flag out to take it from the run.")
+    header = dataclasses.replace(export.header, preparation=prepared)
+    return dataclasses.replace(export, header=header), alignment, reward_guidance
+
+
 def _manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: str | None, description: str | None,
                    strategy: str, verifiers: tuple[str, ...], n: int, alignment: str, reward_guidance: str) -> str:
     from harness.submissions.build import EXPORT_NAME
@@ -114,6 +166,9 @@ def _manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: st
         how = f"best of {n} by {verifiers[0]}" if strategy == "best-of-n" else "one sample per image"
         description = (f"Reproduced with stepwise {head.stepwise_version} from run {head.run_id[:12]}: {how}, "
                        f"{m} candidates per prompt, GenEval verdicts by {head.evaluator_backend}.")
+        if head.preparation is not None:
+            description += (f" The generator checkpoint was trained by {head.preparation.strategy} (weights sha256 "
+                            f"{head.preparation.checkpoint_sha256[:12]}…).")
     manifest = Manifest(
         name=name, authors=authors, link=link, description=description, kind="reproduced",
         system=System(generator=head.generator["name"], strategy=strategy,

@@ -3,7 +3,9 @@
 The evaluator is named the way `stepwise curve --run` names it (backend, detector, thresholds,
 ...: an `EvaluatorSpec`), because its key is what the stored verdicts are filed under; the
 verifiers likewise by name and parameters. Everything else comes from the store: the run's
-generator and seed, the suite, each candidate's verdict, detections, scores and costs.
+generator and seed, the suite, each candidate's verdict, detections, scores and costs, and the
+links to the checkpoint a strategy's prepare stage trained for it (`preparations`; one becomes
+the header's `preparation`: `choose_preparation`, `prepared_checkpoint`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.submissions.export import Cost, ExportHeader, header_json, record_json
-from harness.submissions.model import ImageRecord
+from harness.submissions.export import Cost, ExportHeader, header_json, parse_preparation, record_json
+from harness.submissions.model import ImageRecord, PreparedCheckpoint
 
-__all__ = ["RunExport", "SubmitError", "evaluator_settings", "read_run", "write_folder"]
+__all__ = ["RunExport", "SubmitError", "choose_preparation", "evaluator_settings", "prepared_checkpoint",
+           "read_run", "write_folder"]
 
 IMAGES_DIR = "images"
 EXPORT_NAME = "export.jsonl"
@@ -37,6 +40,8 @@ class RunExport:
     costs: list[Cost] | None
     image_paths: list[str]  # per record: where the run's PNG is on this machine (as the store has it)
     resolution: int | None
+    # the store's links from the run to prepared checkpoints (harness.store.NewPreparation copies), oldest first
+    preparations: tuple[Any, ...] = ()
 
 
 def evaluator_settings(spec: Any) -> dict[str, Any]:
@@ -96,7 +101,7 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     from sqlalchemy import func, select
 
     from harness import __version__
-    from harness.store import Candidate, Prompt, Run, VerifierScore
+    from harness.store import Candidate, NewPreparation, Prompt, Run, VerifierScore, run_preparations
     from harness.store.data import judged_candidates
 
     try:
@@ -140,8 +145,67 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
         seed=int(run.seed), evaluator_backend=spec.backend, evaluator_settings_hash=key,
         evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__)
     resolution = run.params.get("resolution")
+    links = tuple(NewPreparation(p.strategy, p.settings_hash, dict(p.params), p.checkpoint, p.checkpoint_sha256,
+                                 dict(p.manifest)) for p in run_preparations(s, run_id))
     return RunExport(header, records, costs, [r.image_path for r in rows],
-                     resolution if isinstance(resolution, int) and not isinstance(resolution, bool) else None)
+                     resolution if isinstance(resolution, int) and not isinstance(resolution, bool) else None,
+                     links)
+
+
+def _reward_verifier(link: Any) -> str | None:
+    value = link.params.get("reward_verifier") if isinstance(link.params, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+def choose_preparation(run_id: str, links: tuple[Any, ...], verifier: str | None) -> Any | None:
+    """The link that becomes the export's `preparation`: None without one; with several (strategy
+    settings that differ only in selection share a run), they must name one checkpoint (strategy,
+    weights sha256, reward verifier), and the one whose selection `verifier` is the entry's is
+    taken (else the oldest). SubmitError, listing them, when they name different checkpoints."""
+    if not links:
+        return None
+    if len({(x.strategy, x.checkpoint_sha256, _reward_verifier(x)) for x in links}) > 1:
+        listed = "; ".join(f"strategy {x.strategy} (settings {x.settings_hash[:12]}…): {x.checkpoint}, sha256 "
+                           f"{x.checkpoint_sha256[:12]}…, reward verifier {_reward_verifier(x) or 'none'}"
+                           for x in links)
+        raise SubmitError(f"run {run_id[:12]}… is linked to {len(links)} prepared checkpoints that differ ({listed}); "
+                          "its images came from one set of weights, and the store cannot say which: this run cannot "
+                          "be submitted")
+    for link in links:
+        if isinstance(link.params, Mapping) and link.params.get("verifier") == verifier:
+            return link
+    return links[0]
+
+
+def prepared_checkpoint(run_id: str, link: Any) -> PreparedCheckpoint:
+    """The export header's `preparation` from a store link and its checkpoint's stepwise-alignment.json:
+    strategy, settings hash, checkpoint and its sha256; training data sha256, parameters, parent model
+    files, steps. SubmitError when the recorded manifest lacks what an export needs."""
+    import json
+
+    manifest = link.manifest if isinstance(link.manifest, Mapping) else {}
+
+    def part(key: str) -> Any:
+        value = manifest.get(key)
+        return value if isinstance(value, Mapping) else {}
+
+    data, steps = part("data"), part("steps")
+    record: dict[str, Any] = {"sha256": data.get("sha256")}
+    if "pairs" in data:
+        record["pairs"] = data["pairs"]
+    reward_prompts = data.get("reward_prompts")
+    if isinstance(reward_prompts, Mapping):
+        record["reward_prompts_sha256"] = reward_prompts.get("sha256")
+    value = {"strategy": link.strategy, "settings_hash": link.settings_hash, "checkpoint": link.checkpoint,
+             "checkpoint_sha256": link.checkpoint_sha256,
+             "training": {"data": record, "parameters": manifest.get("parameters"), "parent": manifest.get("parent"),
+                          "steps": {"done": steps.get("done"), "total": steps.get("total")},
+                          "finished": manifest.get("finished")}}
+    try:
+        return parse_preparation(json.loads(json.dumps(value)))
+    except (TypeError, ValueError) as err:
+        raise SubmitError(f"run {run_id[:12]}…: the recorded manifest of its prepared checkpoint {link.checkpoint} "
+                          f"does not fit an export's preparation: {err}") from None
 
 
 def write_folder(folder: Path, export: RunExport, manifest_text: str, *, images: bool,

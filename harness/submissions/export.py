@@ -6,7 +6,23 @@ Header (line 1):
      "suite": {"name": "geneval", "hash": "<sha256>", "prompts": 553},
      "generator": {"name": "showo", "package": "...", "version": "...", "params": {...}}, "seed": 0,
      "evaluator": {"backend": "mmdet", "settings_hash": "<sha256>", "settings": {...}},
-     "verifiers": {"<name>": "<settings sha256>"}, "stepwise_version": "0.1.0"}
+     "verifiers": {"<name>": "<settings sha256>"}, "stepwise_version": "0.1.0",
+     "preparation": {...}}
+
+`preparation` is optional: present when a strategy's prepare stage trained the checkpoint the run
+generated with (`stepwise run --strategy dpo`; the store's `preparations` link), absent otherwise
+(and in exports written before it existed):
+
+    {"strategy": "dpo", "settings_hash": "<sha256>", "checkpoint": "<folder, as recorded>",
+     "checkpoint_sha256": "<sha256>",
+     "training": {"data": {"sha256": "<of the pairs file>", "pairs": 4, "reward_prompts_sha256": "<sha256>"},
+                  "parameters": {"beta": 0.1, ..., "reward_verifier": "orm", "reward_params": {...}},
+                  "parent": {"model": "...", "model_files": {"config.json": "<sha256>", ...}, ...},
+                  "steps": {"done": 2, "total": 2}, "finished": true}}
+
+(`data.pairs` and `data.reward_prompts_sha256` only when recorded; `parameters` holds JSON
+scalars and flat objects of strings; `parent` strings (or null) and `<key>_files` objects of
+sha256.)
 
 Candidates (every other line), the fields of `model.ImageRecord`, plus an optional cost:
 
@@ -28,16 +44,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.submissions.manifest import check_text
-from harness.submissions.model import TASKS, ImageRecord
+from harness.submissions.manifest import LABEL, check_text
+from harness.submissions.model import TASKS, ImageRecord, PreparedCheckpoint, TrainingRecord
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Export", "ExportError", "ExportHeader", "header_json",
-           "parse_export", "record_json"]
+           "parse_export", "parse_preparation", "preparation_json", "record_json"]
 
 EXPORT_FORMAT = "stepwise-export"
 EXPORT_VERSION = 1
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_PROBLEMS = 20  # an export broken on every line says so once, not 10,000 times
+# Caps of the `preparation` object (a checkpoint's manifest is small; these keep a forged one small too).
+MAX_PARAMETERS = 64  # training parameters, and items of an object-valued one (reward_params)
+MAX_PARENT_KEYS = 16
+MAX_PARENT_FILES = 256  # per `<key>_files` object
+MAX_PATH = 512  # a checkpoint folder, a parent model, a file name, a parameter's text
 _RECORD_KEYS = ("prompt_index", "tag", "prompt", "sample_index", "sha256", "image", "correct", "reason",
                 "detections", "scores")
 
@@ -63,6 +84,7 @@ class ExportHeader:
     evaluator_settings: dict[str, Any]
     verifiers: dict[str, str]  # name -> settings hash
     stepwise_version: str
+    preparation: PreparedCheckpoint | None = None  # the prepared checkpoint the run generated with
 
 
 @dataclass(frozen=True)
@@ -79,12 +101,30 @@ class Export:
 
 
 def header_json(header: ExportHeader) -> dict[str, Any]:
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "run_id": header.run_id,
-            "suite": {"name": header.suite, "hash": header.suite_hash, "prompts": header.prompts},
-            "generator": header.generator, "seed": header.seed,
-            "evaluator": {"backend": header.evaluator_backend, "settings_hash": header.evaluator_settings_hash,
-                          "settings": header.evaluator_settings},
-            "verifiers": header.verifiers, "stepwise_version": header.stepwise_version}
+    out = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "run_id": header.run_id,
+           "suite": {"name": header.suite, "hash": header.suite_hash, "prompts": header.prompts},
+           "generator": header.generator, "seed": header.seed,
+           "evaluator": {"backend": header.evaluator_backend, "settings_hash": header.evaluator_settings_hash,
+                         "settings": header.evaluator_settings},
+           "verifiers": header.verifiers, "stepwise_version": header.stepwise_version}
+    if header.preparation is not None:  # absent otherwise: exports of other runs stay as they were
+        out["preparation"] = preparation_json(header.preparation)
+    return out
+
+
+def preparation_json(preparation: PreparedCheckpoint) -> dict[str, Any]:
+    """The header's `preparation` object (module docstring); `parse_preparation` reads it back."""
+    training = preparation.training
+    data: dict[str, Any] = {"sha256": training.data_sha256}
+    if training.pairs is not None:
+        data["pairs"] = training.pairs
+    if training.reward_prompts_sha256 is not None:
+        data["reward_prompts_sha256"] = training.reward_prompts_sha256
+    return {"strategy": preparation.strategy, "settings_hash": preparation.settings_hash,
+            "checkpoint": preparation.checkpoint, "checkpoint_sha256": preparation.checkpoint_sha256,
+            "training": {"data": data, "parameters": training.parameters, "parent": training.parent,
+                         "steps": {"done": training.steps_done, "total": training.steps_total},
+                         "finished": training.finished}}
 
 
 def record_json(record: ImageRecord, cost: Cost | None) -> dict[str, Any]:
@@ -193,7 +233,7 @@ def _number(value: Any, what: str, minimum: float | None = None) -> float:
 def _header(value: Any) -> ExportHeader:
     head = _obj(value, "the header")
     _only(head, ("format", "version", "run_id", "suite", "generator", "seed", "evaluator", "verifiers",
-                 "stepwise_version"), "the header")
+                 "stepwise_version"), "the header", optional=("preparation",))
     if head["format"] != EXPORT_FORMAT:
         raise ValueError(f"format must be {EXPORT_FORMAT!r}, got {head['format']!r:.80}")
     if head["version"] != EXPORT_VERSION:
@@ -227,7 +267,90 @@ def _header(value: Any) -> ExportHeader:
         evaluator_settings=settings,
         verifiers=dict(verifiers),
         stepwise_version=_str(head["stepwise_version"], "stepwise_version", 64),
+        preparation=parse_preparation(head["preparation"]) if "preparation" in head else None,
     )
+
+
+def parse_preparation(value: Any) -> PreparedCheckpoint:
+    """The header's `preparation` object, type-checked (ValueError naming the field)."""
+    prep = _obj(value, "preparation (leave the key out for a run without one)")
+    _only(prep, ("strategy", "settings_hash", "checkpoint", "checkpoint_sha256", "training"), "preparation")
+    training = _obj(prep["training"], "preparation.training")
+    _only(training, ("data", "parameters", "parent", "steps", "finished"), "preparation.training")
+    data = _obj(training["data"], "preparation.training.data")
+    _only(data, ("sha256",), "preparation.training.data", optional=("pairs", "reward_prompts_sha256"))
+    steps = _obj(training["steps"], "preparation.training.steps")
+    _only(steps, ("done", "total"), "preparation.training.steps")
+    finished = training["finished"]
+    if not isinstance(finished, bool):
+        raise ValueError("preparation.training.finished must be true or false")
+    return PreparedCheckpoint(
+        strategy=_str(prep["strategy"], "preparation.strategy", 64, LABEL),
+        settings_hash=_str(prep["settings_hash"], "preparation.settings_hash", 64, SHA256),
+        checkpoint=_str(prep["checkpoint"], "preparation.checkpoint", MAX_PATH),
+        checkpoint_sha256=_str(prep["checkpoint_sha256"], "preparation.checkpoint_sha256", 64, SHA256),
+        training=TrainingRecord(
+            data_sha256=_str(data["sha256"], "preparation.training.data.sha256", 64, SHA256),
+            pairs=_int(data["pairs"], "preparation.training.data.pairs") if "pairs" in data else None,
+            reward_prompts_sha256=(_str(data["reward_prompts_sha256"], "preparation.training.data."
+                                        "reward_prompts_sha256", 64, SHA256)
+                                   if "reward_prompts_sha256" in data else None),
+            parameters=_parameters(training["parameters"]),
+            parent=_parent(training["parent"]),
+            steps_done=_int(steps["done"], "preparation.training.steps.done"),
+            steps_total=_int(steps["total"], "preparation.training.steps.total"),
+            finished=finished,
+        ),
+    )
+
+
+def _parameters(value: Any) -> dict[str, Any]:
+    what = "preparation.training.parameters"
+    parameters = _obj(value, what)
+    if len(parameters) > MAX_PARAMETERS:
+        raise ValueError(f"{what} has {len(parameters)} keys; at most {MAX_PARAMETERS}")
+    for key, item in parameters.items():
+        _str(key, f"a key of {what}", 64)
+        _parameter(item, f"{what}.{key}")
+    return parameters
+
+
+def _parameter(value: Any, what: str) -> None:
+    """A training parameter: a JSON scalar (short string, finite number, boolean, null) or a flat object
+    of strings (reward_params)."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        _str(value, what, MAX_PATH)
+    elif isinstance(value, int | float):
+        _number(value, what)
+    elif isinstance(value, dict):
+        if len(value) > MAX_PARAMETERS:
+            raise ValueError(f"{what} has {len(value)} keys; at most {MAX_PARAMETERS}")
+        for name, text in value.items():
+            _str(name, f"a key of {what}", 64)
+            _str(text, f"{what}.{name}", MAX_PATH)
+    else:
+        raise ValueError(f"{what} must be a string, number, boolean, null or a flat object of strings")
+
+
+def _parent(value: Any) -> dict[str, Any]:
+    what = "preparation.training.parent"
+    parent = _obj(value, what)
+    if len(parent) > MAX_PARENT_KEYS:
+        raise ValueError(f"{what} has {len(parent)} keys; at most {MAX_PARENT_KEYS}")
+    for key, item in parent.items():
+        _str(key, f"a key of {what}", 64)
+        if key.endswith("_files"):
+            files = _obj(item, f"{what}.{key}")
+            if len(files) > MAX_PARENT_FILES:
+                raise ValueError(f"{what}.{key} names {len(files)} files; at most {MAX_PARENT_FILES}")
+            for name, digest in files.items():
+                _str(name, f"a file name of {what}.{key}", MAX_PATH)
+                _str(digest, f"the sha256 of {what}.{key}.{name}", 64, SHA256)
+        elif item is not None:
+            _str(item, f"{what}.{key}", MAX_PATH)
+    return parent
 
 
 def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost | None]:

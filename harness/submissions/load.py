@@ -13,6 +13,9 @@ export (`compute.recompute`), after checking that the export:
   indices 0..m-1), each scored by every verifier the header names;
 - agrees with the manifest: generator, seed, evaluator backend and settings, m = images_per_prompt,
   and a strategy this harness can recompute (`compute.STRATEGIES`) with its verifier in the export;
+  when the header has a `preparation` (the run generated with a checkpoint a strategy trained),
+  system.alignment is that strategy and system.reward_guidance names its reward verifier, or is
+  "none" when training had none (`preparation_disagreements`);
 - names images whose files' sha256 equal the records' (provenance: the pictures are the judged ones).
 """
 
@@ -26,10 +29,18 @@ from harness.hashing import content_sha256
 from harness.submissions.compute import STRATEGIES, recompute
 from harness.submissions.export import Export, ExportError, parse_export
 from harness.submissions.manifest import SLUG, read_manifest
-from harness.submissions.model import MANIFEST_NAME, TASKS, Entry, Manifest, ValidationProblem
+from harness.submissions.model import (
+    MANIFEST_NAME,
+    TASKS,
+    Entry,
+    Manifest,
+    PreparedCheckpoint,
+    ValidationProblem,
+)
 from harness.submissions.paths import PathProblem, confined
 
-__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry"]
+__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry",
+           "names_verifier", "preparation_disagreements"]
 
 MAX_EXPORT_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
@@ -139,7 +150,8 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
     numbers = recompute(export, manifest.system)
     images = tuple(sorted(export.records, key=lambda r: (r.prompt_index, r.sample_index)))
     return Entry(slug=slug, folder=folder, manifest=manifest, scores=numbers.scores, intervals=numbers.intervals,
-                 images=images, curves=numbers.curves, prompt_correct=numbers.prompt_correct)
+                 images=images, curves=numbers.curves, prompt_correct=numbers.prompt_correct,
+                 preparation=export.header.preparation)
 
 
 def _coverage(export: Export, manifest: Manifest) -> list[str]:
@@ -218,6 +230,38 @@ def _agreement(export: Export, manifest: Manifest) -> list[str]:
                             f"(it has {', '.join(head.verifiers) or 'none'})")
     elif system.verifiers or system.n != 1:
         problems.append("system: strategy 'none' means one sample: verifiers = [] and n = 1")
+    if head.preparation is not None:
+        problems += preparation_disagreements(system.alignment, system.reward_guidance, head.preparation)
+    return problems
+
+
+def names_verifier(label: str, verifier: str) -> bool:
+    """Whether a reward-guidance label names `verifier`: the name itself, or a label with it as a
+    '-'-separated part ("ft-orm" for the `orm` plug-in loaded with fine-tuned weights)."""
+    return (label == verifier or label.startswith(f"{verifier}-") or label.endswith(f"-{verifier}")
+            or f"-{verifier}-" in label)
+
+
+def preparation_disagreements(alignment: str, guidance: str, preparation: PreparedCheckpoint) -> list[str]:
+    """Where a manifest's system.alignment and system.reward_guidance contradict the checkpoint its
+    export's run generated with: the alignment is the strategy that trained it, the reward guidance
+    names the verifier that guided its training ("none" when none did). `stepwise submit` checks its
+    flags with this too."""
+    problems = []
+    strategy, verifier = preparation.strategy, preparation.reward_verifier
+    digest = f"{preparation.checkpoint_sha256[:12]}…"
+    if alignment != strategy:
+        problems.append(f"system.alignment is {alignment!r}, but the export's run generated with checkpoint "
+                        f"{digest} prepared by strategy {strategy!r} (the header's preparation): inconsistent; it "
+                        f"must be {strategy!r}")
+    trained = f"the checkpoint the export's run generated with ({digest}, the header's preparation) was trained"
+    if verifier is None and guidance != "none":
+        problems.append(f"system.reward_guidance is {guidance!r}, but {trained} without reward guidance (its "
+                        "training parameters have no reward_verifier): inconsistent; it must be 'none'")
+    elif verifier is not None and not names_verifier(guidance, verifier):
+        problems.append(f"system.reward_guidance is {guidance!r}, but {trained} with reward guidance by verifier "
+                        f"{verifier!r}: inconsistent; it must name it ({verifier!r}, or a label with it as a "
+                        f"'-'-separated part, e.g. 'ft-{verifier}')")
     return problems
 
 

@@ -29,9 +29,11 @@ __all__ = [
     "Evaluator",
     "ImageRecord",
     "Manifest",
+    "PreparedCheckpoint",
     "Protocol",
     "Source",
     "System",
+    "TrainingRecord",
     "ValidationProblem",
 ]
 
@@ -127,6 +129,38 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class TrainingRecord:
+    """How a prepared checkpoint was trained: the parts of its stepwise-alignment.json an entry shows."""
+
+    data_sha256: str  # of the DPO pairs file (iterative DPO: the last round's)
+    pairs: int | None  # pairs in it, when recorded
+    reward_prompts_sha256: str | None  # of the reward-guidance prompts file, when one was given
+    parameters: dict[str, Any]  # the trainer's parameters: JSON scalars, and flat objects of strings
+    parent: dict[str, Any]  # the model trained from: "model" (and e.g. "vq_model"), "<key>_files": {file: sha256}
+    steps_done: int
+    steps_total: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class PreparedCheckpoint:
+    """The generator checkpoint a reproduced run generated with: the export header's `preparation`,
+    from the store's link between the run and the strategy prepare stage that trained it."""
+
+    strategy: str  # the strategy that trained it: "dpo", "iterative-dpo", ...
+    settings_hash: str  # sha256 of the strategy's canonical params
+    checkpoint: str  # the folder the run's generator loaded, as recorded
+    checkpoint_sha256: str  # harness.preparation.checkpoint_sha256: its config.json and weight files
+    training: TrainingRecord
+
+    @property
+    def reward_verifier(self) -> str | None:
+        """The verifier that guided training (reward guidance), or None."""
+        value = self.training.parameters.get("reward_verifier")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
 class CurvePoint:
     """One n of a best-of-n curve (exact expected accuracy), with its 95% bootstrap interval."""
 
@@ -155,6 +189,9 @@ class Entry:
     # system's strategy selects at n = system.n (exact, ties shared; 0 or 1 unless ties or
     # N > n make the choice random). Reported: None.
     prompt_correct: dict[int, float] | None
+    # Reproduced: the checkpoint the run generated with when a strategy prepared it (the export
+    # header's `preparation`); None otherwise.
+    preparation: PreparedCheckpoint | None = None
 
 
 @dataclass(frozen=True)
