@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import runner_plugins
 from click.testing import CliRunner
-from helpers import stepwise, write_pairs
+from helpers import stepwise, tiny_showo_with_pairs
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import harness.alignment.train
 from harness import registry
 from harness.cli import main
-from harness.plugins import GenerationRequest, VerifierScore, canonical_json, parse_params
+from harness.plugins import VerifierScore, canonical_json, parse_params
 from harness.preparation import checkpoint_sha256
 from harness.store import Candidate, Preparation, Result, Run, open_store
 
@@ -35,17 +35,8 @@ DPO_FLAGS = ("--strategy-param", "batch_size=2", "--strategy-param", "lr=1e-3")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from harness.generators.showo.generator import ShowoGenerator
-    from harness.tiny.magvit import write_tiny_magvit
-    from harness.tiny.showo import write_tiny_showo
-
     root = tmp_path_factory.mktemp("prepare")
-    params = {"model": str(write_tiny_showo(root / "showo")), "vq_model": str(write_tiny_magvit(root / "magvit")),
-              "resolution": "32", "steps": "2", "guidance": "0", "device": "cpu"}
-    generator = ShowoGenerator(parse_params(ShowoGenerator.Params, params))
-    results = generator.generate([GenerationRequest(prompt, (1, 2), {}) for prompt in PROMPTS])
-    (root / "data").mkdir()
-    pairs = write_pairs(root / "data", [(p, *r.images) for p, r in zip(PROMPTS, results, strict=True)])
+    params, pairs = tiny_showo_with_pairs(root, PROMPTS)
     return {"root": root, "params": params, "pairs": pairs, "flags": runner_plugins.tiny_model_flags(tmp_path_factory)}
 
 

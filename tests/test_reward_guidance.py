@@ -14,15 +14,14 @@ import pytest
 import runner_plugins
 import torch
 from click.testing import CliRunner
-from helpers import write_pairs
+from helpers import tiny_showo_with_pairs
 
 from harness.alignment.guidance import online_pair, online_seed, sample_seed
 from harness.alignment.iterate import IterateConfig
 from harness.alignment.models import ShowoFamily, load_family
 from harness.alignment.train import MANIFEST_NAME, AlignmentError, DPOConfig, DPOTrainer, StepMetrics
 from harness.cli import main
-from harness.generators.showo.generator import ShowoGenerator
-from harness.plugins import GenerationRequest, parse_params
+from harness.plugins import GenerationRequest
 from harness.prompts import geneval_suite
 
 PROMPTS = ("a photo of a cup", "a photo of a red dog")
@@ -30,15 +29,8 @@ PROMPTS = ("a photo of a cup", "a photo of a red dog")
 
 @pytest.fixture(scope="module")
 def showo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from harness.tiny.magvit import write_tiny_magvit
-    from harness.tiny.showo import write_tiny_showo
-
     root = tmp_path_factory.mktemp("guided-showo")
-    params = {"model": str(write_tiny_showo(root)), "vq_model": str(write_tiny_magvit(root / "magvit")),
-              "resolution": "32", "steps": "2", "guidance": "0", "device": "cpu"}
-    generator = ShowoGenerator(parse_params(ShowoGenerator.Params, params))
-    results = generator.generate([GenerationRequest(prompt, (1, 2), {}) for prompt in PROMPTS])
-    pairs = write_pairs(root, [(prompt, *result.images) for prompt, result in zip(PROMPTS, results, strict=True)])
+    params, pairs = tiny_showo_with_pairs(root, PROMPTS)
     prompts = root / "reward_prompts.jsonl"
     prompts.write_text("".join(json.dumps(sample) + "\n" for sample in geneval_suite(per_task=1)[:3]))
     return {"root": root, "params": params, "pairs": pairs, "prompts": prompts, "family": load_family("showo", params)}
