@@ -26,7 +26,6 @@ specs' checks build the params only.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from harness.preparation import Preparation, PrepareContext, PrepareError
 from strategies.builtin import BaselineStrategy, BestOfNStrategy, ParmStrategy
 
 if TYPE_CHECKING:
-    from harness.alignment.train import DPOConfig
+    pass
 
 __all__ = ["DPOStrategy", "IterativeDPOStrategy"]
 
@@ -140,58 +139,6 @@ def _user_errors(name: str, where: str) -> Iterator[None]:
         raise PrepareError(f"strategy {name!r} ({where}): {_one_line(err)}") from None
 
 
-# Manifest keys a finished checkpoint may have for `_finished` to judge it; any other (a newer trainer
-# recording more of what decides the weights) sends the check to the trainer itself.
-_MANIFEST_KEYS = {"format", "format_version", "stepwise_version", "method", "generator", "data", "parameters",
-                  "parent", "generator_params", "steps", "finished", "metrics", "timing"}
-_DATA_KEYS = {"path", "sha256", "pairs", "reward_prompts"}
-
-
-def _same_file(recorded: Any, path: Path | None) -> bool:
-    """Whether a manifest's {"path", "sha256", ...} entry (or its absence, None) describes `path` (or none)."""
-    from harness.hashing import file_sha256
-
-    if recorded is None or path is None:
-        return recorded is None and path is None
-    return isinstance(recorded, dict) and path.is_file() and recorded.get("sha256") == file_sha256(path)
-
-
-def _finished(config: DPOConfig) -> dict[str, Any] | None:
-    """The manifest of a finished checkpoint at `config.out` trained exactly as `config` says, checked
-    without loading a model (data file hashes, parameters, generator params, parent file hashes); None
-    when it is absent, unfinished, or anything differs or cannot be checked so (the trainer decides then)."""
-    from harness.alignment.train import AlignmentError, read_manifest
-    from harness.hashing import file_sha256
-    from harness.weights import model_folder
-
-    try:
-        manifest = read_manifest(config.out)
-    except AlignmentError:
-        return None  # the trainer says what is wrong with the folder
-    if manifest is None or manifest.get("finished") is not True or set(manifest) - _MANIFEST_KEYS:
-        return None
-    data = manifest.get("data") or {}
-    parent = manifest.get("parent") or {}
-    if (manifest.get("method") != "dpo" or manifest.get("generator") != config.generator
-            or manifest.get("generator_params") != dict(config.params)
-            or manifest.get("parameters") != json.loads(json.dumps(config.training_parameters()))
-            or not isinstance(data, dict) or set(data) - _DATA_KEYS or not isinstance(parent, dict)
-            or not _same_file(data, config.pairs)
-            or not _same_file(data.get("reward_prompts"), getattr(config, "reward_prompts", None))):
-        return None
-    for key, files in parent.items():
-        if not key.endswith("_files"):
-            continue
-        folder = model_folder(str(parent.get(key.removesuffix("_files"), "")))
-        if folder is None or not isinstance(files, dict):
-            return None
-        for name, digest in files.items():
-            path = folder / name
-            if not path.is_file() or file_sha256(path) != digest:
-                return None
-    return manifest
-
-
 class DPOStrategy(_AlignmentStrategy):
     """DPO from the run's generator on a pairs file, then the generator alone or best-of-n."""
 
@@ -205,7 +152,7 @@ class DPOStrategy(_AlignmentStrategy):
                                             "the run's --out.")
 
     def prepare(self, context: PrepareContext) -> Preparation:
-        from harness.alignment.train import DPOConfig, read_manifest, train_dpo
+        from harness.alignment.train import DPOConfig, finished_checkpoint, read_manifest, train_dpo
 
         p = self.params
         out = Path(p.out) if p.out is not None else context.workdir
@@ -214,7 +161,7 @@ class DPOStrategy(_AlignmentStrategy):
         config = DPOConfig(generator=context.generator, pairs=Path(p.pairs), out=out, params=dict(context.params),
                            beta=p.beta, lr=p.lr, batch_size=p.batch_size, epochs=p.epochs, seed=context.seed,
                            resume=True, **reward)
-        manifest = _finished(config)
+        manifest = finished_checkpoint(config)
         reused = manifest is not None
         where = f"pairs {p.pairs}, checkpoint {out}"
         with _user_errors(name, where):

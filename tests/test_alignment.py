@@ -68,9 +68,9 @@ def janus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _config(showo: dict[str, Any], out: Path, **values: Any) -> DPOConfig:
-    settings: dict[str, Any] = {"lr": 1e-3, "batch_size": 2, "warmup_ratio": 0.0, "scheduler": "constant",
-                                "progress": False, **values}
-    return DPOConfig(generator="showo", pairs=showo["pairs"], out=out, params=showo["params"], **settings)
+    settings: dict[str, Any] = {"pairs": showo["pairs"], "lr": 1e-3, "batch_size": 2, "warmup_ratio": 0.0,
+                                "scheduler": "constant", "progress": False, **values}
+    return DPOConfig(generator="showo", out=out, params=showo["params"], **settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,6 +291,29 @@ def test_resume_is_exact(showo: dict[str, Any], tmp_path: Path) -> None:
     assert a["metrics"] == manifest["metrics"]
     assert torch.load(tmp_path / "a" / STATE_NAME, weights_only=True)["scheduler"] == \
         torch.load(out / STATE_NAME, weights_only=True)["scheduler"]
+
+
+def test_a_finished_checkpoint_is_recognised_without_loading_a_model(showo: dict[str, Any], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.alignment.train as train
+
+    out = tmp_path / "ckpt"
+    trained = DPOTrainer(_config(showo, out), family=showo["family"]).train()
+
+    def no_trainer(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the trainer (and so the models) was built")
+
+    monkeypatch.setattr(train, "DPOTrainer", no_trainer)
+    assert train.train_dpo(_config(showo, out, resume=True)) == trained  # same settings: its manifest, no model
+    assert train.finished_checkpoint(_config(showo, out, resume=True, beta=0.2)) is None  # other settings
+    moved = tmp_path / "moved.jsonl"
+    moved.write_bytes(showo["pairs"].read_bytes())
+    assert train.finished_checkpoint(_config(showo, out, pairs=moved)) == trained  # a moved file, same bytes
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("\n".join(showo["pairs"].read_text().splitlines()[:1]) + "\n")
+    assert train.finished_checkpoint(_config(showo, out, pairs=changed)) is None
+    with pytest.raises(AssertionError, match="trainer"):  # anything that differs goes to the trainer to judge
+        train.train_dpo(_config(showo, out, resume=True, pairs=changed))
 
 
 def test_resume_refuses_other_settings_and_fresh_runs_refuse_a_checkpoint(showo: dict[str, Any],

@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from harness.alignment.models import Family, ImageDraw
     from harness.alignment.pairs import PreferencePair
 
-__all__ = ["MANIFEST_NAME", "STATE_NAME", "AlignmentError", "DPOConfig", "DPOTrainer", "train_dpo"]
+__all__ = ["MANIFEST_NAME", "STATE_NAME", "AlignmentError", "DPOConfig", "DPOTrainer", "finished_checkpoint",
+           "train_dpo"]
 
 MANIFEST_NAME = "stepwise-alignment.json"
 STATE_NAME = "trainer_state.pt"
@@ -632,6 +633,65 @@ def draw_pair(family: Family, config: DPOConfig, seed: int) -> tuple[ImageDraw, 
                                                                  config.min_masking_rate))
 
 
+# ---------------------------------------------------------------------------------------------
+# a finished checkpoint, checked without loading a model
+
+# The keys `DPOTrainer.manifest` writes: a manifest with any other (written by a newer trainer that
+# records more of what decides the weights) is left to the trainer itself to judge.
+_MANIFEST_KEYS = {"format", "format_version", "stepwise_version", "method", "generator", "data", "parameters",
+                  "parent", "generator_params", "steps", "finished", "metrics", "timing"}
+_DATA_KEYS = {"path", "sha256", "pairs", "reward_prompts"}
+
+
+def _same_file(recorded: Any, path: Path | None) -> bool:
+    """Whether a manifest's {"path", "sha256", ...} entry (or its absence, None) describes `path` (or none)."""
+    from harness.hashing import file_sha256
+
+    if recorded is None or path is None:
+        return recorded is None and path is None
+    return isinstance(recorded, dict) and path.is_file() and recorded.get("sha256") == file_sha256(path)
+
+
+def finished_checkpoint(config: DPOConfig) -> dict[str, Any] | None:
+    """The manifest of a finished checkpoint at `config.out` trained exactly as `config` says, checked
+    without loading a model (data file hashes, parameters, generator params, parent file hashes); None
+    when it is absent, unfinished, or anything differs or cannot be checked so (the trainer decides then)."""
+    from harness.hashing import file_sha256
+    from harness.weights import model_folder
+
+    try:
+        manifest = read_manifest(config.out)
+    except AlignmentError:
+        return None  # the trainer says what is wrong with the folder
+    if manifest is None or manifest.get("finished") is not True or set(manifest) - _MANIFEST_KEYS:
+        return None
+    data = manifest.get("data") or {}
+    parent = manifest.get("parent") or {}
+    if (manifest.get("method") != "dpo" or manifest.get("generator") != config.generator
+            or manifest.get("generator_params") != dict(config.params)
+            or manifest.get("parameters") != json.loads(json.dumps(config.training_parameters()))
+            or not isinstance(data, dict) or set(data) - _DATA_KEYS or not isinstance(parent, dict)
+            or not _same_file(data, config.pairs)
+            or not _same_file(data.get("reward_prompts"), config.reward_prompts)):
+        return None
+    for key, files in parent.items():
+        if not key.endswith("_files"):
+            continue
+        folder = model_folder(str(parent.get(key.removesuffix("_files"), "")))
+        if folder is None or not isinstance(files, dict):
+            return None
+        for name, digest in files.items():
+            path = folder / name
+            if not path.is_file() or file_sha256(path) != digest:
+                return None
+    return manifest
+
+
 def train_dpo(config: DPOConfig) -> dict[str, Any]:
-    """Train (or resume) as `config` says; returns the final manifest."""
+    """Train (or resume) as `config` says; returns the final manifest. Resuming a checkpoint that is
+    already finished with these settings returns its manifest without loading a model."""
+    if config.resume:
+        finished = finished_checkpoint(config)
+        if finished is not None:
+            return finished
     return DPOTrainer(config).train()
