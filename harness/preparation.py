@@ -18,10 +18,11 @@ with, e.g. `{**context.params, "model": "<checkpoint>"}`. `stepwise run --strate
 3. hashes the checkpoint's content (`checkpoint_sha256`) and computes the run's id; when the store
    records that run with a checkpoint of other weights (retrained at the same path), it refuses
    before anything is written: the run's images came from the other weights;
-4. runs as `stepwise run` does, with the returned params (the checkpoint is an ordinary `model`);
-5. records the link in the store's `preparations` table: run id, strategy, the sha256 of its
-   canonical params, the params, checkpoint, checkpoint sha256 and the checkpoint's manifest.
-   Re-running adds nothing (idempotent on run, strategy and settings hash).
+4. records the link in the store's `preparations` table, with the run's row and before any of its
+   candidates (so a run cut short cannot be resumed with other weights): run id, strategy, the
+   sha256 of its canonical params, the params, checkpoint, checkpoint sha256 and the checkpoint's
+   manifest. Re-running adds nothing (idempotent on run, strategy and settings hash);
+5. runs as `stepwise run` does, with the returned params (the checkpoint is an ordinary `model`).
 
 Params that only change selection (a best-of-n verifier), or that the work folder can grow to (a
 round count), are listed in the class attribute `work_folder_ignores` and left out of the work
@@ -228,7 +229,7 @@ def run_prepared(config: RunConfig, strategy: str, values: Mapping[str, Any], *,
     """
     from sqlalchemy.orm import Session
 
-    from harness.runner import RunError, Shard, planned_run_id, run
+    from harness.runner import RunError, Shard, planned_run_id, register_run, run
     from harness.store import (
         NewPreparation,
         PreparationConflict,
@@ -264,18 +265,17 @@ def run_prepared(config: RunConfig, strategy: str, values: Mapping[str, Any], *,
         raise RunError(str(err)) from None
     try:
         try:
-            with Session(engine) as s:  # before the run writes anything
+            with Session(engine) as s:  # before anything is written
                 check_preparation(s, run_id, checkpoint, digest)
-        except PreparationConflict as err:
-            raise PrepareError(str(err)) from None
-        summary = run(run_config, shard=shard, engine=engine)
-        if summary.run_id != run_id:  # planned_run_id and run share run_spec; this is a bug, not the user's
-            raise RunError(f"the run stored its work as {summary.run_id}, not the planned {run_id}")
-        try:
+            # The link goes in before the first candidate: a run cut short and resumed after the
+            # checkpoint was retrained at the same path is then refused, not silently mixed.
+            if register_run(engine, run_config) != run_id:  # both use run_spec: a bug, not the user's
+                raise RunError(f"the run was stored as another id than the planned {run_id}")
             with Session(engine) as s, s.begin():
                 recorded = add_preparation(s, run_id, link)
-        except PreparationConflict as err:  # a concurrent writer recorded other weights meanwhile
+        except PreparationConflict as err:  # (add_preparation: a concurrent writer recorded other weights)
             raise PrepareError(str(err)) from None
+        summary = run(run_config, shard=shard, engine=engine)
     finally:
         engine.dispose()
     return PreparedRun(preparation, summary, link, recorded, run_config)

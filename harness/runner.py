@@ -542,6 +542,14 @@ def planned_run_id(config: RunConfig) -> str:
     return run_spec(config, suite_samples(config), provenance, params).run_id
 
 
+def register_run(engine: Engine, config: RunConfig) -> str:
+    """Store the run's suite, prompts and run row as `run(config)` does (idempotent), before any
+    candidate exists, so that rows about the run (a prepared checkpoint's link) can precede its work."""
+    _, params, provenance = _plugin("generator", config.generator, config.params)
+    run_id, _ = prepare(engine, config, suite_samples(config), provenance, params)
+    return run_id
+
+
 def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
             provenance: Mapping[str, str], params: Any) -> tuple[str, dict[int, int]]:
     """Store the suite, its prompts and the run (idempotent); (run id, {suite index: prompt id})."""

@@ -154,6 +154,37 @@ def test_changed_weights_at_the_same_path_are_refused(tiny: dict[str, Any], trai
     assert after["candidates"] == before["candidates"] and len(after["preparations"]) == 1
 
 
+def test_the_link_precedes_the_candidates_so_a_cut_run_cannot_resume_on_other_weights(
+        tiny: dict[str, Any], trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.runner
+
+    db = f"sqlite:///{tmp_path / 'cut.db'}"
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("killed")  # the run dies before its first candidate
+
+    with monkeypatch.context() as patched:
+        patched.setattr(harness.runner, "run", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            invoke(*run_args(tiny, trained["out"], db))
+    stored = rows(db)
+    assert stored["runs"] == 1 and stored["candidates"] == 0 and len(stored["preparations"]) == 1
+    weights = trained["ckpt"] / "pytorch_model.bin"
+    original = weights.read_bytes()
+    try:
+        import torch
+
+        state = torch.load(weights, weights_only=True)
+        name = next(k for k, v in state.items() if v.is_floating_point())
+        state[name] = state[name] - 1.0
+        torch.save(state, weights)
+        code, _, stderr = invoke(*run_args(tiny, trained["out"], db))  # resuming the cut run: refused
+    finally:
+        weights.write_bytes(original)
+    assert code == 1 and "now holds other weights" in stderr
+    assert rows(db)["candidates"] == 0
+
+
 def test_curve_reads_the_strategy_and_its_settings_from_the_run(tiny: dict[str, Any], trained: dict[str, Any]) -> None:
     base = ["curve", "--run", trained["run_id"], "--db", trained["db"], "--n", "1..2", "--bootstrap", "100",
             "--json", *tiny["flags"]]
