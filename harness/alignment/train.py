@@ -24,7 +24,8 @@ draws of a pair (Show-o's token masks, the prompt dropout) come from a CPU gener
 The output folder OUT is the generator's own checkpoint layout plus two files:
 
     OUT/stepwise-alignment.json   manifest: data file sha256, parameters, parent model and its file
-                                  hashes, steps done, metrics (see `manifest`)
+                                  hashes, steps done, metrics, timing (device, seconds per step and
+                                  per epoch as measured here; see `manifest`)
     OUT/trainer_state.pt          step, optimizer, scheduler and RNG states, per-step metrics
 
 Every checkpoint (each `save_every` steps, at `stop_after`, at the end) is written whole to
