@@ -351,7 +351,7 @@ def test_align_dpo_command_trains_and_names_bad_inputs(showo: dict[str, Any], tm
     timing = manifest["timing"]
     assert timing["device"] == "cpu" and timing["measured_steps"] == 1 and timing["seconds_per_step"] > 0
     assert timing["seconds_per_epoch"] == timing["seconds_per_step"] * manifest["steps"]["per_epoch"]
-    assert "s/step on cpu (one epoch = 1 steps" in result.output
+    assert "s/step on cpu (one epoch = 1 steps, about " in result.output and " s)" in result.output
 
     result = _invoke(showo, tmp_path / "nothing.jsonl", tmp_path / "x")
     assert result.exit_code == 1 and "no such pairs file" in result.output

@@ -144,7 +144,7 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
     timing = manifest.get("timing") or {}
     if timing.get("seconds_per_step") is not None:
         summary += (f"; {timing['seconds_per_step']:.2f} s/step on {timing['device']} (one epoch = "
-                    f"{steps['per_epoch']} steps, about {timing['seconds_per_epoch'] / 60:.1f} min)")
+                    f"{steps['per_epoch']} steps, about {_duration(timing['seconds_per_epoch'])})")
     click.echo(f"{out}: {steps['done']} of {steps['total']} steps ({state}){summary}", err=True)
 
 
@@ -211,3 +211,10 @@ def iterate(generator: str, params: tuple[str, ...], suite: str, rounds: int, po
     except IterateError as err:
         raise click.ClickException(str(err)) from None
     click.echo(state["final_checkpoint"])
+
+
+def _duration(seconds: float) -> str:
+    """12.3 s, 4.5 min or 2.1 h."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
