@@ -73,3 +73,40 @@ def tiny_showo_with_pairs(root: Path, prompts: Sequence[str]) -> tuple[dict[str,
     (root / "data").mkdir()
     pairs = write_pairs(root / "data", [(p, *r.images) for p, r in zip(prompts, results, strict=True)])
     return params, pairs
+
+
+# A valid reported leaderboard entry (the paper's PARM row), for tests that edit or write one.
+REPORTED_MANIFEST = """\
+name = "Show-o + PARM, best-of-20"
+authors = ["Ziyu Guo"]
+link = "https://arxiv.org/abs/2501.13926"
+description = "Best of 20 by PARM."
+kind = "reported"
+
+[system]
+generator = "show-o"
+strategy = "best-of-n"
+verifiers = ["parm"]
+n = 20
+alignment = "none"
+reward_guidance = "none"
+
+[evaluator]
+backend = "mmdet"
+
+[protocol]
+images_per_prompt = 4
+prompt_rewriting = false
+
+[[source]]
+citation = "Guo et al. (2025)"
+table = "Table 3"
+
+[scores]
+single_object = 0.99
+two_object = 0.77
+counting = 0.68
+colors = 0.86
+position = 0.29
+color_attr = 0.45
+"""

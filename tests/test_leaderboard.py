@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from helpers import REPORTED_MANIFEST
 
 from harness.submissions.model import (
     TASKS,
@@ -555,42 +556,6 @@ def test_big_pools_get_one_gallery_page_per_task(entries: list[Entry], tmp_path:
         out / "entry" / "run-a.html").resolve()
 
 
-REPORTED_TOML = """\
-name = "{name}"
-authors = ["A. Author"]
-link = "https://example.org/paper"
-description = "A reported row."
-kind = "reported"
-
-[system]
-generator = "show-o"
-strategy = "best-of-n"
-verifiers = ["parm"]
-n = 20
-alignment = "none"
-reward_guidance = "none"
-
-[evaluator]
-backend = "mmdet"
-
-[protocol]
-images_per_prompt = 4
-prompt_rewriting = false
-
-[[source]]
-citation = "Guo et al. (2025)"
-table = "Table 3"
-page = 7
-url = "https://example.org/paper"
-
-[scores]
-single_object = 0.99
-two_object = 0.8
-counting = 0.7
-colors = 0.85
-position = 0.3
-color_attr = 0.5
-"""
 
 
 def test_build_command_skips_invalid_submissions(tmp_path: Path) -> None:
@@ -601,7 +566,8 @@ def test_build_command_skips_invalid_submissions(tmp_path: Path) -> None:
     root = tmp_path / "submissions"
     for slug, name in (("paper-a", "Paper A"), ("paper-b", "Paper B")):
         (root / slug).mkdir(parents=True)
-        (root / slug / "submission.toml").write_text(REPORTED_TOML.format(name=name), encoding="utf-8")
+        manifest = REPORTED_MANIFEST.replace('"Show-o + PARM, best-of-20"', f'"{name}"')
+        (root / slug / "submission.toml").write_text(manifest, encoding="utf-8")
     (root / "broken").mkdir()
     (root / "broken" / "submission.toml").write_text('name = "x"\n', encoding="utf-8")
     (root / "README.md").write_text("not an entry")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import runner_plugins
+from helpers import REPORTED_MANIFEST as REPORTED
 from helpers import stepwise
 
 from harness.submissions import load as load_module
@@ -29,40 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 POOL = 3
 N = 2
 
-REPORTED = """\
-name = "Show-o + PARM, best-of-20"
-authors = ["Ziyu Guo"]
-link = "https://arxiv.org/abs/2501.13926"
-description = "Best of 20 by PARM."
-kind = "reported"
-
-[system]
-generator = "show-o"
-strategy = "best-of-n"
-verifiers = ["parm"]
-n = 20
-alignment = "none"
-reward_guidance = "none"
-
-[evaluator]
-backend = "mmdet"
-
-[protocol]
-images_per_prompt = 4
-prompt_rewriting = false
-
-[[source]]
-citation = "Guo et al. (2025)"
-table = "Table 3"
-
-[scores]
-single_object = 0.99
-two_object = 0.77
-counting = 0.68
-colors = 0.86
-position = 0.29
-color_attr = 0.45
-"""
 
 
 def problems_of(text: str) -> list[str]:
