@@ -8,10 +8,23 @@ from typing import Any, Literal, TypeVar
 
 import click
 
-from harness.commands.options import evaluator_from_flags, stored_evaluator_options
+from harness.commands.options import apply_options, evaluator_from_flags, stored_evaluator_options
 from harness.commands.run import parse_pairs
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dpo_options(command: F) -> F:
+    """DPO's hyper-parameters (the paper's and the official config's defaults), shared by `align dpo`
+    and `align iterate`."""
+    return apply_options(command, [
+        click.option("--beta", type=float, default=0.1, show_default=True, help="DPO's β."),
+        click.option("--lr", type=float, default=1e-5, show_default=True, help="Peak learning rate (AdamW)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="Pairs per micro-batch."),
+        click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Passes over the pairs."),
+    ])
 
 
 def reward_options(command: F) -> F:
@@ -32,9 +45,7 @@ def reward_options(command: F) -> F:
                      help="Prompts to sample for guidance: a metadata file (`stepwise prompts train`); pair i "
                           "samples prompt i mod their count. Default: the pairs' own prompts."),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return apply_options(command, options)
 
 
 def reward_settings(reward_verifier: str | None, reward_params: tuple[str, ...], reward_coef: float,
@@ -60,10 +71,7 @@ def align() -> None:
                    "`stepwise curate`'s dpo.jsonl.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Checkpoint folder to write (the generator's own layout; `--param model=OUT` loads it).")
-@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO's β.")
-@click.option("--lr", type=float, default=1e-5, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per micro-batch.")
-@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the pairs.")
+@dpo_options
 @click.option("--grad-accumulation", type=click.IntRange(min=1), default=1, show_default=True,
               help="Micro-batches per optimizer step.")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -164,10 +172,7 @@ def dpo(generator: str, params: tuple[str, ...], pairs_path: Path, out: Path, be
 @stored_evaluator_options("GenEval judge of each round's pool")
 @click.option("--eval-batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Images per detector call.")
-@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO's β.")
-@click.option("--lr", type=float, default=1e-5, show_default=True, help="Peak learning rate (AdamW).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per micro-batch.")
-@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Passes over the pairs.")
+@dpo_options
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the candidates (as `stepwise run --seed`), the pair draws and the DPO masks.")
 @reward_options

@@ -10,6 +10,14 @@ import click
 F = Callable[..., Any]
 
 
+def apply_options(f: F, decorators: list[Callable[[F], F]]) -> F:
+    """`f` decorated with `decorators` as if they were stacked in list order (the first is outermost,
+    so `--help` lists the options in that order)."""
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
 def threshold_options(f: F) -> F:
     """GenEval's --options thresholds, as flags (defaults are GenEval's)."""
     decorators = [
@@ -24,9 +32,7 @@ def threshold_options(f: F) -> F:
         click.option("--position-threshold", type=float, default=0.1, show_default=True,
                      help="Share of the objects' sizes an offset must exceed to count as a relation."),
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return apply_options(f, decorators)
 
 
 def stored_evaluator_options(scope: str = "") -> Callable[[F], F]:
@@ -45,9 +51,7 @@ def stored_evaluator_options(scope: str = "") -> Callable[[F], F]:
             click.option("--clip-weights", default=None, help=f"{lead}as given to `stepwise run`."),
             click.option("--device", default=None, help=f"{lead}as given to `stepwise run`."),
         ]
-        for decorator in reversed(decorators):
-            f = decorator(f)
-        return threshold_options(f)
+        return threshold_options(apply_options(f, decorators))
 
     return apply
 
