@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from harness.commands.options import evaluator_from_flags, stored_evaluator_options
+from harness.commands.options import stored_evaluator_options
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -476,23 +476,14 @@ def read_store_pool(run_id: str, db: str | None, verifiers: tuple[str, ...], ver
     """A run's pool from the store: verdicts by these evaluator settings, scores by these verifiers
     (those of `strategy_verifiers` also whole, with details, for strategies); with what names those
     settings, so that the computed results can be recorded against them."""
-    from harness import registry
-    from harness.commands.run import parse_verifier_params
+    from harness.commands.options import stored_settings
     from harness.commands.stored import read_store
-    from harness.runner import RunError, verifier_settings_hashes
     from harness.store import pool_arrays
     from strategies.keys import store_scores
 
-    spec = evaluator_from_flags(dict(backend=backend, detector=detector, detector_config=detector_config,
-                                     clip_arch=clip_arch, clip_weights=clip_weights, device=device, **thresholds))
-    try:
-        with registry.configured(plugins) if plugins else contextlib.nullcontext():
-            # The settings hashes `stepwise run` stored the scores under (package, version and params of
-            # each verifier; the verifiers are not built, so no reward model is loaded).
-            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
-                                            evaluator_key=spec.key())
-    except (RunError, registry.PluginError) as err:
-        raise click.ClickException(str(err)) from None
+    spec, keys = stored_settings(dict(backend=backend, detector=detector, detector_config=detector_config,
+                                      clip_arch=clip_arch, clip_weights=clip_weights, device=device, **thresholds),
+                                 verifiers, verifier_params, plugins)
 
     def read(s: Session) -> StorePool:
         pool = pool_arrays(s, run_id, backend, spec.key(), keys, max_samples=max_samples)

@@ -70,6 +70,27 @@ def evaluator_from_flags(flags: dict[str, Any]) -> Any:
         raise click.UsageError(str(err)) from None
 
 
+def stored_settings(flags: dict[str, Any], verifiers: tuple[str, ...], verifier_params: tuple[str, ...],
+                    plugins: tuple[str, ...]) -> tuple[Any, dict[str, str]]:
+    """(EvaluatorSpec, {verifier: settings hash}): the keys `stepwise run` filed a run's verdicts and
+    scores under, from `stored_evaluator_options`' flags and the --verifier/--verifier-param values.
+    The verifiers are not built, so no reward model loads; errors become one click line."""
+    import contextlib
+
+    from harness import registry
+    from harness.commands.run import parse_verifier_params
+    from harness.runner import RunError, verifier_settings_hashes
+
+    spec = evaluator_from_flags(flags)
+    try:
+        with registry.configured(plugins) if plugins else contextlib.nullcontext():
+            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
+                                            evaluator_key=spec.key())
+    except (RunError, registry.PluginError) as err:
+        raise click.ClickException(str(err)) from None
+    return spec, keys
+
+
 def options_from_flags(threshold: float, counting_threshold: float, max_objects: int,
                        max_overlap: float, position_threshold: float,
                        extra: tuple[str, ...] = ()) -> Any:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
 
 import click
 
-from harness.commands.options import evaluator_from_flags, stored_evaluator_options
+from harness.commands.options import stored_evaluator_options, stored_settings
 
 
 @click.command("submit")
@@ -74,7 +73,7 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
     if final.exists() and not force:
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
 
-    spec, keys = _evaluator_and_verifiers(verifiers, verifier_params, plugins, evaluator_flags)
+    spec, keys = stored_settings(evaluator_flags, verifiers, verifier_params, plugins)
     export = _read(db, run_id, spec, keys, max_samples)
     export, alignment, reward_guidance = _with_preparation(
         export, run_id, verifiers[0] if strategy == "best-of-n" else None, alignment, reward_guidance)
@@ -88,22 +87,6 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
                   if prepared is not None else "")
     click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] "
                f"({strategy} at n = {n}, {len(entry.images)} candidates{checkpoint})")
-
-
-def _evaluator_and_verifiers(verifiers: tuple[str, ...], verifier_params: tuple[str, ...],
-                             plugins: tuple[str, ...], flags: dict[str, Any]) -> tuple[Any, dict[str, str]]:
-    from harness import registry
-    from harness.commands.run import parse_verifier_params
-    from harness.runner import RunError, verifier_settings_hashes
-
-    spec = evaluator_from_flags(flags)
-    try:
-        with registry.configured(plugins) if plugins else contextlib.nullcontext():
-            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
-                                            evaluator_key=spec.key())
-    except (RunError, registry.PluginError) as err:
-        raise click.ClickException(str(err)) from None
-    return spec, keys
 
 
 def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None) -> Any:
