@@ -161,12 +161,10 @@ def test_greedy_tokens_equal_transformers_generate(make: Callable[..., JanusGene
     assert np.array_equal(pixels(image), expected.permute(1, 2, 0).numpy())
 
 
-def test_sampling_logits_equal_transformers_processors(make: Callable[..., JanusGenerator],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """What transformers' sampling loop turns the generation head's scores into (CFG, temperature, top-k)."""
+def record_logits_processing(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """(scores in, scores out) of every call of transformers' logits processors from now on."""
     from transformers.generation.logits_process import LogitsProcessorList
 
-    gen = make(temperature=0.7, top_k=5, guidance=3.0)
     seen: list[tuple[Any, Any]] = []
     original = LogitsProcessorList.__call__
 
@@ -176,6 +174,14 @@ def test_sampling_logits_equal_transformers_processors(make: Callable[..., Janus
         return out
 
     monkeypatch.setattr(LogitsProcessorList, "__call__", record)
+    return seen
+
+
+def test_sampling_logits_equal_transformers_processors(make: Callable[..., JanusGenerator],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What transformers' sampling loop turns the generation head's scores into (CFG, temperature, top-k)."""
+    gen = make(temperature=0.7, top_k=5, guidance=3.0)
+    seen = record_logits_processing(monkeypatch)
     with torch.inference_mode():
         gen.model.generate(**chat_inputs(gen, PROMPT), generation_mode="image", do_sample=True,
                            guidance_scale=3.0, temperature=0.7, top_k=5)
@@ -192,19 +198,9 @@ def test_top_k_50_is_transformers_default_sampling(make: Callable[..., JanusGene
 
     Our default is 0 (the whole codebook), as DeepSeek's reference code samples.
     """
-    from transformers.generation.logits_process import LogitsProcessorList
-
     assert (JanusParams().guidance, JanusParams().temperature, JanusParams().top_k) == (5.0, 1.0, 0)
     gen = make(top_k=50)
-    seen: list[tuple[Any, Any]] = []
-    original = LogitsProcessorList.__call__
-
-    def record(self: LogitsProcessorList, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        out = original(self, input_ids, scores, **kwargs)
-        seen.append((scores.clone(), out.clone()))
-        return out
-
-    monkeypatch.setattr(LogitsProcessorList, "__call__", record)
+    seen = record_logits_processing(monkeypatch)
     with torch.inference_mode():
         gen.model.generate(**chat_inputs(gen, PROMPT), generation_mode="image", do_sample=True)
     raw, processed = seen[0]
