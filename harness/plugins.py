@@ -20,6 +20,10 @@ records the link between the run and the checkpoint in the store (`harness.prepa
 built-in `dpo` and `iterative-dpo`, `strategies.alignment`). A strategy without it is a selection
 rule only, applied with `stepwise curve --strategy NAME`.
 
+And one for generators: a generator that also implements `start / advance / preview / fork /
+keep / finish` (`SteppingGenerator`) supports *step control*, so a search strategy can drive it
+while images are being made (prune, branch, resample). `supports_step_control(g)` tells.
+
 The harness owns everything around them: caching (keyed on plug-in id, canonical params, prompt
 and seed), batching across prompts, storage and statistics. A plug-in is a *class*; the harness
 builds it as `cls(params)` where `params` is an instance of the class's own `Params`, a frozen
@@ -61,7 +65,9 @@ __all__ = [
     "Generator",
     "ParamInfo",
     "ParamsError",
+    "SteppingGenerator",
     "Strategy",
+    "Trajectories",
     "Verifier",
     "VerifierScore",
     "canonical_json",
@@ -69,6 +75,7 @@ __all__ = [
     "param",
     "params_schema",
     "parse_params",
+    "supports_step_control",
 ]
 
 
@@ -161,6 +168,85 @@ class Generator(Protocol):
     def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """One result per request, same order; the plug-in may batch across requests as it likes."""
         ...
+
+
+class Trajectories(Protocol):
+    """A batch of partly generated images of ONE prompt, made and owned by a stepping generator.
+
+    Rows are numbered 0..len(traj)-1; `fork` appends rows and `keep` renumbers them. What a row
+    holds (tokens, KV cache, latents, scheduler state, its random stream) is the generator's
+    business; the harness and search strategies only read what is declared here.
+    """
+
+    request: GenerationRequest  # the prompt (and its metadata) the trajectories were started for
+
+    def __len__(self) -> int:
+        """Rows alive now."""
+        ...
+
+    def seed(self, row: int) -> int:
+        """The seed row `row` was started or last forked with."""
+        ...
+
+    def steps_done(self, row: int) -> int:
+        """Steps row `row` has taken, 0 (just started) .. the generator's `total_steps` (complete)."""
+        ...
+
+
+@runtime_checkable
+class SteppingGenerator(Generator, Protocol):
+    """Optional extension of `Generator`: generation that a search strategy drives step by step.
+
+    A generator that implements these methods (besides `generate`) supports *step control*; the
+    harness checks with `supports_step_control(obj)` and refuses a search strategy on any other
+    (e.g. `folder`, which only reads finished images). All methods work on a batch of rows at once
+    (one batched forward pass per step for the rows given) and change `traj` in place.
+
+    The invariant that lets pools and searches share one sampler: `start` then `advance` (any
+    grouping of rows and steps) up to `total_steps`, or `finish`, with no `fork`, gives row i the
+    very image `generate()` gives for seed `request.seeds[i]`; and a row's result never depends on
+    the other rows of its batch. The harness, not the generator, counts the compute spent (it
+    wraps these calls: candidate-steps advanced, batched calls, previews decoded, seconds).
+    """
+
+    total_steps: int  # steps from the start to a finished image (MaskGIT steps, image tokens, denoising steps)
+
+    def start(self, request: GenerationRequest) -> Trajectories:
+        """One row per seed of `request`, in seed order, each at step 0."""
+        ...
+
+    def advance(self, traj: Trajectories, rows: Sequence[int], steps: int = 1) -> None:
+        """Take `steps` more steps on each of `rows` (batched). Past `total_steps` is a ValueError."""
+        ...
+
+    def preview(self, traj: Trajectories, rows: Sequence[int]) -> list[Image]:
+        """The current guess of each row's final image, taking no step: MaskGIT's full prediction of
+        the last step decoded, an autoregressive model's partial canvas, a diffusion model's x0
+        prediction. A row at step 0 has none (ValueError). At `total_steps` it is the final image."""
+        ...
+
+    def fork(self, traj: Trajectories, row: int, seed: int) -> int:
+        """Append a copy of row `row`'s state that draws fresh randomness from `seed` from here on;
+        returns the new row's index. A generator whose remaining steps draw no randomness (a
+        deterministic sampler) raises ValueError saying so: its fork would be a copy."""
+        ...
+
+    def keep(self, traj: Trajectories, rows: Sequence[int]) -> None:
+        """Keep only `rows`, in that order: row j becomes old row `rows[j]`. Dropping a row prunes it
+        (it takes no more steps); naming a row twice duplicates it, random stream included (use
+        `fork` for a copy that continues differently)."""
+        ...
+
+    def finish(self, traj: Trajectories, rows: Sequence[int]) -> list[Image]:
+        """Take each of `rows` to `total_steps` (the harness counts those steps) and return their
+        final images, in `rows` order."""
+        ...
+
+
+def supports_step_control(generator: Any) -> bool:
+    """Whether a generator (class or instance) implements the `SteppingGenerator` methods."""
+    return all(callable(getattr(generator, name, None))
+               for name in ("start", "advance", "preview", "fork", "keep", "finish"))
 
 
 @runtime_checkable
