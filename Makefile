@@ -1,5 +1,8 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both set up .venv first.
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up everything first:
+# the system packages (scripts/system_deps.sh: Python's venv; for the tests chromium and
+# PostgreSQL), then .venv with the project installed. CI runs exactly `make test` (.ci/run).
 PYTHON ?= python3.11
+export PYTHON
 VENV := .venv
 BIN := $(VENV)/bin
 SHARED_WHEELS ?= ../shared/wheels
@@ -8,6 +11,7 @@ DEMO_DIR ?= demo-out
 .PHONY: demo test install install-mmdet lint clean
 
 $(BIN)/python:
+	bash scripts/system_deps.sh python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade "pip>=24" "setuptools>=68,<81" wheel
 
@@ -23,6 +27,7 @@ install: $(VENV)/.installed
 install-mmdet: $(VENV)/.installed
 
 test: $(VENV)/.installed
+	bash scripts/system_deps.sh test
 	$(BIN)/ruff check harness strategies leaderboard tests benchmarks
 	$(BIN)/python -m pytest -q
 
