@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SHARED_WHEELS ?= ../shared/wheels
 DEMO_DIR ?= demo-out
 
-.PHONY: demo test install install-mmdet lint clean
+.PHONY: demo test docs install install-mmdet lint clean
 
 $(BIN)/python:
 	bash scripts/system_deps.sh python
@@ -34,8 +34,13 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py --out $(DEMO_DIR)
 
+# The documentation site (docs/ -> site-docs/); the CLI reference page is regenerated first.
+docs: $(VENV)/.installed
+	$(BIN)/python -m harness.cli_reference docs/reference/cli.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check harness strategies leaderboard tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache site-docs
