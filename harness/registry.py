@@ -55,6 +55,7 @@ __all__ = [
     "PluginRequiredError",
     "Registry",
     "UnknownPluginError",
+    "backend_class",
     "backends",
     "configure",
     "configured",
@@ -576,3 +577,11 @@ strategies.register("dpo", "strategies.alignment:DPOStrategy",
 strategies.register("iterative-dpo", "strategies.alignment:IterativeDPOStrategy",
                     description="Iterative DPO: rounds of run, curate and DPO on a training suite before the run "
                                 "(prepare stage), then the generator alone or best-of-n with `verifier`.")
+
+
+def backend_class(name: str) -> type[DetectorBackend]:
+    """Import and return the detector backend class registered under `name` in `backends`.
+
+    Raises UnknownPluginError (a ValueError) listing the available names.
+    """
+    return backends.get(name)

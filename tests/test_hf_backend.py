@@ -112,7 +112,7 @@ def test_module_import_does_not_pull_torch() -> None:
     code = (
         "import sys\n"
         "import harness.geneval.backends.hf_backend, harness.tiny.hf_detector\n"
-        "from harness.geneval.backends.base import backend_class\n"
+        "from harness.registry import backend_class\n"
         "backend_class('hf')\n"
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

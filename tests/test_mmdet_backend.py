@@ -51,8 +51,9 @@ def batched(backend, images: list[np.ndarray]) -> list[dict[str, ClassDetections
 
 
 def test_backend_satisfies_protocol(backend, tiny_files: tuple[Path, Path]) -> None:
-    from harness.geneval.backends.base import DetectorBackend, backend_class
+    from harness.geneval.backends.base import DetectorBackend
     from harness.geneval.backends.mmdet_backend import MMDetBackend
+    from harness.registry import backend_class
 
     assert backend_class("mmdet") is MMDetBackend
     assert isinstance(backend, DetectorBackend)

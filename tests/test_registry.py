@@ -425,8 +425,9 @@ def test_list_all_does_not_import_torch_or_plugins(example: Path) -> None:
 
 
 def test_backend_class_still_works() -> None:
-    from harness.geneval.backends.base import DetectorBackend, backend_class
+    from harness.geneval.backends.base import DetectorBackend
     from harness.geneval.backends.hf_backend import HFMask2FormerBackend
+    from harness.registry import backend_class
     from harness.registry import backends as BACKENDS
 
     assert backend_class("hf") is HFMask2FormerBackend

@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from PIL.Image import Image
     from torch import nn
 
+    from harness.alignment.config import DPOConfig
     from harness.alignment.models import Family, ImageDraw
     from harness.alignment.pairs import PreferencePair
-    from harness.alignment.train import DPOConfig
 
 __all__ = ["OnlinePairs", "RewardGuidance", "check_verifier", "online_pair", "online_seed", "read_reward_prompts",
            "sample_seed"]
@@ -75,7 +75,7 @@ def check_verifier(name: str, params: Mapping[str, str]) -> tuple[Any, Any]:
 
     RunError on an unknown name or bad params; AlignmentError for a verifier that needs GenEval's verdicts.
     """
-    from harness.alignment.train import AlignmentError
+    from harness.alignment.config import AlignmentError
     from harness.runner import _plugin, needs_verdicts
 
     cls, parsed, _ = _plugin("verifier", name, dict(params))
@@ -88,7 +88,7 @@ def check_verifier(name: str, params: Mapping[str, str]) -> tuple[Any, Any]:
 
 def read_reward_prompts(path: Path) -> list[dict[str, Any]]:
     """The prompts of a metadata JSONL (`stepwise prompts train`), read as `stepwise run --suite FILE` reads it."""
-    from harness.alignment.train import AlignmentError
+    from harness.alignment.config import AlignmentError
     from harness.prompts import read_metadata
 
     try:
@@ -135,7 +135,7 @@ class RewardGuidance:
 
     def pairs(self, policy: nn.Module, batch: Sequence[PreferencePair], epoch: int) -> OnlinePairs:
         """Sample K candidates per batch pair with `policy`, score them, keep best vs worst."""
-        from harness.alignment.train import draw_pair
+        from harness.alignment.config import draw_pair
         from harness.plugins import GenerationRequest
 
         config = self.config

@@ -8,8 +8,7 @@ from typing import Any, Literal, TypeVar
 
 import click
 
-from harness.commands.options import apply_options, evaluator_from_flags, stored_evaluator_options
-from harness.commands.run import parse_pairs
+from harness.commands.options import apply_options, evaluator_from_flags, parse_pairs, stored_evaluator_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -233,7 +233,7 @@ class Row(NamedTuple):
 
 
 def parse_strategy_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    from harness.commands.run import parse_pairs
+    from harness.commands.options import parse_pairs
 
     out: dict[str, dict[str, str]] = {}
     for item in items:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness.commands.run import parse_pairs, parse_prompts
+from harness.commands.options import parse_pairs, parse_prompts
 
 if TYPE_CHECKING:
     from PIL.Image import Image

@@ -78,7 +78,6 @@ def stored_settings(flags: dict[str, Any], verifiers: tuple[str, ...], verifier_
     import contextlib
 
     from harness import registry
-    from harness.commands.run import parse_verifier_params
     from harness.runner import RunError, verifier_settings_hashes
 
     spec = evaluator_from_flags(flags)
@@ -111,3 +110,40 @@ def options_from_flags(threshold: float, counting_threshold: float, max_objects:
         return EvalOptions.from_strings(values)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--options") from None
+
+
+def parse_pairs(items: tuple[str, ...], hint: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=hint)
+        out[key.strip()] = value
+    return out
+
+
+def parse_verifier_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        name, sep, pair = item.partition(":")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not VERIFIER:KEY=VALUE", param_hint="--verifier-param")
+        out.setdefault(name, {}).update(parse_pairs((pair,), "--verifier-param"))
+    return out
+
+
+def parse_prompts(text: str | list[int] | None) -> list[int] | None:
+    """'0,80..84' (or a TOML list) -> suite indices."""
+    if text is None or isinstance(text, list):
+        return text
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            if ".." in part:
+                low, high = (int(x) for x in part.split("..", 1))
+                values.extend(range(low, high + 1))
+            elif part.strip():
+                values.append(int(part))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. 0..9 or 0,80,81", param_hint="--prompts") from None
+    return values

@@ -15,7 +15,14 @@ from typing import Any
 
 import click
 
-from harness.commands.options import THRESHOLD_FLAGS, options_from_flags, threshold_options
+from harness.commands.options import (
+    THRESHOLD_FLAGS,
+    options_from_flags,
+    parse_pairs,
+    parse_prompts,
+    parse_verifier_params,
+    threshold_options,
+)
 
 # Keys a TOML run spec may hold (the flags' names, with underscores); flags override them.
 SPEC_KEYS = {
@@ -40,43 +47,6 @@ def read_spec(path: Path) -> dict[str, Any]:
         raise click.ClickException(f"{path}: unknown key(s) {', '.join(unknown)}; "
                                    f"accepted: {', '.join(sorted(SPEC_KEYS))}")
     return spec
-
-
-def parse_pairs(items: tuple[str, ...], hint: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=hint)
-        out[key.strip()] = value
-    return out
-
-
-def parse_verifier_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        name, sep, pair = item.partition(":")
-        if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not VERIFIER:KEY=VALUE", param_hint="--verifier-param")
-        out.setdefault(name, {}).update(parse_pairs((pair,), "--verifier-param"))
-    return out
-
-
-def parse_prompts(text: str | list[int] | None) -> list[int] | None:
-    """'0,80..84' (or a TOML list) -> suite indices."""
-    if text is None or isinstance(text, list):
-        return text
-    values: list[int] = []
-    try:
-        for part in text.split(","):
-            if ".." in part:
-                low, high = (int(x) for x in part.split("..", 1))
-                values.extend(range(low, high + 1))
-            elif part.strip():
-                values.append(int(part))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use e.g. 0..9 or 0,80,81", param_hint="--prompts") from None
-    return values
 
 
 def merged(spec: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.geneval.backends.base import DetectorBackend, backend_class
+from harness.geneval.backends.base import DetectorBackend
 from harness.geneval.detections import ImageDetections, detections_to_json
 from harness.geneval.folder import DecodedImage, ImageDecodeError, SampleImage, decode_image
 from harness.geneval.rules import RULES_VERSION, EvalOptions, color_requests, evaluate, select_objects
+from harness.registry import backend_class
 
 DEFAULT_HF_DETECTOR = "facebook/mask2former-swin-small-coco-instance"
 DEFAULT_CLIP_ARCH = "ViT-L-14-quickgelu"

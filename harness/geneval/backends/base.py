@@ -1,4 +1,5 @@
-"""The detector backend interface and the registry of built-in backends.
+"""The detector backend interface (the built-in backends are registered in `harness.registry`,
+which `harness.registry.backend_class` looks up; this module imports no registry).
 
 A backend turns a batch of RGB images into GenEval's per-class raw detections. It is
 narrow and batched on purpose (one call, many images): the evaluator owns decoding,
@@ -12,7 +13,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from harness.geneval.detections import ImageDetections
-from harness.registry import backends
 
 
 @runtime_checkable
@@ -35,11 +35,3 @@ class DetectorBackend(Protocol):
         and boolean masks of shape (k, H, W) (or None when the backend has no masks).
         """
         ...
-
-
-def backend_class(name: str) -> type:
-    """Import and return the backend class registered under `name` in `harness.registry.backends`.
-
-    Raises UnknownPluginError (a ValueError) listing the available names.
-    """
-    return backends.get(name)
