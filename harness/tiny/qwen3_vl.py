@@ -171,11 +171,12 @@ def _calibrate_answer_rows(model: Any, processor: Any) -> None:
             head[token_id] = lift * (1 + shift / ANSWER_LOGIT_LIFT) + ANSWER_LOGIT_SPREAD * mix / spread
 
 
-def write_tiny_qwen3_vl(out_dir: Path, seed: int = 0) -> Path:
+def write_tiny_qwen3_vl(out_dir: Path, seed: int = 0, max_pixels: int = MAX_PIXELS) -> Path:
     """Write a seeded random tiny Qwen3-VL checkpoint with its processor into `out_dir`; return it.
 
     `Qwen3VLForConditionalGeneration.from_pretrained(out_dir)` and `AutoProcessor.from_pretrained(out_dir)`
-    load it offline. Saved in float32, so dtype="auto" loads float32.
+    load it offline. Saved in float32, so dtype="auto" loads float32. `max_pixels` caps the processor's
+    image size (one image token per 32x32 pixels): larger for benchmarks with realistic prefix lengths.
     """
     import torch
     from transformers import (
@@ -222,7 +223,7 @@ def write_tiny_qwen3_vl(out_dir: Path, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen3VLForConditionalGeneration(config).eval()
-    size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
+    size = {"shortest_edge": MIN_PIXELS, "longest_edge": max_pixels}
     image_processor = Qwen2VLImageProcessor(size=size, patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2,
                                             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     video_processor = Qwen3VLVideoProcessor(size=size, patch_size=PATCH, merge_size=MERGE,
