@@ -108,6 +108,7 @@ BAD_RECORDS = [
     (_set(0, "atom_count", True), 1, "'atom_count' must be an integer 3..10"),
     (_set(0, "atom_count", "3"), 1, "'atom_count' must be an integer 3..10"),
     (_set(2, "prompt", ""), 3, "'prompt' must be a non-empty string"),
+    (_set(2, "prompt", "two\ncats"), 3, "'prompt' must be one line"),
     (_answer(0, 0, "3"), 1, "a 'How many' question needs a number word 'one'..'ten' as its answer"),
     (_answer(0, 1, "No"), 1, "the answer must be 'Yes' for a question not starting with 'How many'"),
     (_set(1, "vqa_list", [["Is the dog riding the bicycle?"]] * 6), 2, "expected a [question, answer] pair"),

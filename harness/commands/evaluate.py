@@ -38,7 +38,8 @@ GENEVAL_ONLY = ("backend", "detector", "detector_config", "clip_arch", "clip_wei
 @click.option("--clip-weights", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Local open_clip checkpoint [default: OpenAI ViT-L-14 weights from the HF cache].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images per detector call (their colour crops share one CLIP pass).")
+              help="Images per detector call (their colour crops share one CLIP pass); geneval2: images whose "
+                   "questions share one forward.")
 @threshold_options
 @click.option("--options", "extra", multiple=True, metavar="KEY=VALUE",
               help="GenEval-style option (threshold=0.3 ...); overrides the flags. Repeatable.")

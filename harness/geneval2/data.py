@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -103,6 +104,8 @@ def record_problems(record: Any) -> list[str]:
     prompt = record["prompt"]
     if not isinstance(prompt, str) or not prompt.strip():
         problems.append(f"'prompt' must be a non-empty string, got {_show(prompt)}")
+    elif "\n" in prompt or "\r" in prompt:
+        problems.append("'prompt' must be one line (generation_prompts.txt holds one prompt per line)")
     atoms = record["atom_count"]
     if isinstance(atoms, bool) or not isinstance(atoms, int) or atoms not in ATOM_COUNTS:
         problems.append(f"'atom_count' must be an integer {ATOM_COUNTS[0]}..{ATOM_COUNTS[-1]} (the reference's "
@@ -240,17 +243,27 @@ def metadata_text(records: Sequence[Record]) -> str:
     return "".join(json.dumps(record) + "\n" for record in records)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary name in the same folder and a rename (a reader never sees half a file),
+    with the permissions the umask gives (the suite is meant to be shared)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_suite(suite: SuiteData, out_dir: Path) -> list[Path]:
     """Write the suite folder (see the module docstring); returns the files written."""
-    from harness.jsonl import write_atomic
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / METADATA_FILE, out_dir / PROMPTS_FILE, out_dir / SUITE_FILE]
-    write_atomic(written[0], metadata_text(suite.records))
-    write_atomic(written[1], "".join(r["prompt"] + "\n" for r in suite.records))
-    write_atomic(written[2], json.dumps(suite_info(suite), indent=2) + "\n")
+    _write_atomic(written[0], metadata_text(suite.records))
+    _write_atomic(written[1], "".join(r["prompt"] + "\n" for r in suite.records))
+    _write_atomic(written[2], json.dumps(suite_info(suite), indent=2) + "\n")
     licence = suite.source.parent / LICENSE_FILE
     if licence.is_file() and licence.resolve() != (out_dir / LICENSE_FILE).resolve():
         shutil.copyfile(licence, out_dir / LICENSE_FILE)

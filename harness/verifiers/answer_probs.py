@@ -283,7 +283,7 @@ class AnswerProbEngine:
             use_cache=True, logits_to_keep=keep.to(device), **{self._cache_kwarg: DynamicCache(ddp_cache_data=cache)},
         )
         self.forward_passes += 1
-        logits = out.logits[torch.arange(len(rows)), torch.searchsorted(keep, last).to(device)].float()
+        logits = out.logits[torch.arange(len(rows), device=device), torch.searchsorted(keep, last).to(device)].float()
         probs = torch.softmax(logits, dim=-1)
         # only the requested probabilities leave the device (a row of the full vocabulary is ~150k floats)
         row_index = torch.tensor([r for r, (_, _, tokens) in enumerate(rows) for _ in tokens], dtype=torch.long)
