@@ -14,13 +14,14 @@ from harness import __version__
 
 # name -> ("module:attribute", one-line help shown by `stepwise --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prompts": ("harness.commands.prompts:prompts", "Write prompt suites (GenEval's, byte-identical)."),
+    "prompts": ("harness.commands.prompts:prompts",
+                "Write prompt suites (GenEval's, byte-identical; GenEval 2's from your copy)."),
     "eval": ("harness.commands.evaluate:eval_command",
-             "Evaluate a GenEval image folder; write results.jsonl."),
+             "Evaluate a GenEval (or --suite geneval2) image folder; write results.jsonl."),
     "rescore": ("harness.commands.rescore:rescore",
                 "Re-judge stored detections with other thresholds (no model)."),
     "summary": ("harness.commands.summary:summary",
-                "Print GenEval's summary scores of a results.jsonl."),
+                "Print GenEval's (or GenEval 2's) summary scores of a results.jsonl."),
     "curve": ("harness.commands.curve:curve",
               "Exact best-of-n curves per verifier from a candidate pool, with intervals."),
     "doctor": ("harness.commands.doctor:doctor",

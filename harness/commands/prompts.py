@@ -35,6 +35,33 @@ def geneval(seed: int, per_task: int, out_dir: Path) -> None:
     click.echo("  " + ", ".join(f"{tag} {n}" for tag, n in counts.items()))
 
 
+@prompts.command("geneval2")
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Your copy of GenEval 2's geneval2_data.jsonl (CC BY-NC 4.0; not shipped with stepwise).")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for evaluation_metadata.jsonl, generation_prompts.txt and suite.json.")
+def geneval2(source: Path, out_dir: Path) -> None:
+    """GenEval 2's suite (800 prompts), from your copy of the data file.
+
+    Every line is checked; the file's sha256 is compared with the published file's (another file is
+    accepted with a warning) and recorded in suite.json. evaluation_metadata.jsonl holds the records
+    in order, for the published file byte-identical to it.
+    """
+    from harness.geneval2.data import PUBLISHED_SHA256, DataError, read_data, write_suite
+
+    try:
+        suite = read_data(source)
+        written = write_suite(suite, out_dir)
+    except (DataError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    if not suite.published:
+        click.echo(f"warning: {source}: sha256 {suite.sha256} is not the published file's ({PUBLISHED_SHA256}); "
+                   f"accepted, and recorded in {out_dir / 'suite.json'}", err=True)
+    click.echo(f"wrote {len(suite.records)} prompts ({suite.questions} questions) to {written[0]} and {written[1]}")
+    click.echo("  skills: " + ", ".join(f"{skill} {n}" for skill, n in suite.skill_counts().items()))
+    click.echo("  atom counts: " + ", ".join(f"{k}: {n}" for k, n in suite.atom_counts().items()))
+
+
 @prompts.command("train")
 @click.option("--per-task", required=True, type=click.IntRange(min=0),
               help="Prompts per GenEval task (fewer where a task runs out: single_object has only 80).")
