@@ -105,6 +105,20 @@ def test_a_candidate_is_the_pipelines_image_for_its_seed(kind: str, folder: Call
     assert ours.std() > 0.01 and not np.array_equal(ours[0], ours[1])  # not a constant image
 
 
+@pytest.mark.parametrize("kind", ["sd15", "sdxl", "sd3", "pixart-alpha", "sana"])
+def test_without_guidance_only_the_conditional_half_runs(kind: str, folder: Callable[[str], Path]) -> None:
+    """guidance <= 1: no classifier-free guidance, as the pipelines decide it (one row per candidate)."""
+    import torch
+
+    gen = make(folder(kind), kind, guidance=1.0)
+    assert not gen.family.guided
+    traj = gen.start(GenerationRequest(PROMPT, (4,)))
+    assert traj.cond.uncond is None
+    gen.advance(traj, [0], gen.total_steps)
+    theirs = call(reference(folder(kind)), gen, generator=torch.Generator("cpu").manual_seed(4))[0]
+    assert np.abs(gen.arrays(traj, [0])[0] - theirs).max() <= TOLERANCE
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_stepping_in_any_grouping_gives_generates_images_and_previews(kind: str,
                                                                       folder: Callable[[str], Path]) -> None:

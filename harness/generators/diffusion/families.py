@@ -429,7 +429,7 @@ class PixArtAlpha(PixArtSigma):
         from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
 
         out = super().encode(prompt)
-        for half in (out.cond, out.uncond or {}):  # as __call__ adjusts the [uncond; cond] mask
+        for half in (out.cond, *([out.uncond] if out.uncond is not None else [])):  # as __call__ adjusts the mask
             mask = half["mask"]
             half["mask"] = mask.to(maybe_adjust_dtype_for_device(mask.dtype, mask.device))
         return out
