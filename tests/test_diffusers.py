@@ -348,6 +348,8 @@ def test_step_control_refuses_what_it_cannot_do(folder: Callable[[str], Path]) -
     with pytest.raises(IndexError, match="no row 2"):
         gen.advance(traj, [2])
     assert [traj.steps_done(0), traj.steps_done(1)] == [0, 0]  # nothing moved
+    gen.advance(traj, [])
+    assert gen.finish(traj, []) == [] and gen.preview(traj, []) == [] and gen.arrays(traj, []).shape[0] == 0
 
 
 # ---------------------------------------------------------------------------------------------

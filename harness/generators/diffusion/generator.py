@@ -106,16 +106,27 @@ class DiffusersGenerator:
         from harness.generators.diffusion.families import FAMILIES, Settings
         from harness.generators.diffusion.loading import find_pipeline, geometry, load_pipeline, resolve_dtype
         from harness.generators.diffusion.sampler import Sampler
-        from harness.generators.diffusion.schedulers import build_scheduler, is_flow, is_stochastic, parse_overrides
+        from harness.generators.diffusion.schedulers import (
+            build_scheduler,
+            check_choice,
+            is_flow,
+            is_stochastic,
+            parse_overrides,
+        )
 
         _check(params)
         self.params = params
-        folder, class_name = find_pipeline(params.pipeline)
+        folder, index = find_pipeline(params.pipeline)
+        class_name = index["_class_name"]
         family_cls = FAMILIES[class_name]
+        # What the configs can tell is checked before loading gigabytes of weights.
         shape = geometry(folder)
-        if params.resolution is not None and shape is not None:  # before loading gigabytes of weights
+        if params.resolution is not None and shape is not None:
             family_cls.check_resolution(params.resolution, *shape)
         overrides = parse_overrides(params.scheduler_config)
+        listed = index.get("scheduler")
+        if isinstance(listed, list) and len(listed) == 2 and isinstance(listed[1], str):
+            check_choice(params.scheduler, overrides, listed[1])
         self.device = pick_device(params.device)
         dtype = resolve_dtype(params.dtype, self.device, family_cls.cuda_dtype)
         self.pipe = load_pipeline(folder, class_name, dtype=dtype, device=self.device, variant=params.variant,

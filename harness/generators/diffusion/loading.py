@@ -60,8 +60,9 @@ def _component_problems(folder: Path, index: dict[str, Any]) -> list[str]:
     return missing
 
 
-def find_pipeline(pipeline: str) -> tuple[Path, str]:
-    """(folder, pipeline class name) of `pipeline`, a local folder or a hub id in the HF cache.
+def find_pipeline(pipeline: str) -> tuple[Path, dict[str, Any]]:
+    """(folder, model_index.json) of `pipeline`, a local folder or a hub id in the HF cache; the
+    index's `_class_name` is a supported class.
 
     Raises ValueError (not a pipeline, unsupported class) or MissingWeightsError (not on this
     machine, or components missing), each one line saying what to do.
@@ -93,7 +94,7 @@ def find_pipeline(pipeline: str) -> tuple[Path, str]:
             f"diffusers pipeline {pipeline!r} at {folder} is incomplete: missing {', '.join(missing)}.{offline} "
             f"On a machine with internet run `{fetch_command(repo)}` and copy the cache (HF_HOME) here, or pass a "
             "complete local folder.")
-    return folder, name
+    return folder, index
 
 
 def geometry(folder: Path) -> tuple[int, int] | None:

@@ -125,10 +125,17 @@ class Sampler:
 
     def images(self, latents: list[torch.Tensor]) -> list[Image]:
         """PIL images of latents, postprocessed by the pipeline's own image processor."""
+        if not latents:
+            return []
         return self.family.pipe.image_processor.postprocess(self.decode(latents), output_type="pil")
 
     def arrays(self, latents: list[torch.Tensor]) -> np.ndarray:
         """The same images as float arrays (N, H, W, 3) in [0, 1], as `pipeline(output_type="np")` returns them."""
+        import numpy as np
+
+        if not latents:
+            side = self.family.resolution
+            return np.zeros((0, side, side, 3), dtype=np.float32)
         return self.family.pipe.image_processor.postprocess(self.decode(latents), output_type="np")
 
     def current(self, row: Row) -> torch.Tensor:

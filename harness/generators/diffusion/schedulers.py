@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["SCHEDULERS", "SchedulerKind", "build_scheduler", "is_flow", "is_stochastic", "kind_of",
+__all__ = ["SCHEDULERS", "SchedulerKind", "build_scheduler", "check_choice", "is_flow", "is_stochastic", "kind_of",
            "parse_overrides", "predict_x0", "step_kwargs"]
 
 Space = Literal["alphas", "ve", "dpm", "flow"]
@@ -107,24 +107,32 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def build_scheduler(current: Any, name: str | None, overrides: Mapping[str, Any]) -> Any:
-    """The scheduler to sample with: `current` (the pipeline's), or class `name` made from its config,
-    with `overrides` applied to the config. Refuses unsupported classes and unknown config keys."""
+def check_choice(name: str | None, overrides: Mapping[str, Any], current: str) -> str:
+    """The scheduler class to sample with (`name`, else the pipeline's `current`), refusing unsupported
+    classes and config keys the class does not have; needs no weights (checked before loading them)."""
     import diffusers
 
-    chosen = name or type(current).__name__
+    chosen = name or current
     if chosen not in SCHEDULERS:
         what = f"scheduler={chosen}" if name else f"the pipeline's scheduler {chosen}"
         raise ValueError(f"{what} is not supported by the diffusers generator; supported: {supported_list()}")
-    cls = getattr(diffusers, chosen)
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    accepted = set(inspect.signature(getattr(diffusers, chosen).__init__).parameters) - {"self", "kwargs"}
     unknown = sorted(set(overrides) - accepted)
     if unknown:
         raise ValueError(f"scheduler_config: {chosen} has no setting {', '.join(unknown)}; its settings: "
                          f"{', '.join(sorted(accepted))}")
+    return chosen
+
+
+def build_scheduler(current: Any, name: str | None, overrides: Mapping[str, Any]) -> Any:
+    """The scheduler to sample with: `current` (the pipeline's), or class `name` made from its config,
+    with `overrides` applied to the config."""
+    import diffusers
+
+    chosen = check_choice(name, overrides, type(current).__name__)
     if name is None and not overrides:
         return current
-    return cls.from_config(current.config, **overrides)
+    return getattr(diffusers, chosen).from_config(current.config, **overrides)
 
 
 def step_kwargs(scheduler: Any, generator: torch.Generator) -> dict[str, Any]:
