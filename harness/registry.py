@@ -539,6 +539,9 @@ generators.register("showo", "harness.generators.showo.generator:ShowoGenerator"
                                 "DPO checkpoints are a `model` parameter.")
 generators.register("janus", "harness.generators.janus:JanusGenerator",
                     description="Janus-Pro 1B/7B through transformers (raster-order image tokens, CFG).")
+generators.register("diffusers", "harness.generators.diffusion.generator:DiffusersGenerator",
+                    description="Diffusion/flow pipelines through diffusers (SD 1.5/2.1, SDXL, SD3, FLUX, PixArt, "
+                                "Sana): per-candidate seeds, x0 previews, step control.")
 generators.register("folder", "harness.generators.folder:FolderGenerator",
                     description="Images made elsewhere, read from a GenEval-layout folder (no model runs).")
 

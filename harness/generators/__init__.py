@@ -1,5 +1,6 @@
 """Built-in generator plug-ins: `showo` (Show-o, the paper's baseline), `janus` (Janus-Pro via
-transformers) and `folder` (images made elsewhere, in GenEval's layout).
+transformers), `diffusers` (diffusion and flow pipelines via diffusers, in `diffusion/`) and
+`folder` (images made elsewhere, in GenEval's layout).
 
 Each lives in its own module and imports torch/transformers lazily, inside the plug-in, so the
 registry can list them without loading anything heavy.
