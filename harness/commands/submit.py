@@ -74,7 +74,7 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
 
     spec, keys = stored_settings(evaluator_flags, verifiers, verifier_params, plugins)
-    export = _read(db, run_id, spec, keys, max_samples)
+    export = _read(db, run_id, spec, keys, max_samples, _recorded(verifiers, verifier_params, plugins))
     export, alignment, reward_guidance = _with_preparation(
         export, run_id, verifiers[0] if strategy == "best-of-n" else None, alignment, reward_guidance)
     manifest_text = _manifest_text(export, name=name, authors=authors, link=link, description=description,
@@ -89,11 +89,25 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
                f"({strategy} at n = {n}, {len(entry.images)} candidates{checkpoint})")
 
 
-def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None) -> Any:
+def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None,
+          recorded: dict[str, Any]) -> Any:
     from harness.commands.stored import read_store
     from harness.submissions.build import SubmitError, read_run
 
-    return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples), (SubmitError,))
+    return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples,
+                                             verifier_settings=recorded), (SubmitError,))
+
+
+def _recorded(verifiers: tuple[str, ...], verifier_params: tuple[str, ...], plugins: tuple[str, ...]) -> dict[str, Any]:
+    """The header's verifier_settings: how a maintainer builds each verifier again to re-score the images."""
+    import contextlib
+
+    from harness import registry
+    from harness.commands.run import parse_verifier_params
+    from harness.submissions.build import recorded_verifiers
+
+    with registry.configured(plugins) if plugins else contextlib.nullcontext():
+        return recorded_verifiers(verifiers, parse_verifier_params(verifier_params))
 
 
 def _given(name: str) -> bool:

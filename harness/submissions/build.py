@@ -23,7 +23,7 @@ from harness.submissions.export import Cost, ExportHeader, header_json, parse_pr
 from harness.submissions.model import ImageRecord, PreparedCheckpoint
 
 __all__ = ["RunExport", "SubmitError", "choose_preparation", "evaluator_settings", "prepared_checkpoint",
-           "read_run", "write_folder"]
+           "read_run", "recorded_verifiers", "write_folder"]
 
 IMAGES_DIR = "images"
 EXPORT_NAME = "export.jsonl"
@@ -66,6 +66,34 @@ def evaluator_settings(spec: Any) -> dict[str, Any]:
     return settings
 
 
+def _shown_path(value: str) -> str:
+    """A local file or folder as its name (its folder is nobody's business), anything else as is."""
+    return Path(value).name if Path(value).exists() else value
+
+
+def recorded_verifiers(names: tuple[str, ...] | list[str], params: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """What an export's header records of each verifier, so a maintainer can build it again and re-score
+    the shipped images: {name: {"package", "version", "params", "local"}}. `params` are the parsed,
+    canonical parameters with local paths shown by their names (as `evaluator_settings` shows the
+    detector); `local` lists those parameters, which a re-check looks up by name (`--models DIR`).
+    ValueError on an unknown verifier or parameters that do not fit it (`stored_settings` checked both)."""
+    import json
+
+    from harness import registry
+    from harness.plugins import canonical_json, parse_params
+
+    out: dict[str, Any] = {}
+    for name in names:
+        cls = registry.verifiers.get(name)
+        provenance = registry.verifiers.info(name).provenance()
+        parsed = json.loads(canonical_json(parse_params(cls.Params, dict(params.get(name, {})))))
+        local = sorted(k for k, v in parsed.items() if isinstance(v, str) and v and Path(v).exists())
+        shown = {k: _shown_path(v) if k in local else v for k, v in parsed.items()}
+        out[name] = {"package": provenance["package"], "version": provenance["version"], "params": shown,
+                     "local": local}
+    return out
+
+
 def _seconds(cost: Any) -> float | None:
     value = cost.get("seconds") if isinstance(cost, Mapping) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
@@ -74,16 +102,18 @@ def _seconds(cost: Any) -> float | None:
 
 
 def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict[str, list[dict[str, Any]]]:
-    """The detections a verdict could have used (score above the lowest threshold), rounded: what the
-    site draws, without the thousands of low-score boxes a detector also returns."""
+    """The detections a verdict could have used (score above the lowest threshold), in the detector's
+    order: what the site draws, without the low-score boxes a detector also returns. The numbers are
+    kept exactly as stored (float32 values, which JSON writes and reads back bit for bit), so the
+    leaderboard can re-derive every verdict and reason from them with GenEval's rules: rounded, a
+    score just above a threshold could fall on it and flip the verdict."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name, boxes in (detections or {}).items():
         kept = []
         for det in boxes:
             if float(det["score"]) <= floor:
                 continue
-            item: dict[str, Any] = {"box": [round(float(x), 1) for x in det["box"]],
-                                    "score": round(float(det["score"]), 4)}
+            item: dict[str, Any] = {"box": [float(x) for x in det["box"]], "score": float(det["score"])}
             if isinstance(det.get("color"), str):
                 item["color"] = det["color"]
             kept.append(item)
@@ -93,9 +123,11 @@ def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict
 
 
 def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
-             max_samples: int | None = None) -> RunExport:
+             max_samples: int | None = None, verifier_settings: Mapping[str, Any] | None = None) -> RunExport:
     """A run's candidates with their verdicts by `spec` and scores by `verifiers` ({name: settings hash}).
 
+    verifier_settings: what the header records of each verifier (`recorded_verifiers`), so that the
+    leaderboard can re-score the images with it; None leaves it out (the entry then cannot be re-checked).
     Refuses (SubmitError) a run that lacks a verdict or a score anywhere: an entry is whole.
     """
     from sqlalchemy import func, select
@@ -143,7 +175,8 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
         generator={"name": run.generator, "package": run.generator_package, "version": run.generator_version,
                    "params": dict(run.params)},
         seed=int(run.seed), evaluator_backend=spec.backend, evaluator_settings_hash=key,
-        evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__)
+        evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__,
+        verifier_settings=dict(verifier_settings) if verifier_settings is not None else None)
     resolution = run.params.get("resolution")
     links = tuple(NewPreparation(p.strategy, p.settings_hash, dict(p.params), p.checkpoint, p.checkpoint_sha256,
                                  dict(p.manifest)) for p in run_preparations(s, run_id))
