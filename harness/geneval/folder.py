@@ -131,6 +131,8 @@ def decode_image(path: Path) -> DecodedImage:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from harness.images import ImageFileError, check_size
+
     data = _read_bytes(path)
     if not data.startswith(PNG_SIGNATURE):
         raise ImageDecodeError(f"{path}: not a PNG file (GenEval samples are NNNN.png)")
@@ -138,9 +140,14 @@ def decode_image(path: Path) -> DecodedImage:
         import io
 
         with Image.open(io.BytesIO(data)) as image:
+            check_size(*image.size, str(path))  # from the header: a decompression bomb is never decoded
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb8(image)
+    except ImageFileError as err:
+        raise ImageDecodeError(str(err)) from None
+    except Image.DecompressionBombError as err:
+        raise ImageDecodeError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError(f"{path}: corrupt or unreadable PNG ({err})") from None
     if rgb.shape[0] < 2 or rgb.shape[1] < 2:
