@@ -27,7 +27,6 @@ own function to a list of its own. The re-check with the models is `harness.subm
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ __all__ = ["CHECKS", "MAX_DETECTIONS", "MAX_PROBLEMS", "Records", "consistency_p
 # our hf backend); with another mmdet config the cap is that config's, so it is not checked then.
 MAX_DETECTIONS = 100
 BOX_SLACK = 1.0  # pixels: boxes come from masks, x2 = last column + 1
-MAX_PROBLEMS = 20  # per check: a forged export says what is wrong, not 40,000 times
+MAX_PROBLEMS = 20  # shown per check: a forged export says what is wrong, not 40,000 times
 # Generators whose recorded parameters make every seed give the same image (greedy decoding):
 # {generator: (parameter, value)}. Two samples of one prompt may then share an image.
 GREEDY: dict[str, tuple[str, Any]] = {"janus": ("temperature", 0)}
@@ -114,8 +113,6 @@ def check_detections(data: Records) -> list[str]:
         if capped and total > MAX_DETECTIONS:
             problems.append(f"{where(r)}: detections: {total} detections; the detector keeps at most "
                             f"{MAX_DETECTIONS} per image")
-        if len(problems) >= MAX_PROBLEMS:
-            break
     return problems
 
 
@@ -163,8 +160,6 @@ def check_verdicts(data: Records) -> list[str]:
             elif verdict.reason != r.reason:
                 problems.append(f"{where(r)}: reason {r.reason!r:.80} is not the one GenEval's rules give from its "
                                 f"stored detections ({verdict.reason!r:.80})")
-        if len(problems) >= MAX_PROBLEMS:
-            break
     return problems
 
 
@@ -194,8 +189,6 @@ def check_image_reuse(data: Records) -> list[str]:
         elif distinct:
             problems.append(f"{where(r)}: sha256 {r.sha256[:12]}… is also the image of sample {seen.sample_index}: "
                             "each sample is drawn from its own seed, so two samples of a prompt are two images")
-        if len(problems) >= MAX_PROBLEMS:
-            break
     return problems
 
 
@@ -228,8 +221,6 @@ def check_scores(data: Records) -> list[str]:
             elif bounds is not None and not bounds[0] <= value <= bounds[1]:
                 problems.append(f"{where(r)}: scores.{name}: {value} is outside the range its verifier declares "
                                 f"([{bounds[0]:g}, {bounds[1]:g}])")
-        if len(problems) >= MAX_PROBLEMS:
-            break
     return problems
 
 
@@ -248,17 +239,14 @@ def consistency_problems(data: Records, checks: Sequence[tuple[str, Check]] = CH
     broken: set[str] = set()
     for _name, check in checks:
         try:
-            problems += check(data)
+            found = check(data)
         except ValueError as err:  # e.g. the header's evaluator settings lack a threshold
             text = str(err)
             if text not in broken:
                 broken.add(text)
                 problems.append(text)
+            continue
+        problems += found[:MAX_PROBLEMS]
+        if len(found) > MAX_PROBLEMS:
+            problems.append(f"... and {len(found) - MAX_PROBLEMS} more problems like the ones above")
     return problems
-
-
-def by_prompt(records: Sequence[ImageRecord]) -> dict[int, list[ImageRecord]]:
-    out: dict[int, list[ImageRecord]] = defaultdict(list)
-    for r in records:
-        out[r.prompt_index].append(r)
-    return out
