@@ -218,7 +218,7 @@ def _round(config: IterateConfig, workdir: Path, r: int, model: str, say: Any) -
         raise IterateError(str(err)) from None
     try:
         with Session(engine) as s:
-            pool = read_pool(s, summary.run_id, config.evaluator, max_samples=config.pool)
+            pool = read_pool(s, summary.run_id, config.evaluator, max_samples=config.pool, run_dir=run_config.out)
     except CurationError as err:
         raise IterateError(f"round {r}: {err}") from None
     finally:

@@ -205,11 +205,63 @@ def _v3_preparations(conn: Connection) -> None:
     md.tables["preparations"].create(conn)
 
 
+def _v4_relative_image_paths(conn: Connection) -> None:
+    """Version 4: candidates' image and preview paths relative to their run folder ("images/<sha256>.png"),
+    and `run_folders`: where each run's folder was last (absolute, and relative to a SQLite store's own
+    folder), so a store and its run folder copied elsewhere together still find their images.
+
+    The runner always wrote OUT/images/<sha256>.png as an absolute path; such a path becomes
+    "images/<sha256>.png" and OUT the run's folder. Paths of any other shape are kept as they are.
+    """
+    import os
+    from pathlib import PurePath
+
+    md = MetaData(naming_convention=NAMING_CONVENTION)
+    Table("runs", md, Column("id", String, primary_key=True))  # referred to only; not created here
+    folders = Table(
+        "run_folders", md,
+        Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+        Column("path", String, nullable=False),
+        Column("store_relative", String, nullable=True),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+    folders.create(conn)
+    candidates = Table("candidates", MetaData(), Column("id", Integer, primary_key=True), Column("run_id", String),
+                       Column("image_path", String), Column("step_previews", JSONType))
+
+    def relative(path: str) -> tuple[str, str | None]:
+        parts = PurePath(path)
+        if parts.is_absolute() and parts.parent.name == "images":
+            return f"images/{parts.name}", str(parts.parent.parent)
+        return path, None
+
+    database = conn.engine.url.database if conn.dialect.name == "sqlite" else None
+    store_dir = os.path.dirname(os.path.abspath(database)) if database and database != ":memory:" else None
+    found: dict[str, str] = {}
+    rows = conn.execute(candidates.select().order_by(candidates.c.id)).all()
+    for row in rows:
+        image, folder = relative(row.image_path)
+        previews = [relative(p)[0] for p in (row.step_previews or [])]
+        if folder is not None:
+            found.setdefault(row.run_id, folder)
+        if image != row.image_path or previews != list(row.step_previews or []):
+            conn.execute(candidates.update().where(candidates.c.id == row.id)
+                         .values(image_path=image, step_previews=previews))
+    now = utcnow()
+    for run_id, folder in sorted(found.items()):
+        # Relative to the store only when the folder is still where the paths say: a store moved before
+        # migrating cannot tell where its folder was relative to it.
+        near = os.path.relpath(folder, store_dir) if store_dir is not None and os.path.isdir(folder) else None
+        conn.execute(folders.insert().values(run_id=run_id, path=folder, store_relative=near, updated_at=now))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
               _v1_initial),
     Migration(2, "verifier_scores.details: what a score was made of (JSON)", _v2_verifier_details),
     Migration(3, "preparations: the checkpoint a strategy's prepare stage made for a run", _v3_preparations),
+    Migration(4, "candidates' image paths relative to the run folder; run_folders: where each run folder is",
+              _v4_relative_image_paths),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

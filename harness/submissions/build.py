@@ -10,7 +10,6 @@ the header's `preparation`: `choose_preparation`, `prepared_checkpoint`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -38,10 +37,12 @@ class RunExport:
     header: ExportHeader
     records: list[ImageRecord]  # image = None: `write_folder` decides whether images are shipped
     costs: list[Cost] | None
-    image_paths: list[str]  # per record: where the run's PNG is on this machine (as the store has it)
+    image_paths: list[str]  # per record: the run's PNG as the store has it (relative to the run folder)
     resolution: int | None
     # the store's links from the run to prepared checkpoints (harness.store.NewPreparation copies), oldest first
     preparations: tuple[Any, ...] = ()
+    run_folder: Path | None = None  # where the run's images are now (harness.store.folders), when found
+    folder_problem: str | None = None  # why it was not found (images cannot be shipped then)
 
 
 def evaluator_settings(spec: Any) -> dict[str, Any]:
@@ -123,11 +124,13 @@ def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict
 
 
 def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
-             max_samples: int | None = None, verifier_settings: Mapping[str, Any] | None = None) -> RunExport:
+             max_samples: int | None = None, verifier_settings: Mapping[str, Any] | None = None,
+             run_dir: Path | None = None) -> RunExport:
     """A run's candidates with their verdicts by `spec` and scores by `verifiers` ({name: settings hash}).
 
     verifier_settings: what the header records of each verifier (`recorded_verifiers`), so that the
     leaderboard can re-score the images with it; None leaves it out (the entry then cannot be re-checked).
+    run_dir: the run's folder, when it is not where the store finds it (`harness.store.folders`).
     Refuses (SubmitError) a run that lacks a verdict or a score anywhere: an entry is whole.
     """
     from sqlalchemy import func, select
@@ -135,6 +138,7 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     from harness import __version__
     from harness.store import Candidate, NewPreparation, Prompt, Run, VerifierScore, run_preparations
     from harness.store.data import judged_candidates
+    from harness.store.folders import RunFolderError, locate_run_folder
 
     try:
         rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
@@ -180,9 +184,13 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     resolution = run.params.get("resolution")
     links = tuple(NewPreparation(p.strategy, p.settings_hash, dict(p.params), p.checkpoint, p.checkpoint_sha256,
                                  dict(p.manifest)) for p in run_preparations(s, run_id))
+    try:
+        folder, problem = locate_run_folder(s, run_id, run_dir), None
+    except RunFolderError as err:
+        folder, problem = None, str(err)
     return RunExport(header, records, costs, [r.image_path for r in rows],
                      resolution if isinstance(resolution, int) and not isinstance(resolution, bool) else None,
-                     links)
+                     links, folder, problem)
 
 
 def _reward_verifier(link: Any) -> str | None:
@@ -241,29 +249,36 @@ def prepared_checkpoint(run_id: str, link: Any) -> PreparedCheckpoint:
                           f"does not fit an export's preparation: {err}") from None
 
 
-def write_folder(folder: Path, export: RunExport, manifest_text: str, *, images: bool,
-                 run_dir: Path | None = None) -> None:
+def write_folder(folder: Path, export: RunExport, manifest_text: str, *, images: bool) -> None:
     """Write a fresh entry folder: images/<sha256>.png (when `images`), export.jsonl, submission.toml.
 
-    Each copied image is hashed on the way: a file that changed since the run is refused, so an
-    entry's pictures are the judged ones. run_dir: where to look (run_dir/images/<sha256>.png) when
-    a stored path no longer exists (the run folder was moved).
+    Each copied image is hashed on the way: a file that is missing from the run folder, or changed
+    since the run, is refused naming it, so an entry's pictures are the judged ones.
     """
     import json
 
+    from harness.store.folders import ImageProblem, resolve_image
     from harness.submissions.model import MANIFEST_NAME
 
+    if images and export.run_folder is None:
+        raise SubmitError(f"{export.folder_problem} (or submit with --no-images)")
     folder.mkdir(parents=True)
     records = export.records
     if images:
+        assert export.run_folder is not None
         (folder / IMAGES_DIR).mkdir()
         shipped = []
         for record, source in zip(records, export.image_paths, strict=True):
             name = f"{IMAGES_DIR}/{record.sha256}.png"
             target = folder / name
             if not target.exists():
-                data = _read_image(Path(source), record.sha256, run_dir)
-                target.write_bytes(data)
+                where = f"prompt {record.prompt_index:05d} sample {record.sample_index}"
+                try:
+                    path = resolve_image(export.run_folder, source, record.sha256, where)
+                except ImageProblem as err:
+                    raise SubmitError(f"{err}; give the run folder that holds the judged images with --run-dir "
+                                      "(or submit with --no-images)") from None
+                target.write_bytes(path.read_bytes())
             shipped.append(_with_image(record, name))
         records = shipped
     lines = [json.dumps(header_json(export.header), sort_keys=False)]
@@ -277,20 +292,6 @@ def _with_image(record: ImageRecord, image: str) -> ImageRecord:
     from dataclasses import replace
 
     return replace(record, image=image)
-
-
-def _read_image(path: Path, sha256: str, run_dir: Path | None) -> bytes:
-    candidates = [path] + ([run_dir / IMAGES_DIR / f"{sha256}.png"] if run_dir is not None else [])
-    for candidate in candidates:
-        if candidate.is_file():
-            data = candidate.read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise SubmitError(f"{candidate}: its sha256 is not the stored {sha256[:12]}…; the image changed "
-                                  "after it was judged")
-            return data
-    raise SubmitError(f"image {sha256[:12]}… not found at {path}" + (
-        f" nor in {run_dir / IMAGES_DIR}" if run_dir is not None else "; give the run folder with --run-dir")
-        + " (or submit with --no-images)")
 
 
 def replace_folder(partial: Path, final: Path) -> None:
