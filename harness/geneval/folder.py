@@ -100,10 +100,14 @@ def read_prompt_metadata(path: Path) -> dict[str, Any]:
         raise ValueError("missing metadata.jsonl") from None
     except UnicodeDecodeError:
         raise ValueError("metadata.jsonl is not UTF-8 text") from None
+    if not text.strip():
+        raise ValueError("metadata.jsonl is empty: it holds the prompt's GenEval metadata object")
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"metadata.jsonl is not one JSON object ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise ValueError("metadata.jsonl is JSON nested too deeply to read (thousands of levels)") from None
     problems = check_metadata(metadata)
     if problems:
         raise ValueError("invalid metadata: " + "; ".join(problems))

@@ -50,13 +50,15 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 
-from harness.store.engine import StoreError, make_engine, mask_url
+from harness.store.engine import StoreError, StoreReadOnlyError, make_engine, mask_url, read_only_path
 from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
 
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "MalformedVersionError",
     "Migration",
     "StoreVersionError",
     "open_store",
@@ -276,8 +278,14 @@ def _version_table() -> Table:
     )
 
 
+class MalformedVersionError(StoreVersionError):
+    """The `schema_version` table does not hold one row with a version this code could have written."""
+
+
 def stored_version(conn: Connection) -> int:
-    """The store's schema version; 0 for an empty database. Refuses a foreign database."""
+    """The store's schema version; 0 for an empty database. Refuses a foreign database, and a
+    `schema_version` table that does not hold exactly one row (id 1) with a version >= 1
+    (`MalformedVersionError`: `stepwise migrate` can tell the version from the tables)."""
     names = set(inspect(conn).get_table_names())
     if VERSION_TABLE not in names:
         ours = names & {"suites", "prompts", "runs", "candidates", "evaluations", "verifier_scores", "results"}
@@ -287,8 +295,19 @@ def stored_version(conn: Connection) -> int:
                 "it is not a stepwise store (or an unversioned one); use another database"
             )
         return 0
-    version = conn.scalar(_version_table().select().with_only_columns(_version_table().c.version))
-    return int(version or 0)
+    # Read raw: a hand-edited row may hold text, a float or NULL, which must be named, not crash int().
+    rows = conn.execute(text(f"SELECT id, version FROM {VERSION_TABLE}")).all()
+    where = mask_url(conn.engine.url)
+    if len(rows) != 1 or rows[0][0] != 1:
+        held = "no row" if not rows else f"{len(rows)} rows" if len(rows) > 1 else f"a row with id {rows[0][0]!r:.20}"
+        raise MalformedVersionError(f"the store {where}: its {VERSION_TABLE} table holds {held}, not one row (id 1); "
+                                    "`stepwise migrate --db URL` can tell the version from the tables")
+    version = rows[0][1]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MalformedVersionError(f"the store {where}: {VERSION_TABLE}.version holds {version!r:.40}, not a schema "
+                                    "version (1, 2, ...); `stepwise migrate --db URL` can tell the version from the "
+                                    "tables")
+    return version
 
 
 def _check_known(version: int, known: int, where: str) -> None:
@@ -333,7 +352,13 @@ def upgrade(engine: Engine, *, target: int | None = None, migrations: Sequence[M
             step = migrations[version]
             if version == 0:
                 table.create(conn)
-            step.apply(conn)
+            try:
+                step.apply(conn)
+            except DBAPIError as err:  # e.g. a table the step changes is missing: nothing of it was applied
+                reason = " ".join(str(err.orig).split())
+                raise StoreVersionError(f"the store {where}: migration {step.version} ({step.description}) failed "
+                                        f"and was rolled back, the store stays at version {version}: "
+                                        f"{reason}") from None
             values = {"version": step.version, "updated_at": utcnow()}
             if version == 0:
                 conn.execute(table.insert().values(id=1, **values))
@@ -361,13 +386,30 @@ def check_version(engine: Engine) -> int:
 
 def open_store(url: str | None = None, *, upgrade_schema: bool = True) -> Engine:
     """`make_engine(url)`, then the schema: migrated to `SCHEMA_VERSION` (created if empty),
-    or, with upgrade_schema=False, only checked (a read-only look never changes a store)."""
+    or, with upgrade_schema=False, only checked (a read-only look never changes a store).
+
+    Either way the tables and columns the store's version promises must be there
+    (`harness.store.integrity`; `StoreIntegrityError` names what is missing), and a store this
+    process cannot write is refused to writers (`StoreReadOnlyError`: "store is read-only: PATH").
+    """
+    from harness.store.integrity import check_schema
+
     engine = make_engine(url)
     try:
         if upgrade_schema:
+            read_only = read_only_path(engine)
+            if read_only is not None:
+                raise StoreReadOnlyError(f"store is read-only: {read_only} (this command writes to it; commands "
+                                         "that only read, such as curve, curate and submit, work on it)")
+            with engine.connect() as conn:
+                before = stored_version(conn)
+                if 0 < before <= SCHEMA_VERSION:
+                    check_schema(conn, before)  # before migrating: a step may need what is missing
             upgrade(engine)
         else:
             check_version(engine)
+        with engine.connect() as conn:
+            check_schema(conn, stored_version(conn))
     except BaseException:
         engine.dispose()
         raise

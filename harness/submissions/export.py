@@ -162,8 +162,9 @@ def parse_export(lines: Iterable[str]) -> Export:
             continue
         try:
             value = json.loads(line, parse_constant=_refuse_constant)
-        except ValueError as err:
-            problems.append(f"line {lineno}: not valid JSON ({err})")
+        except (ValueError, RecursionError) as err:
+            why = "nested too deeply to read" if isinstance(err, RecursionError) else str(err)
+            problems.append(f"line {lineno}: not valid JSON ({why})")
             if header is None:
                 raise ExportError(problems) from None
             continue
