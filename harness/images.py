@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["MAX_PIXELS", "ImageFileError", "check_size", "image_size", "open_image"]
+__all__ = ["MAX_PIXELS", "ImageFileError", "check_png", "check_size", "decoded", "image_size", "open_image",
+           "png_size"]
 
 # 8192 x 8192: far above any generated image (GenEval's are 512 or 1024 px), far below a bomb.
 MAX_PIXELS = 8192 * 8192
@@ -33,6 +34,21 @@ def check_size(width: int, height: int, where: str) -> None:
                              "(8192 x 8192) are decoded (a decompression bomb?)")
 
 
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk (bytes 16..24), read before Pillow sees the file; None
+    when `data` is not a PNG with an IHDR first."""
+    if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
+def check_png(data: bytes, where: str) -> None:
+    """ImageFileError when a PNG's header claims more than MAX_PIXELS (see `check_size`)."""
+    size = png_size(data)
+    if size is not None:
+        check_size(*size, where)
+
+
 def open_image(source: Path | bytes, where: str | None = None) -> Image:
     """The image in `source` (a path or its bytes), opened lazily with its size checked: the caller
     decodes it (`.load()`, `.convert()`) inside a `with`. ImageFileError names `where` (or the path)."""
@@ -43,6 +59,7 @@ def open_image(source: Path | bytes, where: str | None = None) -> Image:
         data = source if isinstance(source, bytes) else source.read_bytes()
     except OSError as err:
         raise ImageFileError(f"{name}: cannot read ({err.strerror})") from None
+    check_png(data, name)  # before Pillow: its own bomb check names no file and no size
     try:
         image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as err:

@@ -24,14 +24,16 @@ def loads(text: str, where: str) -> Any:
 def iter_json_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed value) for every non-blank line; bad JSON names source:line, and a
     file that is not UTF-8 text names the file (ValueError either way)."""
-    iterator = iter(enumerate(lines, 1))
+    iterator = iter(lines)
+    lineno = 0
     while True:
         try:
-            lineno, line = next(iterator)
+            line = next(iterator)
         except StopIteration:
             return
         except UnicodeDecodeError as err:  # reading the file, not parsing it
-            raise ValueError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start} of a line)") from None
+            raise ValueError(f"{source}: not UTF-8 text ({err.reason}, after line {lineno})") from None
+        lineno += 1
         if not line.strip():
             continue
         yield lineno, loads(line, f"{source}:{lineno}")

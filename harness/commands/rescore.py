@@ -35,8 +35,8 @@ def rescore(detections: Path, out: Path | None, extra: tuple[str, ...], **flags:
     options = options_from_flags(extra=extra, **flags)  # type: ignore[arg-type]
     source = "<stdin>" if str(detections) == "-" else str(detections)
     if out is not None and source != "<stdin>" and _same_file(detections, out):
-        raise click.BadParameter(f"{out} is the input file; write the re-scored results elsewhere (the input "
-                                 "holds the detections every later re-score needs)", param_hint="-o")
+        raise click.ClickException(f"-o {out}: that is the input file; write the re-scored results elsewhere "
+                                   "(the input is left as it is)")
     try:
         lines = sys.stdin if source == "<stdin>" else open(detections, encoding="utf-8")
     except OSError as err:

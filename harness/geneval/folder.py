@@ -135,12 +135,13 @@ def decode_image(path: Path) -> DecodedImage:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from harness.images import ImageFileError, check_size
+    from harness.images import ImageFileError, check_png, check_size
 
     data = _read_bytes(path)
     if not data.startswith(PNG_SIGNATURE):
         raise ImageDecodeError(f"{path}: not a PNG file (GenEval samples are NNNN.png)")
     try:
+        check_png(data, str(path))  # from the header bytes: a decompression bomb is never handed to Pillow
         import io
 
         with Image.open(io.BytesIO(data)) as image:
