@@ -128,6 +128,17 @@ def made_up_detections(metadata: dict[str, Any]) -> dict[str, Any]:
 # the honest entry
 
 
+def test_every_builtin_verifier_declares_its_score_range() -> None:
+    from harness import registry
+    from harness.submissions.consistency import declared_ranges
+
+    builtin = [name for name in registry.verifiers.names() if registry.verifiers.info(name).builtin]
+    assert {"orm", "prm", "parm", "clipscore", "oracle", "random"} <= set(builtin)
+    ranges = declared_ranges(builtin)
+    assert all(ranges[name] is not None for name in builtin), ranges
+    assert ranges["parm"] == (-50.0, 2.0) and ranges["clipscore"] == (0.0, 2.5) and ranges["orm"] == (0.0, 1.0)
+
+
 def test_the_honest_entry_is_rechecked(honest: dict[str, Any]) -> None:
     code, output = validate(honest["folder"], *with_models(honest), "--require-recheck")
     assert code == 0, output

@@ -113,6 +113,10 @@ def locate_run_folder(s: Session, run_id: str, explicit: Path | None = None) -> 
 
     A run without candidates has nothing to find: the explicit folder, or the recorded one, is returned.
     """
+    if explicit is not None:  # the user's word: each image is checked when it is used
+        if not explicit.is_dir():
+            raise RunFolderError(f"{explicit}: no such folder (the run folder of run {run_id[:12]}…)")
+        return explicit
     tried = _candidates(s, run_id, explicit)
     probe = _probe(s, run_id)
     if probe is None or PurePosixPath(probe).is_absolute() or Path(probe).is_absolute():
@@ -123,8 +127,8 @@ def locate_run_folder(s: Session, run_id: str, explicit: Path | None = None) -> 
         if (folder / probe).is_file():
             return folder
     looked = ", ".join(str(p) for p in tried) or "nowhere (the store records no folder)"
-    hint = "" if explicit is not None else "; give the run's --out folder with --run-dir"
-    raise RunFolderError(f"the images of run {run_id[:12]}… are not found (looked for {probe} in {looked}){hint}")
+    raise RunFolderError(f"the images of run {run_id[:12]}… are not found (looked for {probe} in {looked}); give "
+                         "the run's --out folder with --run-dir")
 
 
 def resolve_image(folder: Path, stored: str, sha256: str | None, what: str) -> Path:
