@@ -196,6 +196,17 @@ def pool_file(tmp_path: Path) -> Path:
         for p in range(2) for k in range(2)])
 
 
+def test_a_store_url_naming_a_file_that_is_not_a_database(tmp_path: Path, flags: list[str]) -> None:
+    """SQLite would take a short text file for an empty database and write a store over it."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    for args in (["run", "--generator", "shapes", "--per-task", "0", "--prompts", "0", "--pool", "1", "--db",
+                  f"sqlite:///{notes}", "--out", str(tmp_path / "out"), *flags],
+                 ["migrate", "--db", f"sqlite:///{notes}"], ["curve", "--run", "0" * 64, "--db", f"sqlite:///{notes}"]):
+        fails_naming(args, str(notes), notes, message="is not a SQLite database file")
+    assert notes.read_text() == "x"
+
+
 # ---------------------------------------------------------------------------------------------
 # rescore onto its own input; every field kept
 

@@ -102,7 +102,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise IterateError(f"{path}: not readable JSON ({err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise IterateError(f"{path}: not a {FORMAT} file")

@@ -99,6 +99,7 @@ def make_engine(url: str | None = None, *, check: bool = True, **engine_kwargs: 
     if parsed.drivername == "postgresql":
         # psycopg 3 is the driver this project installs; SQLAlchemy 2.0 would pick psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    _refuse_foreign_file(parsed, shown)
     read_only_file = _read_only_sqlite_file(parsed)
     if read_only_file is not None:
         parsed = _read_only_url(parsed, read_only_file)
@@ -153,6 +154,27 @@ def read_only_path(engine: Engine) -> str | None:
 
 class StoreReadOnlyError(StoreError):
     """A command that writes was given a store it cannot write."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(url: URL, shown: str) -> None:
+    """StoreError when a SQLite URL names an existing file that is not a SQLite database: SQLite would
+    take a short text file for an empty database and write a store over it (`--db sqlite:///notes.txt`)."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        with open(database, "rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return  # created (or refused) by SQLite itself, with its own message
+    except OSError as err:
+        raise StoreError(f"cannot open database {shown}: {err.strerror}") from None
+    if head and head != SQLITE_HEADER:
+        raise StoreError(f"cannot open database {shown}: {database} is not a SQLite database file (it does not "
+                         "start with SQLite's header); nothing was written to it")
 
 
 def _read_only_sqlite_file(url: URL) -> str | None:

@@ -29,7 +29,9 @@ Parts that cannot be re-checked here do not refuse the entry; they leave it at v
 "consistent" (shown apart from the ranked table), each with its reason in `Verification.missing`:
 a model not found, a verifier not installed or of another version, a verifier that scores step
 previews (exports ship final images only), an export without `verifier_settings` or without images,
-`--recheck none`. Entries of one evaluator or verifier setting share one loaded model (`Rechecker`).
+`--recheck none`. Entries of one evaluator or verifier setting share one loaded model (`Rechecker`),
+and an image (its bytes checked against its sha256 by the loader) is judged and scored once per
+setting however many entries ship it.
 
 The steps are small functions (`sample`, `evaluator_spec`, `rejudge`, `build_verifier`, `rescore`)
 over export records and the recorded settings, so other record kinds and suites can reuse them.
@@ -162,22 +164,31 @@ def _chunks(items: Sequence[ImageRecord], size: int) -> list[Sequence[ImageRecor
 
 
 def rejudge(models: Any, spec: Any, folder: Path, picked: Sequence[ImageRecord],
-            samples: Sequence[Mapping[str, Any]], batch_size: int = 8) -> list[tuple[str, str]]:
-    """(image, problem) for each picked record whose image the evaluator judges otherwise now."""
+            samples: Sequence[Mapping[str, Any]], batch_size: int = 8,
+            memo: dict[tuple[str, int], tuple[bool, str]] | None = None) -> list[tuple[str, str]]:
+    """(image, problem) for each picked record whose image the evaluator judges otherwise now.
+
+    memo: verdicts these models gave before, by (image sha256, prompt index): an image whose bytes
+    the loader checked against its sha256 is the same image, so the same models judge it the same."""
     from harness.geneval.evaluator import judge_batch
     from harness.geneval.folder import decode_image
     from harness.submissions.paths import confined
 
-    problems: list[tuple[str, str]] = []
-    for batch in _chunks(picked, batch_size):
+    memo = {} if memo is None else memo
+    todo = [r for r in picked if (r.sha256, r.prompt_index) not in memo]
+    for batch in _chunks(todo, batch_size):
         arrays = [decode_image(confined(folder, str(r.image))).rgb for r in batch]
         judged = judge_batch(models, arrays, [dict(samples[r.prompt_index]) for r in batch], spec)
         for r, (_detections, verdict) in zip(batch, judged, strict=True):
-            if bool(verdict.correct) != r.correct:
-                because = f" ({verdict.reason.splitlines()[0]})" if verdict.reason else ""
-                problems.append((str(r.image), f"{where(r)}: the recorded evaluator judges this image "
-                                               f"{str(bool(verdict.correct)).lower()}{because} when re-checked, "
-                                               f"but the export says correct = {str(r.correct).lower()}"))
+            memo[(r.sha256, r.prompt_index)] = (bool(verdict.correct), verdict.reason)
+    problems: list[tuple[str, str]] = []
+    for r in picked:
+        correct, reason = memo[(r.sha256, r.prompt_index)]
+        if correct != r.correct:
+            because = f" ({reason.splitlines()[0]})" if reason else ""
+            problems.append((str(r.image), f"{where(r)}: the recorded evaluator judges this image "
+                                           f"{str(correct).lower()}{because} when re-checked, "
+                                           f"but the export says correct = {str(r.correct).lower()}"))
     return problems
 
 
@@ -219,17 +230,20 @@ def build_verifier(name: str, header: Any, plan: RecheckPlan) -> tuple[Any, Any]
         raise ValueError(str(err)) from None
 
 
-def rescore(verifier: Any, folder: Path, picked: Sequence[ImageRecord], name: str,
-            tolerance: float) -> list[tuple[str, str]]:
+def rescore(verifier: Any, folder: Path, picked: Sequence[ImageRecord], name: str, tolerance: float,
+            memo: dict[tuple[str, str, bool], float] | None = None) -> list[tuple[str, str]]:
     """(image, problem) for each picked record whose stored score of `name` the verifier does not give
-    again within `tolerance`. A verifier that reads verdicts (`needs_verdicts`) gets the stored ones."""
+    again within `tolerance`. A verifier that reads verdicts (`needs_verdicts`) gets the stored ones.
+
+    memo: scores this verifier gave before, by (image sha256, prompt, the verdict it was given)."""
     from harness.images import decoded, open_image
     from harness.submissions.paths import confined
 
-    problems: list[tuple[str, str]] = []
+    memo = {} if memo is None else memo
     by_prompt: dict[int, list[ImageRecord]] = {}
     for r in picked:
-        by_prompt.setdefault(r.prompt_index, []).append(r)
+        if (r.sha256, r.prompt, r.correct) not in memo:
+            by_prompt.setdefault(r.prompt_index, []).append(r)
     reads_verdicts = bool(getattr(type(verifier), "needs_verdicts", False))
     for records in by_prompt.values():
         images = []
@@ -242,11 +256,14 @@ def rescore(verifier: Any, folder: Path, picked: Sequence[ImageRecord], name: st
         if len(scores) != len(records):
             raise RuntimeError(f"verifier {name!r} returned {len(scores)} scores for {len(records)} images")
         for r, fresh in zip(records, scores, strict=True):
-            stored = r.scores[name]
-            if not abs(float(fresh.score) - stored) <= tolerance:
-                problems.append((str(r.image), f"{where(r)}: verifier {name!r} scores this image {fresh.score:.6g} "
-                                               f"when re-checked, but the export says {stored:.6g} (tolerance "
-                                               f"{tolerance:g})"))
+            memo[(r.sha256, r.prompt, r.correct)] = float(fresh.score)
+    problems: list[tuple[str, str]] = []
+    for r in picked:
+        fresh_score, stored = memo[(r.sha256, r.prompt, r.correct)], r.scores[name]
+        if not abs(fresh_score - stored) <= tolerance:
+            problems.append((str(r.image), f"{where(r)}: verifier {name!r} scores this image {fresh_score:.6g} "
+                                           f"when re-checked, but the export says {stored:.6g} (tolerance "
+                                           f"{tolerance:g})"))
     return problems
 
 
@@ -258,9 +275,12 @@ class Rechecker:
         self.log = log or (lambda message: None)
         self._evaluators: dict[str, Any] = {}  # spec key -> Models, or the reason they cannot be built
         self._verifiers: dict[str, Any] = {}  # name + params -> instance, or the reason
+        # What those models said about an image before (entries may share images): by setting key
+        self._verdicts: dict[str, dict[tuple[str, int], tuple[bool, str]]] = {}
+        self._scores: dict[str, dict[tuple[str, str, bool], float]] = {}
 
-    def _models(self, header: Any) -> tuple[Any, Any]:
-        """(spec, Models) for the header's evaluator; ValueError why not (remembered per setting)."""
+    def _models(self, header: Any) -> tuple[Any, Any, dict[tuple[str, int], tuple[bool, str]]]:
+        """(spec, Models, verdict memo) for the header's evaluator; ValueError why not (remembered per setting)."""
         from harness.geneval.evaluator import Models
 
         spec = evaluator_spec(header, self.plan)  # ValueError: a file not found
@@ -277,9 +297,9 @@ class Rechecker:
         models = self._evaluators[key]
         if isinstance(models, str):
             raise ValueError(models)
-        return spec, models
+        return spec, models, self._verdicts.setdefault(key, {})
 
-    def _verifier(self, name: str, header: Any) -> Any:
+    def _verifier(self, name: str, header: Any) -> tuple[Any, dict[tuple[str, str, bool], float]]:
         from harness.plugins import canonical_json
         from harness.runner import RunError, instantiate
 
@@ -295,7 +315,7 @@ class Rechecker:
         verifier = self._verifiers[key]
         if isinstance(verifier, str):
             raise ValueError(verifier)
-        return verifier
+        return verifier, self._scores.setdefault(key, {})
 
     def recheck(self, entry: Entry) -> Entry:
         """`entry` with its verification filled in; SubmissionError (naming the images) when a re-judged
@@ -317,25 +337,25 @@ class Rechecker:
         images_done = 0
         if picked:
             try:
-                spec, models = self._models(header)
+                spec, models, verdicts = self._models(header)
             except ValueError as err:
                 missing.append(f"evaluator ({header.evaluator_backend}): {err}")
             else:
                 self.log(f"{entry.slug}: re-judging {len(picked)} of {total} images with {spec.backend}")
                 problems += rejudge(models, spec, entry.folder, picked, suite_metadata(header.prompts),
-                                    self.plan.batch_size)
+                                    self.plan.batch_size, verdicts)
                 images_done = len(picked)
         scores: dict[str, tuple[int, int]] = {}
         for name in sorted(header.verifiers):
             done = 0
             if picked:
                 try:
-                    verifier = self._verifier(name, header)
+                    verifier, memo = self._verifier(name, header)
                 except ValueError as err:
                     missing.append(f"verifier {name}: {err}")
                 else:
                     self.log(f"{entry.slug}: re-scoring {len(picked)} of {total} candidates with {name}")
-                    problems += rescore(verifier, entry.folder, picked, name, self.plan.tolerance)
+                    problems += rescore(verifier, entry.folder, picked, name, self.plan.tolerance, memo)
                     done = len(picked)
             scores[name] = (done, total)
         if problems:
