@@ -14,13 +14,16 @@ images (`--recheck N`, default 64 per entry; `all`; `none`) with a fresh seed on
   model paths located by name in `--models` folders, `--verifier-param` on top): a score more than
   `SCORE_TOLERANCE` away from the stored one refuses the entry, naming the image.
 
-Tolerance, and why: stored scores may come from a GPU in float16/bfloat16 and be re-checked on
-another device or dtype. A VLM's P("yes") and CLIP's cosine computed in half precision move by up
-to about 1e-2 against float32 (our tests of the engine and CLIPScore see 1e-5 on one device and
-about 2e-2 between bfloat16 and float32), so |re-scored - stored| <= 0.02 (`--score-tolerance`)
-accepts honest device and dtype differences and refuses any edit that changes a score by more. Verdicts
-have no tolerance: they are booleans. (On GPU the colour classifier runs under fp16 autocast; a colour
-decided by a near-tie can flip there, and such an entry is refused for the maintainer to look at.)
+Tolerance, and why: stored scores may come from a GPU in float16/bfloat16 (the VLM verifiers' and
+CLIPScore's `dtype=auto` on CUDA) and be re-checked on another device or dtype. On one device and
+dtype the scores repeat to float rounding (1e-6; batch composition changes nothing more); half
+precision moves them: measured here on the tiny CLIP (CPU, 32 random images), CLIPScore in float16
+moved by at most 7e-4 and in bfloat16 by 8.5e-3 against float32. So |re-scored - stored| <= 0.02
+(`--score-tolerance`) accepts honest dtype and device differences and refuses any edit that moves a
+score by more. (The real models on a GPU were not measured: no GPU was available to this project.)
+Verdicts have no tolerance: they are booleans. (On GPU the colour classifier runs under fp16
+autocast; a colour decided by a near-tie can flip there, and such an entry is refused for the
+maintainer to look at.)
 
 What a sample of k images out of N proves: an export in which a fraction f of the candidates were
 edited passes with probability (1 - f)^k, e.g. 0.9^64 = 0.1% for f = 10%.
