@@ -382,6 +382,23 @@ def test_a_forgery_whose_models_are_missing_is_shown_only_as_unverified(honest: 
     assert 'data-slug="forged"' in apart and "not re-checked" in apart
 
 
+def test_records_without_images_keep_an_entry_from_being_rechecked(honest: dict[str, Any], tmp_path: Path) -> None:
+    """Ship the images of the honest records only, and forge the others: the sample is drawn from the
+    shipped images, so it cannot vouch for the rest; the entry is not re-checked."""
+    def forge(h: Header, rs: Records) -> None:
+        samples = suite()
+        for r in rs:
+            if r["prompt_index"] >= 40:
+                detections = made_up_detections(samples[r["prompt_index"]])
+                correct, reason = judged_correct(samples[r["prompt_index"]], detections)
+                if correct:
+                    r.update(detections=detections, correct=True, reason=reason)
+                r["image"] = None
+
+    code, output = validate(forged(honest, tmp_path, forge), *with_models(honest))
+    assert code == 0 and "NOT re-checked" in output and "90 of 170 candidates ship no image" in output, output
+
+
 # ---------------------------------------------------------------------------------------------
 # any single-field edit: refused, or the shown scores do not move
 

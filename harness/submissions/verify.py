@@ -31,8 +31,9 @@ edited passes with probability (1 - f)^k, e.g. 0.9^64 = 0.1% for f = 10%.
 Parts that cannot be re-checked here do not refuse the entry; they leave it at verification level
 "consistent" (shown apart from the ranked table), each with its reason in `Verification.missing`:
 a model not found, a verifier not installed or of another version, a verifier that scores step
-previews (exports ship final images only), an export without `verifier_settings` or without images,
-`--recheck none`. Entries of one evaluator or verifier setting share one loaded model (`Rechecker`),
+previews (exports ship final images only), an export without `verifier_settings`, an export that
+does not ship every candidate's image (the sample is drawn from the shipped ones; the others could
+hide anything), `--recheck none`. Entries of one evaluator or verifier setting share one loaded model (`Rechecker`),
 and an image (its bytes checked against its sha256 by the loader) is judged and scored once per
 setting however many entries ship it.
 
@@ -333,10 +334,13 @@ class Rechecker:
         missing: list[str] = []
         problems: list[tuple[str, str]] = []
         picked = sample(entry, self.plan.count, self.plan.seed) if self.plan.count != 0 else []
+        unshipped = sum(r.image is None for r in entry.images)
         if self.plan.count == 0:
             missing.append("re-check skipped (--recheck none)")
-        elif not any(r.image is not None for r in entry.images):
+        elif unshipped == total:
             missing.append("no images shipped (submitted with --no-images): nothing to re-judge or re-score")
+        elif unshipped:  # a sample of the shipped ones says nothing about the others
+            missing.append(f"{unshipped} of {total} candidates ship no image, so they cannot be re-judged or re-scored")
         images_done = 0
         if picked:
             try:
