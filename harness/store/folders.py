@@ -82,10 +82,9 @@ def record_run_folder(s: Session, run_id: str, folder: Path) -> None:
     s.flush()
 
 
-def _candidates(s: Session, run_id: str, explicit: Path | None) -> list[Path]:
+def _candidates(s: Session, run_id: str) -> list[Path]:
+    """Where the run folder may be now, in the order `locate_run_folder` tries them."""
     out: list[Path] = []
-    if explicit is not None:
-        return [explicit]
     row = s.get(RunFolder, run_id)
     near = store_folder(s)
     if row is not None:
@@ -117,7 +116,7 @@ def locate_run_folder(s: Session, run_id: str, explicit: Path | None = None) -> 
         if not explicit.is_dir():
             raise RunFolderError(f"{explicit}: no such folder (the run folder of run {run_id[:12]}…)")
         return explicit
-    tried = _candidates(s, run_id, explicit)
+    tried = _candidates(s, run_id)
     probe = _probe(s, run_id)
     if probe is None or PurePosixPath(probe).is_absolute() or Path(probe).is_absolute():
         if tried:
