@@ -57,7 +57,54 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+BUG_LINE = ("stepwise {version}: this is a bug in stepwise, not a problem with your input or setup; please report "
+            "it with the command line and the traceback below")
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one line for an exception that is the user's or the machine's to fix (a file that cannot be
+    written, a full disk, a store that cannot be written), or None for everything else: a bug."""
+    from sqlalchemy.exc import DBAPIError
+
+    from harness.store import StoreError
+
+    if isinstance(err, StoreError):
+        return " ".join(str(err).split())
+    if isinstance(err, DBAPIError):
+        reason = " ".join(str(err.orig).split())
+        if "readonly database" in reason or "read-only transaction" in reason:
+            return f"store is read-only: {reason}"
+        return f"the store failed: {reason}"
+    if isinstance(err, NotADirectoryError | FileExistsError) and err.filename is not None:
+        # mkdir of an output below an existing regular file (`-o notes.txt/out.jsonl`)
+        return (f"{err.filename}: cannot be made a folder: it, or a folder above it, is an existing file "
+                f"({err.strerror})")
+    if isinstance(err, OSError) and (err.filename is not None or err.strerror):
+        where = f"{err.filename}: " if err.filename is not None else ""
+        also = f" (and {err.filename2})" if getattr(err, "filename2", None) else ""
+        return f"{where}{err.strerror or err}{also}"
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    return None
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the subcommand. A user's error never ends in a traceback: click's own errors and our
+        ClickExceptions print one line; an OSError or store error that escaped a command becomes one line
+        too (`user_error`). Anything else is a bug: one line asking for a report, then its traceback."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as err:
+            message = user_error(err)
+            if message is not None:
+                raise click.ClickException(message) from None
+            click.echo(BUG_LINE.format(version=__version__), err=True)
+            raise
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

@@ -201,21 +201,31 @@ PreviewJudge = Callable[[Sequence[PreviewRequest]], Mapping[tuple[str, int], Pre
 # reading the pool
 
 
-def read_pool(s: Any, run_id: str, spec: Any, *, max_samples: int | None = None) -> JudgedPool:
-    """A run's candidates with their verdicts by `spec` (an EvaluatorSpec); CurationError when the run
-    is unknown, has no candidates, or lacks a verdict by these settings anywhere."""
+def read_pool(s: Any, run_id: str, spec: Any, *, max_samples: int | None = None,
+              run_dir: Path | None = None) -> JudgedPool:
+    """A run's candidates with their verdicts by `spec` (an EvaluatorSpec), image paths resolved against
+    where the run folder is now (`run_dir`, else where the store finds it: `harness.store.folders`);
+    CurationError when the run is unknown, has no candidates, lacks a verdict by these settings
+    anywhere, or its folder is not found."""
     from harness.store import Run
     from harness.store.data import judged_candidates
+    from harness.store.folders import RunFolderError, locate_run_folder
 
     try:
         rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
-    except ValueError as err:
+        folder = locate_run_folder(s, run_id, run_dir)
+    except (ValueError, RunFolderError) as err:
         raise CurationError(str(err)) from None
     run = s.get(Run, run_id)
+
+    def located(path: str) -> str:
+        return path if Path(path).is_absolute() else str(folder / path)
+
     candidates = tuple(
         JudgedCandidate(prompt_index=int(r.index), prompt=r.text, metadata=dict(r.meta),
-                        sample_index=int(r.sample_index), image=r.image_path, sha256=r.image_sha256,
-                        correct=bool(r.correct), reason=r.reason or "", previews=tuple(r.step_previews))
+                        sample_index=int(r.sample_index), image=located(r.image_path), sha256=r.image_sha256,
+                        correct=bool(r.correct), reason=r.reason or "",
+                        previews=tuple(located(p) for p in r.step_previews))
         for r in rows)
     return JudgedPool(run.id, run.suite.name, run.suite.hash, spec.backend, spec.key(), candidates)
 
@@ -382,7 +392,8 @@ def _check_image(path: str, sha256: str, what: str) -> None:
     try:
         actual = content_sha256(Path(path))
     except OSError as err:
-        raise CurationError(f"{what} {path}: cannot read ({err.strerror}); was the run's --out folder moved?") from None
+        raise CurationError(f"{what} {path}: cannot read ({err.strerror}); if the run's folder moved, give it with "
+                            "--run-dir") from None
     if actual != sha256:
         raise CurationError(f"{what} {path}: its sha256 is {actual[:12]}…, the store says {sha256[:12]}…; the file "
                             "changed since it was judged")

@@ -10,15 +10,33 @@ from pathlib import Path
 from typing import Any
 
 
+def loads(text: str, where: str) -> Any:
+    """json.loads, with what a hostile input makes it raise turned into a ValueError naming `where`: bad
+    JSON, and JSON nested so deeply (thousands of brackets) that the parser runs out of stack."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read (thousands of levels)") from None
+
+
 def iter_json_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed value) for every non-blank line; bad JSON names source:line."""
-    for lineno, line in enumerate(lines, 1):
+    """Yield (line number, parsed value) for every non-blank line; bad JSON names source:line, and a
+    file that is not UTF-8 text names the file (ValueError either way)."""
+    iterator = iter(lines)
+    lineno = 0
+    while True:
+        try:
+            line = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as err:  # reading the file, not parsing it
+            raise ValueError(f"{source}: not UTF-8 text ({err.reason}, after line {lineno})") from None
+        lineno += 1
         if not line.strip():
             continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source}:{lineno}: not valid JSON ({err.msg})") from None
+        yield lineno, loads(line, f"{source}:{lineno}")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -37,9 +55,9 @@ def write_atomic(path: Path, text: str) -> None:
 def read_json_object(path: Path) -> dict[str, Any]:
     """The JSON object in `path` (a config file); ValueError naming the file when it is not one."""
     try:
-        data = json.loads(path.read_text())
-    except ValueError as err:  # JSONDecodeError and bad UTF-8 alike
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        data = loads(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

@@ -262,6 +262,13 @@ class Verifier(Protocol):
     computed before scoring for new candidates, read from the store for candidates judged
     earlier. Such a verifier's scores are stored per evaluator settings (the evaluator's key is
     part of their settings hash). Reference points use it (`oracle`); a real reward model must not.
+
+    Optional declaration: `score_range: ClassVar[tuple[float, float]]`, the inclusive bounds of
+    `VerifierScore.score` (e.g. `(0.0, 1.0)` for a probability; PARM's encoding `(-50.0, 2.0)`).
+    The leaderboard refuses an entry whose stored scores leave the declared range of their verifier
+    (`harness.submissions.consistency`), so a forged export cannot rewrite a probability as 1e308.
+    A verifier without it (a third-party plug-in written before it existed) is checked for finite
+    scores only, and its entries' pages say that its range was not checked. Every built-in declares it.
     """
 
     Params: ClassVar[type]

@@ -267,13 +267,13 @@ def training_suite(per_task: int, seed: int, exclude: Sequence[Sample]) -> list[
 
 def write_suite(samples: list[Sample], out_dir: Path) -> tuple[Path, Path]:
     """Write GenEval's two files; returns (metadata path, prompts path)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from harness.jsonl import write_atomic
+
     metadata_path, prompts_path = out_dir / METADATA_FILE, out_dir / PROMPTS_FILE
-    # newline="\n": the published files use LF, and byte identity is tested.
-    with open(prompts_path, "w", encoding="utf-8", newline="\n") as fp:
-        fp.writelines(f"{s['prompt']}\n" for s in samples)
-    with open(metadata_path, "w", encoding="utf-8", newline="\n") as fp:
-        fp.writelines(f"{json.dumps(s)}\n" for s in samples)
+    # Through a temporary file and a rename (LF newlines: the published files use LF, and byte
+    # identity is tested): an interrupted write never leaves half a suite under the final names.
+    write_atomic(prompts_path, "".join(f"{s['prompt']}\n" for s in samples))
+    write_atomic(metadata_path, "".join(f"{json.dumps(s)}\n" for s in samples))
     return metadata_path, prompts_path
 
 
@@ -289,4 +289,6 @@ def read_metadata(path: Path) -> list[Sample]:
             if problems:
                 raise ValueError(f"{path}:{lineno}: " + "; ".join(problems))
             samples.append(sample)
+    if not samples:
+        raise ValueError(f"{path}: empty: no prompts (one GenEval metadata object per line)")
     return samples

@@ -352,8 +352,18 @@ def _generate(generator: Generator, work: PromptWork, config: RunConfig, images_
     return items
 
 
-def _stored_item(cand: Candidate) -> Item:
-    return Item(cand.sample_index, cand.image_path, cand.image_sha256, list(cand.step_previews), cand.id)
+def _stored_item(cand: Candidate, folder: Path) -> Item:
+    """A stored candidate to judge or score again, its (relative) paths resolved against the run folder
+    and its image checked against the stored sha256 (RunError naming it when missing or changed)."""
+    from harness.store.folders import ImageProblem, resolve_image, resolve_previews
+
+    what = f"prompt {cand.prompt.index:05d} sample {cand.sample_index}" if cand.prompt else f"candidate {cand.id}"
+    try:
+        image = resolve_image(folder, cand.image_path, cand.image_sha256, what)
+        previews = resolve_previews(folder, list(cand.step_previews), what)
+    except ImageProblem as err:
+        raise RunError(f"{err}; give the run folder that holds it as --out") from None
+    return Item(cand.sample_index, str(image), cand.image_sha256, [str(p) for p in previews], cand.id)
 
 
 def _evaluate(models: Models, spec: EvaluatorSpec, items: list[Item], metadata: dict[str, Any],
@@ -427,10 +437,11 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
         add_evaluations,
         add_verifier_scores,
     )
+    from harness.store.folders import relative_image_path
 
     new = _generate(ctx.generator(), work, ctx.config, ctx.images_dir, ctx.wants_previews) if work.generate else []
     bars.update("generate", len(new))
-    to_eval = [_stored_item(c) for c in work.evaluate] + new
+    to_eval = [_stored_item(c, ctx.config.out) for c in work.evaluate] + new
     verdicts = _evaluate(ctx.models, ctx.config.evaluator, to_eval, work.metadata, ctx.config.batch_size)
     bars.update("evaluate", len(verdicts))
     # Evaluated before scoring: verifiers that need GenEval's verdict (the oracle) read it from here.
@@ -438,15 +449,17 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
     correct.update(_stored_verdicts(engine, work, ctx, known=correct))
     scored: dict[str, list[Scored]] = {}
     for v in ctx.verifiers:
-        todo = [_stored_item(c) for c in work.score.get(v.name, [])] + new
+        todo = [_stored_item(c, ctx.config.out) for c in work.score.get(v.name, [])] + new
         if todo:
             scored[v.name] = _score(v, todo, work.metadata["prompt"], correct)
             bars.update("score", len(todo))
 
     spec = ctx.config.evaluator
     with Session(engine) as s, s.begin():
+        out = ctx.config.out  # the store keeps paths relative to the run folder: it may move
         ids = add_candidates(s, run_id, work.prompt_id, [
-            NewCandidate(i.sample_index, i.path, i.sha256, i.previews, i.cost, i.seed) for i in new])
+            NewCandidate(i.sample_index, relative_image_path(i.path, out), i.sha256,
+                         [relative_image_path(p, out) for p in i.previews], i.cost, i.seed) for i in new])
 
         def cid(item: Item) -> int:
             return item.candidate_id if item.candidate_id is not None else ids[item.sample_index]
@@ -557,6 +570,7 @@ def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
 
     from harness import __version__
     from harness.store import NewPrompt, add_prompts, get_or_create_run, get_or_create_suite
+    from harness.store.folders import record_run_folder
 
     spec = run_spec(config, samples, provenance, params)
     with Session(engine) as s, s.begin():
@@ -564,6 +578,7 @@ def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
         new = [NewPrompt(i, x["tag"], x["prompt"], x) for i, x in enumerate(samples)]
         ids = add_prompts(s, suite.id, new)
         get_or_create_run(s, spec, __version__)
+        record_run_folder(s, spec.run_id, config.out)  # --out is where this run's images are now
     return spec.run_id, dict(enumerate(ids))
 
 

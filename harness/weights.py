@@ -89,7 +89,7 @@ def weight_files(directory: Path) -> list[Path]:
         if index.is_file():
             try:
                 shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, KeyError, TypeError, RecursionError) as err:
                 raise MissingWeightsError(f"{index}: not a readable shard index ({err})") from None
             return [directory / shard for shard in shards]
     for pattern in WEIGHT_PATTERNS:

@@ -23,16 +23,22 @@ Stable hooks for browser tests (ids, classes, data attributes):
 
     every page      body[data-page=index|scaling|compare|entry|pair]; nav#site-nav a.nav-link[data-nav];
                     footer#site-footer; h1#page-title (index, scaling, compare, pair pages)
-    index.html      p#provenance-note; section.backend#backend-<backend>[data-backend];
-                    table.leaderboard[data-backend][data-sort-key][data-sort-dir] (initially
+    index.html      p#provenance-note; section.board#board-<board>[data-board] for the boards that hold
+                    entries, in order: rechecked (reproduced and re-checked: the ranked table), unverified
+                    (reproduced, not re-checked), reported; in each, section.backend#<board>-<backend>
+                    [data-backend][data-board];
+                    table.leaderboard[data-backend][data-board][data-sort-key][data-sort-dir] (initially
                     "overall"/"descending"; JS adds class "sortable-ready");
                     thead th[data-key][data-sort=number|text][aria-sort] button.sort-button
                     (keys: rank name kind generator strategy verifiers n alignment overall
                     single_object two_object counting colors position color_attr);
-                    tbody tr.entry-row[data-slug][data-kind][data-rank][data-order];
+                    tbody tr.entry-row[data-slug][data-kind][data-level][data-rank][data-order];
                     td.col-<key>[data-value] (scores: "0.630000", "" when missing);
-                    a.entry-link; span.badge.kind-reported / .kind-reproduced [data-kind]
-    entry/<slug>    article#entry[data-slug][data-kind][data-backend]; h1#entry-name; #entry-link;
+                    a.entry-link; span.badge.kind-reported / .kind-reproduced [data-kind]; reproduced rows
+                    also span.badge.verify-rechecked / .verify-consistent [data-level]
+    entry/<slug>    article#entry[data-slug][data-kind][data-level][data-backend]; h1#entry-name; #entry-link;
+                    section#verification[data-level] (dl.fields: level, checks, images re-judged, candidates
+                    re-scored per verifier, what was missing, seed, tolerance);
                     section#scores with svg.chart-bars#bars-<slug> (rect.bar[data-task][data-value])
                     and table#scores-table tr[data-task]; a#scaling-link; section#configuration
                     div.config-group#config-system/#config-evaluator/#config-protocol (dl.fields);
@@ -158,7 +164,7 @@ class _Renderer:
         root = "../" * path.count("/")
         html = self.env.get_template(template).render(
             root=root, page=page, version=self.version, score_keys=summarize.SCORE_KEYS,
-            score_labels=summarize.SCORE_LABELS, **values,
+            score_labels=summarize.SCORE_LABELS, level_labels=summarize.LEVEL_LABELS, **values,
         )
         _write(self.staging / path, html)
         self.pages += 1
@@ -196,6 +202,7 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
             provenance=summarize.provenance(entry, summarize.read_export_header(entry) if reproduced else None),
             gallery=gallery, gallery_pages=gallery_pages, selecting=selecting, pick_note=_pick_note(entry),
             has_scaling=entry.slug in scaling_ids, scaling_id=scaling_ids.get(entry.slug, ""),
+            level=summarize.level_of(entry), verification=summarize.verification(entry),
         )
 
 
@@ -224,7 +231,7 @@ def _render(
     staging: Path, entries: list[Entry], published: dict[str, SiteImage], version: str
 ) -> tuple[int, list[str]]:
     r = _Renderer(staging, version)
-    r.page("index.html", "index.html", "index", tables=summarize.tables(entries))
+    r.page("index.html", "index.html", "index", boards=summarize.boards(entries))
     figures = [f for f in (scaling_figures(e) for e in entries if e.manifest.kind == "reproduced" and e.curves) if f]
     r.page("scaling.html", "scaling.html", "scaling", figures=figures,
            hrefs={e.slug: summarize.entry_href(e.slug) for e in entries},

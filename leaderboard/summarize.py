@@ -100,6 +100,7 @@ class Row:
     n: int
     alignment: str
     cells: dict[str, Cell]
+    level: str = "reported"  # the entry's verification level (`LEVEL_LABELS`)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,35 @@ class Table:
     backend: str
     section_id: str
     rows: tuple[Row, ...]
+    board: str = "rechecked"
+
+
+# The index's three boards, in page order: which entries each holds, its heading and its note.
+# Only re-checked reproduced entries are ranked against each other in the main one; entries that
+# could not be re-checked with the models are shown apart, and numbers from papers in their own.
+BOARDS: tuple[tuple[str, str, str], ...] = (
+    ("rechecked", "Reproduced and re-checked",
+     "Recomputed from run exports that passed every consistency check, with a random sample of their images "
+     "re-judged by the recorded evaluator and re-scored by the recorded verifiers on the maintainers' machine."),
+    ("unverified", "Reproduced, not re-checked",
+     "Recomputed from run exports that passed every consistency check, but could not be re-judged and re-scored "
+     "with the models (each entry page says what was missing). Not ranked with the re-checked entries."),
+    ("reported", "Reported (numbers from papers)",
+     "Typed from publications (each entry page cites its table); not recomputed here. Not ranked with the "
+     "reproduced entries."),
+)
+LEVEL_LABELS: dict[str, str] = {"rechecked": "re-checked", "consistent": "not re-checked", "reported": "reported"}
+
+
+def level_of(entry: Entry) -> str:
+    """"reported", "rechecked" or "consistent" (a reproduced entry never re-checked counts as that)."""
+    if entry.manifest.kind == "reported":
+        return "reported"
+    return entry.verification.level if entry.verification is not None else "consistent"
+
+
+def board_of(entry: Entry) -> str:
+    return {"reported": "reported", "rechecked": "rechecked"}.get(level_of(entry), "unverified")
 
 
 def _alignment_text(entry: Entry) -> str:
@@ -136,21 +166,84 @@ def ranked(entries: Sequence[Entry]) -> list[tuple[int, Entry]]:
 
 
 def tables(entries: Sequence[Entry]) -> list[Table]:
-    """One table per evaluator backend, backends sorted by name, rows by overall score."""
-    backends = sorted({entry.manifest.evaluator.backend for entry in entries})
+    """Per board (`BOARDS`, in order), one table per evaluator backend (sorted by name), rows by overall
+    score with ranks within their table. Boards without entries have no table."""
     out = []
-    for backend in backends:
-        rows = []
-        for rank, entry in ranked([e for e in entries if e.manifest.evaluator.backend == backend]):
-            system = entry.manifest.system
-            rows.append(Row(
-                rank=rank, slug=entry.slug, href=entry_href(entry.slug), name=entry.manifest.name,
-                kind=entry.manifest.kind, generator=system.generator, strategy=system.strategy,
-                verifiers=", ".join(system.verifiers) or "—", n=system.n, alignment=_alignment_text(entry),
-                cells=cells_of(entry),
-            ))
-        out.append(Table(backend=backend, section_id=f"backend-{html_id(backend)}", rows=tuple(rows)))
+    for board, _title, _note in BOARDS:
+        members = [e for e in entries if board_of(e) == board]
+        for backend in sorted({entry.manifest.evaluator.backend for entry in members}):
+            rows = []
+            for rank, entry in ranked([e for e in members if e.manifest.evaluator.backend == backend]):
+                system = entry.manifest.system
+                rows.append(Row(
+                    rank=rank, slug=entry.slug, href=entry_href(entry.slug), name=entry.manifest.name,
+                    kind=entry.manifest.kind, generator=system.generator, strategy=system.strategy,
+                    verifiers=", ".join(system.verifiers) or "—", n=system.n, alignment=_alignment_text(entry),
+                    cells=cells_of(entry), level=level_of(entry),
+                ))
+            out.append(Table(backend=backend, section_id=f"{board}-{html_id(backend)}", rows=tuple(rows),
+                             board=board))
     return out
+
+
+@dataclass(frozen=True)
+class Board:
+    key: str
+    title: str
+    note: str
+    tables: tuple[Table, ...]
+
+
+def boards(entries: Sequence[Entry]) -> list[Board]:
+    """The index's boards that hold entries, each with its tables."""
+    all_tables = tables(entries)
+    return [Board(key, title, note, tuple(t for t in all_tables if t.board == key))
+            for key, title, note in BOARDS if any(t.board == key for t in all_tables)]
+
+
+def verification(entry: Entry) -> list[Field]:
+    """What was checked of an entry before its numbers are shown, for its page."""
+    from harness.submissions.consistency import CHECKS
+
+    level = level_of(entry)
+    fields = [Field("Verification", LEVEL_LABELS[level])]
+    if level == "reported":
+        fields.append(Field("Checked", "numbers as published, with their sources; nothing recomputed here"))
+        return fields
+    v = entry.verification
+    checks = ", ".join(v.checks) if v is not None else "none recorded"
+    fields.append(Field("Consistency checks passed", checks if v is not None else "none"))
+    if v is None:
+        fields.append(Field("Re-check", "not run"))
+        return fields
+    if len(v.checks) < len(CHECKS):
+        fields.append(Field("Consistency checks not run", ", ".join(n for n, _ in CHECKS if n not in v.checks)))
+    if v.unranged:
+        fields.append(Field("Score range not checked", ", ".join(v.unranged) + " (no score_range declared)"))
+    k, n = v.images
+    fields.append(Field("Images re-judged", f"{k} of {n}"))
+    for name in sorted(v.scores):
+        done, total = v.scores[name]
+        fields.append(Field(f"Candidates re-scored by {name}", f"{done} of {total}"))
+    for index, reason in enumerate(v.missing, start=1):
+        fields.append(Field("Not re-checked" if len(v.missing) == 1 else f"Not re-checked ({index})", reason))
+    if v.seed is not None:
+        fields.append(Field("Re-check seed", str(v.seed)))
+    if v.tolerance is not None:
+        fields.append(Field("Score tolerance", f"{v.tolerance:g}"))
+    return fields
+
+
+def verification_json(entry: Entry) -> dict[str, Any]:
+    """leaderboard.json's `verification` of an entry: its level and what was checked."""
+    level = level_of(entry)
+    v = entry.verification
+    if level == "reported" or v is None:
+        return {"level": level, "checks": [], "images_rejudged": None, "candidates_rescored": {}, "missing": [],
+                "seed": None, "tolerance": None, "unranged": []}
+    return {"level": level, "checks": list(v.checks), "images_rejudged": list(v.images),
+            "candidates_rescored": {name: list(counts) for name, counts in sorted(v.scores.items())},
+            "missing": list(v.missing), "seed": v.seed, "tolerance": v.tolerance, "unranged": list(v.unranged)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,6 +524,8 @@ def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
         ],
         "page": entry_href(entry.slug),
         "preparation": preparation_json(entry.preparation),
+        "table": board_of(entry),
+        "verification": verification_json(entry),
     }
 
 

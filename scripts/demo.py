@@ -171,8 +171,12 @@ def main_job(out: Path, generator_flags: list[str], hf_flags: list[str], tiny: b
     stepwise("submit", run_id, "--name", f"Demo: Show-o + ORM, best-of-4{label}", "--slug", "demo-showo-orm",
              "--db", db, *verifiers, *verifier_params, "--n", "4", "--out", str(submissions),  # orm selects
              "--description", "Made by `make demo`: a small pool through the whole harness.", *hf_flags)
-    stepwise("validate", str(submissions / "demo-showo-orm"))
-    stepwise("leaderboard", "build", "--submissions", str(submissions), "--out", str(out / "site"))
+    # Re-checked with the same (tiny or real) models: their folders are where the export's names are found.
+    local = [hf_flags[i + 1] for i, flag in enumerate(hf_flags) if flag in ("--detector", "--clip-weights")] + [vlm]
+    models = [a for folder in sorted({str(Path(p).parent) for p in local if Path(p).exists()})
+              for a in ("--models", folder)]
+    stepwise("validate", str(submissions / "demo-showo-orm"), *models)
+    stepwise("leaderboard", "build", "--submissions", str(submissions), "--out", str(out / "site"), *models)
     print(f"\nthe site: {(out / 'site' / 'index.html').resolve().as_uri()}  "
           f"(or `stepwise leaderboard serve --out {out / 'site'}`)")
 

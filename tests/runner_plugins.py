@@ -66,6 +66,7 @@ class ScriptedVerifier:
 
     description: ClassVar[str] = "Mean of one channel (test double)."
     needs_previews: ClassVar[bool] = True
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # a mean of pixels / 255
 
     @dataclass(frozen=True)
     class Params:

@@ -1,8 +1,11 @@
 """The built leaderboard site in a real browser: headless Chromium (Debian's `chromium` and its
 `chromedriver`, driven by Selenium; no browser download) opens the pages from file://.
 
-The site is built from three shipped reported entries, a reported entry with a hostile name, and a
-reproduced entry made by a real tiny `stepwise run` + `stepwise submit`. `.ci/run` installs
+The site is built from three shipped reported entries, a reported entry with a hostile name, and two
+reproduced entries made by real tiny `stepwise run` + `stepwise submit`: one scored by `clipscore` on
+the tiny CLIP, re-checked by `leaderboard build --models` (the ranked table), and one scored by the
+`scripted` test verifier, which scores step previews and so cannot be re-checked from an export
+(shown apart, labelled "not re-checked"). `.ci/run` installs
 chromium when it is missing; STEPWISE_SKIP_BROWSER=1 skips these tests on machines without it.
 A screenshot of each page type is saved under the test's temporary folder (and copied to
 $STEPWISE_SCREENSHOTS when set).
@@ -53,8 +56,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         code, output = stepwise("submit", run_id, "--name", "Tiny shapes (random weights)", "--slug", "tiny",
                                 "--db", db, "--verifier", "scripted", "--n", "2", "--out", str(subs), *flags)
         assert code == 0, output
-    code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(root / "site"))
-    assert code == 0, output
+        arch, weights, detector = flags[flags.index("--clip-arch") + 1], flags[flags.index("--clip-weights") + 1], \
+            flags[flags.index("--detector") + 1]
+        clip = ["--verifier", "clipscore", "--verifier-param", f"clipscore:arch={arch}",
+                "--verifier-param", f"clipscore:weights={weights}", "--verifier-param", "clipscore:device=cpu"]
+        code, output = stepwise("run", "--generator", "shapes", "--param", "size=40", "--per-task", "1", "--pool", "2",
+                                *clip, "--db", db, "--out", str(root / "out"), *flags)
+        assert code == 0, output
+        run_id = output.strip().splitlines()[-1]
+        code, output = stepwise("submit", run_id, "--name", "Tiny shapes, re-checked", "--slug", "tiny-rechecked",
+                                "--db", db, *clip, "--n", "2", "--out", str(subs), *flags)
+        assert code == 0, output
+        models = ["--models", str(Path(detector).parent), "--models", str(Path(weights).parent)]
+        code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(root / "site"),
+                                *models, "--strict")
+        assert code == 0, output
     return root / "site"
 
 
@@ -93,11 +109,11 @@ def screenshot(driver: Any, site: Path, name: str) -> Path:
     return path
 
 
-def column(driver: Any, key: str, backend: str = "mmdet") -> list[str]:
-    """The cells of one column of one backend's table, in displayed order."""
+def column(driver: Any, key: str, backend: str = "mmdet", board: str = "reported") -> list[str]:
+    """The cells of one column of one board's table of one backend, in displayed order."""
     from selenium.webdriver.common.by import By
 
-    selector = f"section#backend-{backend} table.leaderboard tr.entry-row td.col-{key}"
+    selector = f"section#{board}-{backend} table.leaderboard tr.entry-row td.col-{key}"
     return [cell.get_attribute("data-value") for cell in driver.find_elements(By.CSS_SELECTOR, selector)]
 
 
@@ -107,7 +123,8 @@ def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
     browser.get((site / "index.html").as_uri())
     assert browser.find_elements(By.CSS_SELECTOR, "table.leaderboard.sortable-ready")  # the sort script ran
     rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tr.entry-row")
-    assert sorted(r.get_attribute("data-slug") for r in rows) == sorted([*REPORTED, "hostile", "tiny"])
+    expected = [*REPORTED, "hostile", "tiny", "tiny-rechecked"]
+    assert sorted(r.get_attribute("data-slug") for r in rows) == sorted(expected)
     kinds = {r.get_attribute("data-slug"): r.get_attribute("data-kind") for r in rows}
     assert kinds["tiny"] == "reproduced" and kinds["show-o"] == "reported"
 
@@ -120,9 +137,9 @@ def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
     # default order: overall, best first; a header click sorts by that column, a second click reverses
     overall = [float(v) for v in column(browser, "overall") if v]  # the mmdet table
     assert overall == sorted(overall, reverse=True)
-    # one table per evaluator backend: the reported numbers are GenEval's (mmdet), the tiny run used hf
-    assert column(browser, "overall", "hf") and len(column(browser, "overall")) == 4
-    mmdet = "section#backend-mmdet th[data-key='position'] button.sort-button"
+    # one table per board and evaluator backend: the reported numbers are GenEval's (mmdet), the tiny runs used hf
+    assert len(column(browser, "overall", "hf", "rechecked")) == 1 and len(column(browser, "overall")) == 4
+    mmdet = "section#reported-mmdet th[data-key='position'] button.sort-button"
     browser.find_element(By.CSS_SELECTOR, mmdet).click()
     position = [float(v) for v in column(browser, "position") if v]
     assert position == sorted(position, reverse=True) and len(position) >= 4
@@ -130,6 +147,43 @@ def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
     again = [float(v) for v in column(browser, "position") if v]
     assert again == sorted(again)
     screenshot(browser, site, "index")
+
+
+def test_verification_labels_and_separate_tables(site: Path, browser: Any) -> None:
+    """Re-checked reproduced entries are ranked in the first table; the one that could not be re-checked
+    is shown apart, labelled; reported numbers have their own table; entry pages say what was checked."""
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "index.html").as_uri())
+    boards = [b.get_attribute("data-board") for b in browser.find_elements(By.CSS_SELECTOR, "section.board")]
+    assert boards == ["rechecked", "unverified", "reported"]
+
+    def slugs(board: str) -> list[str]:
+        rows = browser.find_elements(By.CSS_SELECTOR, f"section#board-{board} tr.entry-row")
+        return [r.get_attribute("data-slug") for r in rows]
+
+    assert slugs("rechecked") == ["tiny-rechecked"] and slugs("unverified") == ["tiny"]
+    assert sorted(slugs("reported")) == sorted([*REPORTED, "hostile"])
+    label = browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='tiny-rechecked'] span.verify-rechecked")
+    assert label.text == "re-checked" and label.is_displayed()
+    label = browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='tiny'] span.verify-consistent")
+    assert label.text == "not re-checked" and label.is_displayed()
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "h2.board-title")]
+    assert headings == ["Reproduced and re-checked", "Reproduced, not re-checked", "Reported (numbers from papers)"]
+    assert not browser.find_elements(By.CSS_SELECTOR, "section#board-reported span.verify-rechecked")
+    screenshot(browser, site, "boards")
+
+    browser.get((site / "entry" / "tiny-rechecked.html").as_uri())
+    section = browser.find_element(By.ID, "verification")
+    assert section.get_attribute("data-level") == "rechecked"
+    assert "170 of 170" not in section.text and "64 of 170" in section.text  # the default sample
+    assert "Candidates re-scored by clipscore" in section.text and "Re-check seed" in section.text
+    browser.get((site / "entry" / "tiny.html").as_uri())
+    section = browser.find_element(By.ID, "verification")
+    assert section.get_attribute("data-level") == "consistent"
+    assert "scores step previews, which exports do not ship" in section.text
+    assert browser.find_element(By.CSS_SELECTOR, "p.entry-meta span.verify-consistent").text == "not re-checked"
+    screenshot(browser, site, "verification")
 
 
 def test_links_lead_to_entry_pages_and_the_gallery(site: Path, browser: Any) -> None:

@@ -145,8 +145,10 @@ def test_missing_weights_are_a_clear_error(tiny: tuple[str, Path], tmp_path: Pat
 def test_params_are_checked(tiny: tuple[str, Path]) -> None:
     with pytest.raises(ParamsError, match="'pretrained'"):
         parse_params(ClipScoreParams, {"pretrained": "laion2b_s32b_b82k"})
-    with pytest.raises(ValueError, match="scale must be > 0"):
+    with pytest.raises(ValueError, match=r"scale must be in \(0, 2.5\]"):
         verifier(tiny, scale="0")
+    with pytest.raises(ValueError, match="declared score range is"):  # scores past score_range: refused early
+        verifier(tiny, scale="3")
     with pytest.raises(ValueError, match="batch_size"):
         verifier(tiny, batch_size="0")
     assert spread(3, 4) == [0, 1, 1, 1] and spread(5, 2) == [2, 3] and sum(spread(7, 5)) == 7

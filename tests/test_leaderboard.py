@@ -33,6 +33,7 @@ from harness.submissions.model import (
     Source,
     System,
     TrainingRecord,
+    Verification,
 )
 from leaderboard.build import MARKER, SiteError, build_site
 
@@ -186,15 +187,23 @@ def _reproduced(root: Path, slug: str, name: str, shift: float, prompts: range, 
                  images=tuple(records), curves=curves, prompt_correct=prompt_correct)
 
 
+CHECKS = ("detections", "verdicts", "images", "scores")
+RECHECKED = Verification(level="rechecked", checks=CHECKS, images=(20, 24),
+                         scores={"parm": (20, 24), HOSTILE_VERIFIER: (20, 24)}, seed=7, tolerance=0.02)
+NOT_RECHECKED = Verification(level="consistent", checks=CHECKS, unranged=(HOSTILE_VERIFIER,), images=(0, 12),
+                             scores={"parm": (0, 12), HOSTILE_VERIFIER: (0, 12)}, seed=7,
+                             missing=(f"evaluator (hf): detector 'tiny' is not in the --models folders {HOSTILE}",))
+
+
 def make_entries(root: Path) -> list[Entry]:
     full = {t: 0.5 + 0.05 * i for i, t in enumerate(TASKS)}
     full["overall"] = sum(full.values()) / len(TASKS)
     return [
         _reported("hostile", HOSTILE, full, link="javascript:alert(3)"),
         _reported("partial", "Partial row", {"single_object": 0.98, "counting": 0.5}, link=PAPER_URL),
-        _reproduced(root, "run-a", "Run A", 0.1, range(12), seconds=True),
-        _reproduced(root, "run-b", "Run B", 0.2, range(12), seconds=False),
-        _reproduced(root, "run-c", "Run C", 0.0, range(6), seconds=True),
+        replace(_reproduced(root, "run-a", "Run A", 0.1, range(12), seconds=True), verification=RECHECKED),
+        replace(_reproduced(root, "run-b", "Run B", 0.2, range(12), seconds=False), verification=RECHECKED),
+        replace(_reproduced(root, "run-c", "Run C", 0.0, range(6), seconds=True), verification=NOT_RECHECKED),
         replace(_reported("bad", "Bad slug", full, link=None), slug="../escape"),
     ]
 
@@ -234,21 +243,28 @@ def test_every_page_and_asset_is_written(site: Path) -> None:
     assert not any("escape" in p.name for p in site.rglob("*"))
 
 
-def test_index_has_one_table_per_backend_with_ranked_rows_and_badges(site: Path) -> None:
+def test_index_has_one_table_per_board_and_backend_with_ranked_rows_and_badges(site: Path) -> None:
     doc = parse(site / "index.html")
-    mmdet, hf = doc.by_id("backend-mmdet"), doc.by_id("backend-hf")
+    boards = [b.attrs["data-board"] for b in doc.find_all("section", "board")]
+    assert boards == ["rechecked", "unverified", "reported"]  # the ranked table first
+    mmdet, hf = doc.by_id("reported-mmdet"), doc.by_id("rechecked-hf")
     # "partial" has no overall score: it goes last.
     assert [r.attrs["data-slug"] for r in mmdet.find_all("tr", "entry-row")] == ["hostile", "partial"]
     rows = hf.find_all("tr", "entry-row")
-    assert [r.attrs["data-slug"] for r in rows] == ["run-b", "run-a", "run-c"]
-    assert [r.attrs["data-rank"] for r in rows] == ["1", "2", "3"]
+    assert [r.attrs["data-slug"] for r in rows] == ["run-b", "run-a"]  # only re-checked entries are ranked here
+    assert [r.attrs["data-rank"] for r in rows] == ["1", "2"]
+    apart = doc.by_id("unverified-hf").find_all("tr", "entry-row")
+    assert [(r.attrs["data-slug"], r.attrs["data-level"]) for r in apart] == [("run-c", "consistent")]
+    assert apart[0].find_all("span", "verify-consistent")[0].all_text() == "not re-checked"
     for row in rows:
         badge = row.find_all("span", "badge")
-        assert len(badge) == 1 and badge[0].classes() >= {"kind-reproduced"}
+        assert len(badge) == 2 and badge[0].classes() >= {"kind-reproduced"}
+        assert badge[1].classes() >= {"verify-rechecked"} and badge[1].all_text() == "re-checked"
         overall = row.find_all("td", "col-overall")[0]
         assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", overall.all_text()), overall.all_text()
         link = row.find_all("a", "entry-link")[0].attrs["href"]
         assert link == f"entry/{row.attrs['data-slug']}.html"
+    assert not doc.by_id("board-reported").find_all("span", "verify-rechecked")
     partial = mmdet.find_all("tr", "entry-row", data_slug="partial")[0]
     assert partial.find_all("span", "badge")[0].attrs["data-kind"] == "reported"
     assert partial.find_all("td", "col-colors")[0].all_text() == "—"
@@ -484,6 +500,30 @@ def test_json_export(site: Path) -> None:
     assert rows["run-a"]["page"] == "entry/run-a.html"
 
 
+def test_every_entry_says_what_was_checked(site: Path) -> None:
+    """Entry pages and leaderboard.json carry each entry's verification level and what it covered."""
+    rechecked = parse(site / "entry" / "run-a.html")
+    section = rechecked.by_id("verification")
+    assert section.attrs["data-level"] == "rechecked" and rechecked.by_id("entry").attrs["data-level"] == "rechecked"
+    text = section.all_text()
+    assert "Images re-judged20 of 24" in text and "Candidates re-scored by parm20 of 24" in text
+    assert "Re-check seed7" in text and "Score tolerance0.02" in text
+    assert rechecked.find_all("span", "verify-rechecked")
+    apart = parse(site / "entry" / "run-c.html").by_id("verification")
+    assert apart.attrs["data-level"] == "consistent"
+    assert "not in the --models folders" in apart.all_text() and HOSTILE in apart.all_text()  # escaped text
+    assert "no score_range declared" in apart.all_text()
+    reported = parse(site / "entry" / "hostile.html").by_id("verification")
+    assert reported.attrs["data-level"] == "reported" and "as published" in reported.all_text()
+    rows = {e["slug"]: e for e in json.loads((site / "leaderboard.json").read_text(encoding="utf-8"))["entries"]}
+    assert {slug: row["table"] for slug, row in rows.items()} == {
+        "run-a": "rechecked", "run-b": "rechecked", "run-c": "unverified", "hostile": "reported", "partial": "reported"}
+    assert rows["run-a"]["verification"]["images_rejudged"] == [20, 24]
+    assert rows["run-a"]["verification"]["candidates_rescored"]["parm"] == [20, 24]
+    assert rows["run-c"]["verification"]["level"] == "consistent" and rows["run-c"]["verification"]["missing"]
+    assert rows["hostile"]["verification"]["level"] == "reported"
+
+
 def test_compare_pages(site: Path, entries: list[Entry]) -> None:
     index = parse(site / "compare.html")
     paired = [(li.attrs["data-a"], li.attrs["data-b"]) for li in index.by_id("paired-list").find_all("li")]
@@ -577,7 +617,7 @@ def test_build_command_skips_invalid_submissions(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "broken" in result.stderr and "paper-a" not in result.stderr
     assert "2 entries" in result.stdout
-    rows = parse(out / "index.html").by_id("backend-mmdet").find_all("tr", "entry-row")
+    rows = parse(out / "index.html").by_id("reported-mmdet").find_all("tr", "entry-row")
     assert [r.attrs["data-slug"] for r in rows] == ["paper-a", "paper-b"]  # tied overall: by name
     assert [r.attrs["data-rank"] for r in rows] == ["1", "1"]
     strict = runner.invoke(main, ["leaderboard", "build", "--submissions", str(root), "--out", str(out), "--strict"])
@@ -604,7 +644,13 @@ reward_guidance = "none"
 
 [evaluator]
 backend = "hf"
-settings = {{ threshold = 0.3 }}
+
+[evaluator.settings]
+threshold = 0.3
+counting_threshold = 0.9
+max_objects = 16
+max_overlap = 1.0
+position_threshold = 0.1
 
 [protocol]
 images_per_prompt = 2
@@ -617,16 +663,20 @@ path = "export.jsonl"
 
 
 def _write_reproduced(folder: Path, name: str, flip: int) -> None:
-    """A whole (85-prompt, per_task=1) GenEval run with 2 candidates per prompt; 3 images shipped."""
+    """A whole (85-prompt, per_task=1) GenEval run with 2 candidates per prompt; 3 images shipped. The
+    verdicts are GenEval's rules applied to the detections, as the leaderboard's consistency check wants."""
+    from harness.geneval.rescore import parse_detections
+    from harness.geneval.rules import EvalOptions, evaluate
     from harness.prompts import geneval_suite
     from harness.store import content_hash
     from harness.submissions.export import ExportHeader, header_json, record_json
 
     suite = geneval_suite(per_task=1)
+    options = EvalOptions()
     header = ExportHeader(
         run_id="a" * 64, suite="geneval", suite_hash=content_hash(suite), prompts=len(suite),
         generator={"name": "showo", "package": "stepwise-bench", "version": "0.1.0", "params": {}}, seed=0,
-        evaluator_backend="hf", evaluator_settings_hash="b" * 64, evaluator_settings={"threshold": 0.3},
+        evaluator_backend="hf", evaluator_settings_hash="b" * 64, evaluator_settings=options.to_dict(),
         verifiers={"parm": "c" * 64}, stepwise_version="0.1.0")
     lines = [json.dumps(header_json(header))]
     for p, sample in enumerate(suite):
@@ -635,10 +685,11 @@ def _write_reproduced(folder: Path, name: str, flip: int) -> None:
             if p < 3 and k == 0:
                 image = f"images/{p}.png"
                 sha = _png(folder / image, (64, 64), (p * 60, flip * 90, 10))
+            detections = {"bench": [{"box": [1.0, 2.0, 30.0, 40.0], "score": 0.9}]} if (p + k + flip) % 3 else {}
+            verdict = evaluate(sample, parse_detections(detections), options)
             record = ImageRecord(prompt_index=p, tag=sample["tag"], prompt=sample["prompt"], sample_index=k,
-                                 sha256=sha, image=image, correct=(p + k + flip) % 3 == 0, reason="",
-                                 detections={"bench": [{"box": [1.0, 2.0, 30.0, 40.0], "score": 0.9}]},
-                                 scores={"parm": float((p * (k + 1) + flip) % 5)})
+                                 sha256=sha, image=image, correct=verdict.correct, reason=verdict.reason,
+                                 detections=detections, scores={"parm": 1 + ((p * (k + 1) + flip) % 5) / 4})
             lines.append(json.dumps(record_json(record, None)))
     (folder / "export.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "submission.toml").write_text(REPRODUCED_TOML.format(name=name), encoding="utf-8")
@@ -662,8 +713,9 @@ def test_loaded_reproduced_submissions_render(tmp_path: Path) -> None:
     assert len(doc.find_all("img", "thumb-img")) == 3
     assert len(doc.find_all("div", "prompt-group")) == 85
     assert "a" * 64 in doc.by_id("provenance").all_text()
-    rows = parse(out / "index.html").by_id("backend-hf").find_all("tr", "entry-row")
+    rows = parse(out / "index.html").by_id("unverified-hf").find_all("tr", "entry-row")  # no verifier settings
     assert {r.attrs["data-kind"] for r in rows} == {"reproduced"}
+    assert "does not record its parameters" in doc.by_id("verification").all_text()
     assert parse(out / "compare" / "run-x--run-y.html").by_id("comparison").attrs["data-paired"] == "true"
     scaling = parse(out / "scaling.html")
     assert {s.attrs["data-slug"] for s in scaling.find_all("section", "scaling-entry")} == {"run-x", "run-y"}
@@ -680,7 +732,7 @@ def test_serve_answers_a_request(site: Path) -> None:
         assert match, line + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
         with urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/index.html", timeout=10) as response:
             assert response.status == 200
-            assert b'id="backend-hf"' in response.read()
+            assert b'id="rechecked-hf"' in response.read()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

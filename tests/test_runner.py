@@ -137,7 +137,8 @@ def test_run_stores_everything_and_rerun_is_a_no_op(model_flags: list[str], tmp_
     with Session(engine) as s:
         cand = s.scalars(select(Candidate)).first()
         assert cand is not None and len(cand.step_previews) == 2  # the verifier needs previews
-        assert all(Path(p).is_file() for p in cand.step_previews)
+        assert all((out / p).is_file() and p.startswith("images/") for p in cand.step_previews)  # relative
+        assert cand.image_path == f"images/{cand.image_sha256}.png"
         assert cand.seed == candidate_seed(0, cand.prompt.index, cand.sample_index)
         score = s.scalars(select(VerifierScore)).first()
         assert score is not None and len(score.step_scores) == 2

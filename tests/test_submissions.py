@@ -606,9 +606,10 @@ def test_submit_refuses_an_image_changed_after_judging(run: dict[str, Any], tmp_
     try:
         code, output = stepwise(*submit_args(run["run_id"], run["db"], run["flags"], tmp_path, "x"),
                                 "--run-dir", str(out))
-        assert code == 1 and "the image changed after it was judged" in output
+        assert code == 1 and "no longer matches the stored sha256" in output and image.name in output
+        assert "the file changed after it was judged" in output
         code, output = stepwise(*submit_args(run["run_id"], run["db"], run["flags"], tmp_path, "y"))
-        assert code == 1 and "give the run folder with --run-dir" in output
+        assert code == 1 and f"image {original} is missing" in output and "with --run-dir" in output
     finally:
         shutil.move(hidden, original)
     assert not list(tmp_path.glob("[xy]*"))

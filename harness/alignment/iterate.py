@@ -102,7 +102,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise IterateError(f"{path}: not readable JSON ({err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise IterateError(f"{path}: not a {FORMAT} file")
@@ -218,7 +218,7 @@ def _round(config: IterateConfig, workdir: Path, r: int, model: str, say: Any) -
         raise IterateError(str(err)) from None
     try:
         with Session(engine) as s:
-            pool = read_pool(s, summary.run_id, config.evaluator, max_samples=config.pool)
+            pool = read_pool(s, summary.run_id, config.evaluator, max_samples=config.pool, run_dir=run_config.out)
     except CurationError as err:
         raise IterateError(f"round {r}: {err}") from None
     finally:

@@ -28,9 +28,12 @@ from harness.commands.options import evaluator_from_flags, stored_evaluator_opti
               help="Step previews per detector call.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the verdict cache when judging previews.")
 @click.option("--force", is_flag=True, help="Replace an existing OUT.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The run's --out folder (images/<sha256>.png), when the store does not find it where it was.")
 @stored_evaluator_options()
 def curate(run_id: str, db: str | None, out: Path, seed: int, max_samples: int | None, parm: str,
-           copy_images: bool, batch_size: int, no_cache: bool, force: bool, **evaluator_flags: Any) -> None:
+           copy_images: bool, batch_size: int, no_cache: bool, force: bool, run_dir: Path | None,
+           **evaluator_flags: Any) -> None:
     """Turn run RUN's candidates, labelled by GenEval, into ORM, DPO and PARM training data in OUT.
 
     The evaluator flags name the stored verdicts the way `stepwise curve --run` does; step previews
@@ -42,7 +45,7 @@ def curate(run_id: str, db: str | None, out: Path, seed: int, max_samples: int |
     from harness.submissions.build import evaluator_settings
 
     spec = evaluator_from_flags(evaluator_flags)
-    pool = _read(db, run_id, spec, max_samples)
+    pool = _read(db, run_id, spec, max_samples, run_dir)
     if parm != "skip" and not pool.has_previews:
         message = (f"run {run_id[:12]}… stored no step previews, so there is no PARM data; `stepwise run` stores "
                    "them when a verifier needs previews (prm, parm)")
@@ -66,8 +69,9 @@ def curate(run_id: str, db: str | None, out: Path, seed: int, max_samples: int |
         click.echo("  PARM: " + ", ".join(f"{task} {n}" for task, n in counts["parm"].items()))
 
 
-def _read(db: str | None, run_id: str, spec: Any, max_samples: int | None) -> Any:
+def _read(db: str | None, run_id: str, spec: Any, max_samples: int | None, run_dir: Path | None) -> Any:
     from harness.commands.stored import read_store
     from harness.curation import CurationError, read_pool
 
-    return read_store(db, lambda s: read_pool(s, run_id, spec, max_samples=max_samples), (CurationError,))
+    return read_store(db, lambda s: read_pool(s, run_id, spec, max_samples=max_samples, run_dir=run_dir),
+                      (CurationError,))

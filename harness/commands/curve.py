@@ -360,15 +360,22 @@ def record_results(stored: StorePool, rows: dict[str, Row], table: dict[str, dic
                    intervals: dict[str, dict[int, tuple[float, float]]],
                    tag_intervals: dict[str, dict[int, dict[str, list[float]]]],
                    compute: dict[str, dict[int, float]] | None, n_boot: int, seed: int) -> None:
-    """Store every computed row in the run's `results`, in one transaction (newest rows win)."""
+    """Store every computed row in the run's `results`, in one transaction (newest rows win). On a store
+    this process cannot write, say so and go on: the curves are computed and shown all the same."""
     from sqlalchemy.orm import Session
 
     from harness.store import StoreError, add_result, open_store
+    from harness.store.engine import read_only_path
 
     try:
         engine = open_store(stored.db, upgrade_schema=False)
     except StoreError as err:
         raise click.ClickException(str(err)) from None
+    if read_only_path(engine) is not None:
+        click.echo(f"note: could not record the results in the store: store is read-only: {read_only_path(engine)}",
+                   err=True)
+        engine.dispose()
+        return
     try:
         with Session(engine) as s, s.begin():
             for label, by_n in table.items():
@@ -552,6 +559,19 @@ def write_plot(path: Path, table: dict[str, dict[int, dict[str, float]]],
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
+    import os
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    # Through a temporary file and a rename: an interrupted plot never leaves half a file at `path`.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)

@@ -123,6 +123,8 @@ def run_eval(image_dir: Path, out: Path, spec: EvaluatorSpec, batch_size: int, o
     if scan.problems:
         listing = "\n".join(f"  {p}" for p in scan.problems)
         if on_error == "fail":
+            if len(scan.problems) == 1:  # one line, naming the file
+                raise click.ClickException(f"{scan.problems[0]} (use --on-error skip to evaluate the rest)")
             raise click.ClickException(f"{len(scan.problems)} problem(s) in {image_dir}:\n{listing}\n"
                                        "(use --on-error skip to evaluate the rest)")
         click.echo(f"skipping {len(scan.problems)} prompt folder(s):\n{listing}", err=True)
@@ -151,8 +153,16 @@ def run_eval(image_dir: Path, out: Path, spec: EvaluatorSpec, batch_size: int, o
                 if n_written % batch_size == 0:
                     fp.flush()
     except Exception as err:
+        from harness.cli import user_error
+        from harness.geneval.folder import ImageDecodeError
+
+        # A bad image (it names itself) or the machine's error is the user's; anything else is a bug.
+        message = str(err) if isinstance(err, ImageDecodeError | ValueError) else user_error(err)
+        if message is None:
+            raise
         raise click.ClickException(
-            f"{err}\n{n_written} result(s) kept in {partial}; re-running resumes from the cache"
+            f"{message}; {n_written} result(s) kept in {partial}, re-running resumes from the cache (--on-error "
+            "skip skips bad images)"
         ) from None
     finally:
         if cache is not None:

@@ -139,7 +139,7 @@ def check_output(out: Path, expected: Mapping[str, Any], samples: Sequence[Mappi
     if path.is_file():
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise RunError(f"{path}: not readable JSON ({err}); delete it only if you know what wrote {out}") from None
         changed = [f"{k}: {found.get(k)!r} there, {v!r} now" for k, v in expected.items() if found.get(k) != v]
         if changed:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+
+from harness.commands.options import recheck_options, recheck_plan
 
 
 @click.group()
@@ -18,14 +21,30 @@ def leaderboard() -> None:
 @click.option("--out", default="site", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Site folder, replaced as a whole when the build succeeds.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any submission is invalid (it is skipped either way).")
-def build(submissions_dir: Path, out: Path, strict: bool) -> None:
-    """Validate every submission and write the static site (index, scaling, entries, compare, JSON)."""
+@recheck_options
+def build(submissions_dir: Path, out: Path, strict: bool, **flags: Any) -> None:
+    """Validate every submission and write the static site (index, scaling, entries, compare, JSON).
+
+    Reproduced entries are checked for consistency and re-checked with the recorded evaluator and
+    verifiers on a random sample of their images (see `stepwise validate`); re-checked ones are
+    ranked in the main table, the others shown apart, labelled "not re-checked".
+    """
+    import contextlib
+
+    from harness import registry
     from harness.submissions.load import load_all
+    from harness.submissions.verify import recheck_all
     from leaderboard.build import SiteError, build_site
 
     if not submissions_dir.is_dir():
         raise click.BadParameter(f"{submissions_dir} is not a folder", param_hint="--submissions")
-    entries, load_problems = load_all(submissions_dir)
+    plan, plugins = recheck_plan(flags)
+    with registry.configured(plugins) if plugins else contextlib.nullcontext():
+        entries, load_problems = load_all(submissions_dir)
+        if plan.count != 0 and any(e.manifest.kind == "reproduced" for e in entries):
+            click.echo(f"re-check seed {plan.seed} (--recheck-seed {plan.seed} repeats this draw)", err=True)
+        entries, refused = recheck_all(entries, plan, log=lambda m: click.echo(m, err=True))
+    load_problems += refused
     try:
         report = build_site(entries, out)
     except SiteError as error:

@@ -7,7 +7,8 @@ verifier, settings hash), preparations (a run's link to the checkpoint a strateg
 (run, strategy, settings hash). Writes go through the store's idempotent inserts, so merging
 the same file twice, or files that overlap, adds nothing twice; two stores that link one run
 to checkpoints with different weights are refused. Results are derived data and are not copied
-(recompute them with `stepwise curve`).
+(recompute them with `stepwise curve`). Each run's folder (image paths are relative to it) is
+recorded as the source store finds it now.
 """
 
 from __future__ import annotations
@@ -60,8 +61,15 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         get_or_create_run,
         get_or_create_suite,
     )
+    from harness.store.folders import RunFolderError, locate_run_folder, record_run_folder
 
     with Session(src) as s:
+        folders: dict[str, Any] = {}
+        for run_id in s.scalars(select(Run.id)):
+            try:  # where the source's run folder is now, as the source store finds it
+                folders[run_id] = locate_run_folder(s, run_id)
+            except RunFolderError:
+                pass  # found by a later --run-dir / --out instead
         suites = list(s.scalars(select(Suite)))
         prompts = list(s.scalars(select(Prompt).order_by(Prompt.suite_id, Prompt.index)))
         runs = list(s.scalars(select(Run)))
@@ -87,6 +95,8 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
                 raise click.ClickException(f"run {r.id[:12]}… does not hash to its id ({spec.run_id[:12]}…); "
                                            "the source store is inconsistent")
             get_or_create_run(t, spec, r.code_version)
+            if r.id in folders:
+                record_run_folder(t, r.id, folders[r.id])
         for p in preparations:
             try:
                 add_preparation(t, p.run_id, NewPreparation(p.strategy, p.settings_hash, p.params, p.checkpoint,

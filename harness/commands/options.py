@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -147,3 +148,47 @@ def parse_prompts(text: str | list[int] | None) -> list[int] | None:
     except ValueError:
         raise click.BadParameter(f"{text!r}: use e.g. 0..9 or 0,80,81", param_hint="--prompts") from None
     return values
+
+
+def recheck_options(f: F) -> F:
+    """The flags of the re-check with the models (`harness.submissions.verify`), for `validate` and
+    `leaderboard build`; `recheck_plan` turns them into a RecheckPlan."""
+    decorators = [
+        click.option("--recheck", default="64", show_default=True, metavar="N|all|none",
+                     help="Re-judge and re-score this many of each entry's images with the recorded evaluator "
+                          "and verifiers (a random sample, drawn afresh each run), all of them, or none."),
+        click.option("--recheck-seed", type=click.IntRange(0, 2**32 - 1), default=None,
+                     help="Seed of the re-check's sample, to repeat a draw [fresh each run; printed]."),
+        click.option("--models", "models", multiple=True, metavar="DIR",
+                     type=click.Path(file_okay=False, exists=True, path_type=Path),
+                     help="A folder holding the model files and folders the exports name (detector checkpoint, "
+                          "colour model weights, verifier checkpoints), looked up by name. Repeatable."),
+        click.option("--verifier-param", "recheck_params", multiple=True, metavar="V:KEY=VALUE",
+                     help="Override a recorded parameter of verifier V for the re-check (e.g. its model path). "
+                          "Repeatable."),
+        click.option("--device", default=None, help="Device of the re-check's models [cuda if available]."),
+        click.option("--score-tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True,
+                     help="Largest accepted |re-scored - stored| verifier score (device and dtype noise)."),
+        click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]",
+                     help="Allow this plug-in package (a recorded third-party verifier). Repeatable."),
+    ]
+    return apply_options(f, decorators)
+
+
+RECHECK_FLAGS = ("recheck", "recheck_seed", "models", "recheck_params", "device", "score_tolerance", "plugins")
+
+
+def recheck_plan(flags: dict[str, Any]) -> Any:
+    """The RecheckPlan of `recheck_options`' flags, popped from `flags` (a seed drawn when none given)."""
+    from harness.submissions.verify import RecheckPlan, fresh_seed, parse_recheck
+
+    values = {k: flags.pop(k) for k in RECHECK_FLAGS}
+    try:
+        count = parse_recheck(values["recheck"])
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--recheck") from None
+    seed = values["recheck_seed"] if values["recheck_seed"] is not None else fresh_seed()
+    plan = RecheckPlan(count=count, seed=seed, models=tuple(values["models"]),
+                       verifier_params=parse_verifier_params(values["recheck_params"]), device=values["device"],
+                       tolerance=values["score_tolerance"])
+    return plan, tuple(values["plugins"])

@@ -34,6 +34,9 @@ def rescore(detections: Path, out: Path | None, extra: tuple[str, ...], **flags:
 
     options = options_from_flags(extra=extra, **flags)  # type: ignore[arg-type]
     source = "<stdin>" if str(detections) == "-" else str(detections)
+    if out is not None and source != "<stdin>" and _same_file(detections, out):
+        raise click.ClickException(f"-o {out}: that is the input file; write the re-scored results elsewhere "
+                                   "(the input is left as it is)")
     try:
         lines = sys.stdin if source == "<stdin>" else open(detections, encoding="utf-8")
     except OSError as err:
@@ -46,12 +49,25 @@ def rescore(detections: Path, out: Path | None, extra: tuple[str, ...], **flags:
         raise click.ClickException(str(err)) from None
     except UnicodeDecodeError:
         raise click.ClickException(f"{source}: not UTF-8 text") from None
+    if not records:
+        raise click.ClickException(f"{source}: empty: no detections to re-score")
     text = "".join(json.dumps(r) + "\n" for r in records)
     if out is None:
         click.echo(text, nl=False)
     else:
         from harness.jsonl import write_atomic
 
-        write_atomic(out, text)
+        try:
+            write_atomic(out, text)
+        except OSError as err:
+            raise click.ClickException(f"{err.filename or out}: cannot write ({err.strerror})") from None
         n_correct = sum(r["correct"] for r in records)
         click.echo(f"re-scored {len(records)} images ({n_correct} correct) -> {out}", err=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether `b` names the file `a` (also through another path or a link)."""
+    try:
+        return b.exists() and a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()

@@ -40,8 +40,14 @@ def read_spec(path: Path) -> dict[str, Any]:
             spec = tomllib.load(fp)
     except OSError as err:
         raise click.ClickException(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise click.ClickException(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except tomllib.TOMLDecodeError as err:
         raise click.ClickException(f"{path}: not valid TOML ({err})") from None
+    except RecursionError:
+        raise click.ClickException(f"{path}: not valid TOML (nested too deeply to read)") from None
+    if not spec:
+        raise click.ClickException(f"{path}: empty; a run spec gives at least generator and pool")
     unknown = sorted(set(spec) - SPEC_KEYS)
     if unknown:
         raise click.ClickException(f"{path}: unknown key(s) {', '.join(unknown)}; "

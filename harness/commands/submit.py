@@ -37,7 +37,8 @@ from harness.commands.options import stored_evaluator_options, stored_settings
 @click.option("--images/--no-images", default=True, show_default=True,
               help="Copy every candidate's PNG into SLUG/images/ (named by sha256) so the site can show them.")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The run's --out folder, where images/<sha256>.png are when the stored paths moved.")
+              help="The run's --out folder (images/<sha256>.png), when the store does not find it where it was "
+                   "(the store and the run folder moved apart).")
 @click.option("--author", "authors", multiple=True, help="An author. Repeatable.")
 @click.option("--link", default=None, help="An http(s) link for the entry (paper, code).")
 @click.option("--description", default=None, help="What the entry is [a generated one-line summary].")
@@ -74,13 +75,13 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
 
     spec, keys = stored_settings(evaluator_flags, verifiers, verifier_params, plugins)
-    export = _read(db, run_id, spec, keys, max_samples)
+    export = _read(db, run_id, spec, keys, max_samples, _recorded(verifiers, verifier_params, plugins), run_dir)
     export, alignment, reward_guidance = _with_preparation(
         export, run_id, verifiers[0] if strategy == "best-of-n" else None, alignment, reward_guidance)
     manifest_text = _manifest_text(export, name=name, authors=authors, link=link, description=description,
                                    strategy=strategy, verifiers=verifiers, n=n, alignment=alignment,
                                    reward_guidance=reward_guidance)
-    entry = _write_and_check(out, slug, export, manifest_text, images=images, run_dir=run_dir)
+    entry = _write_and_check(out, slug, export, manifest_text, images=images)
     low, high = entry.intervals["overall"] if entry.intervals else (float("nan"), float("nan"))
     prepared = export.header.preparation
     checkpoint = (f", generator checkpoint {prepared.checkpoint_sha256[:12]}… by {prepared.strategy}"
@@ -89,11 +90,25 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
                f"({strategy} at n = {n}, {len(entry.images)} candidates{checkpoint})")
 
 
-def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None) -> Any:
+def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None,
+          recorded: dict[str, Any], run_dir: Path | None) -> Any:
     from harness.commands.stored import read_store
     from harness.submissions.build import SubmitError, read_run
 
-    return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples), (SubmitError,))
+    return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples,
+                                             verifier_settings=recorded, run_dir=run_dir), (SubmitError,))
+
+
+def _recorded(verifiers: tuple[str, ...], verifier_params: tuple[str, ...], plugins: tuple[str, ...]) -> dict[str, Any]:
+    """The header's verifier_settings: how a maintainer builds each verifier again to re-score the images."""
+    import contextlib
+
+    from harness import registry
+    from harness.commands.run import parse_verifier_params
+    from harness.submissions.build import recorded_verifiers
+
+    with registry.configured(plugins) if plugins else contextlib.nullcontext():
+        return recorded_verifiers(verifiers, parse_verifier_params(verifier_params))
 
 
 def _given(name: str) -> bool:
@@ -177,8 +192,7 @@ def _flag_problem(problem: str, flags: dict[str, str]) -> str:
     return problem
 
 
-def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, images: bool,
-                     run_dir: Path | None) -> Any:
+def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, images: bool) -> Any:
     from harness.submissions.build import SubmitError, replace_folder, write_folder
     from harness.submissions.load import SubmissionError, load_entry
 
@@ -186,7 +200,7 @@ def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, i
     if partial.exists():
         shutil.rmtree(partial)  # what an interrupted submit left
     try:
-        write_folder(partial, export, manifest_text, images=images, run_dir=run_dir)
+        write_folder(partial, export, manifest_text, images=images)
         entry = load_entry(partial, slug=slug)
     except (SubmitError, SubmissionError) as err:
         shutil.rmtree(partial, ignore_errors=True)

@@ -37,7 +37,9 @@ def summary(results: Path, as_json: bool, allow_mixed_backends: bool) -> None:
         report = summarize(records)
     except OSError as err:
         raise click.ClickException(f"{results}: cannot read ({err.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise click.ClickException(f"{name}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except ValueError as err:
         raise click.ClickException(str(err)) from None
     if len(report.backends) > 1 and not allow_mixed_backends:
         raise click.ClickException(

@@ -100,10 +100,14 @@ def read_prompt_metadata(path: Path) -> dict[str, Any]:
         raise ValueError("missing metadata.jsonl") from None
     except UnicodeDecodeError:
         raise ValueError("metadata.jsonl is not UTF-8 text") from None
+    if not text.strip():
+        raise ValueError("metadata.jsonl is empty: it holds the prompt's GenEval metadata object")
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"metadata.jsonl is not one JSON object ({err.msg}, line {err.lineno})") from None
+    except RecursionError:
+        raise ValueError("metadata.jsonl is JSON nested too deeply to read (thousands of levels)") from None
     problems = check_metadata(metadata)
     if problems:
         raise ValueError("invalid metadata: " + "; ".join(problems))
@@ -131,16 +135,24 @@ def decode_image(path: Path) -> DecodedImage:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from harness.images import ImageFileError, check_png, check_size
+
     data = _read_bytes(path)
     if not data.startswith(PNG_SIGNATURE):
         raise ImageDecodeError(f"{path}: not a PNG file (GenEval samples are NNNN.png)")
     try:
+        check_png(data, str(path))  # from the header bytes: a decompression bomb is never handed to Pillow
         import io
 
         with Image.open(io.BytesIO(data)) as image:
+            check_size(*image.size, str(path))  # from the header: a decompression bomb is never decoded
             image.load()
             image = ImageOps.exif_transpose(image)
             rgb = _to_rgb8(image)
+    except ImageFileError as err:
+        raise ImageDecodeError(str(err)) from None
+    except Image.DecompressionBombError as err:
+        raise ImageDecodeError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageDecodeError(f"{path}: corrupt or unreadable PNG ({err})") from None
     if rgb.shape[0] < 2 or rgb.shape[1] < 2:

@@ -76,6 +76,8 @@ def rescore_record(record: Any, options: EvalOptions) -> dict[str, Any]:
             metadata = json.loads(metadata)
         except json.JSONDecodeError:
             raise ValueError("'metadata' is a string but not valid JSON") from None
+        except RecursionError:
+            raise ValueError("'metadata' is JSON nested too deeply to read") from None
     problems = check_metadata(metadata)
     if problems:
         raise ValueError("metadata: " + "; ".join(problems))
@@ -86,20 +88,19 @@ def rescore_record(record: Any, options: EvalOptions) -> dict[str, Any]:
         raise ValueError(
             f"{err}; re-run `stepwise eval --colors all` to store the colour of every detection"
         ) from None
-    out: dict[str, Any] = {}
-    if "filename" in record:
-        out["filename"] = record["filename"]
+    # Every field of the input is kept (filename, detections, sha256, backend, ...), in its order: the
+    # output is valid input again, and nothing is lost when it replaces the original. What the verdict
+    # decides is replaced; `evaluator` (the settings hash of `eval`) no longer describes it and goes.
+    out: dict[str, Any] = {k: v for k, v in record.items() if k != "evaluator"}
     out.update({
         "tag": metadata["tag"],
         "prompt": metadata["prompt"],
         "correct": verdict.correct,
         "reason": verdict.reason,
-        "metadata": json.dumps(metadata),
+        "metadata": record["metadata"] if isinstance(record["metadata"], str) else json.dumps(metadata),
         "details": json.dumps(verdict.details),
         "options": options.to_dict(),
     })
-    if "backend" in record:
-        out["backend"] = record["backend"]
     return out
 
 

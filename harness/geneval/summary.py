@@ -106,7 +106,19 @@ def parse_results(lines: Iterable[str], source: str) -> list[dict[str, Any]]:
         missing = [k for k in ("tag", "correct", "metadata") if k not in record]
         if missing:
             raise ValueError(f"{source}:{lineno}: missing key(s) {', '.join(missing)}")
+        # GenEval writes true/false; "false" (a string) would count as correct under bool().
+        if not isinstance(record["correct"], bool):
+            raise ValueError(f"{source}:{lineno}: correct must be true or false, got {record['correct']!r:.40}")
+        if not isinstance(record["tag"], str):
+            raise ValueError(f"{source}:{lineno}: tag must be a string, got {record['tag']!r:.40}")
+        if not isinstance(record["metadata"], str | dict):
+            raise ValueError(f"{source}:{lineno}: metadata must be GenEval's metadata (a JSON string or object), "
+                             f"got {record['metadata']!r:.40}")
+        if "backend" in record and not isinstance(record["backend"], str | None):
+            raise ValueError(f"{source}:{lineno}: backend must be a string, got {record['backend']!r:.40}")
         records.append(record)
+    if not records:
+        raise ValueError(f"{source}: empty: no results to summarise")
     return records
 
 

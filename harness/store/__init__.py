@@ -43,7 +43,7 @@ from harness.store.data import (
     stored_samples,
 )
 from harness.store.engine import StoreError, make_engine, mask_url, resolve_url
-from harness.store.migrations import SCHEMA_VERSION, StoreVersionError, open_store, upgrade
+from harness.store.migrations import SCHEMA_VERSION, StoreVersionError, upgrade
 from harness.store.models import (
     Base,
     Candidate,
@@ -56,6 +56,7 @@ from harness.store.models import (
     Suite,
     VerifierScore,
 )
+from harness.store.opening import open_store
 from harness.store.types import canonical_json, content_hash
 
 __all__ = [

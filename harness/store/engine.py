@@ -15,6 +15,11 @@ each read and then write never deadlock into "database is locked". Readers in ot
 processes are not blocked (WAL). DDL is transactional too, so a failed migration leaves
 nothing behind.
 
+A SQLite store file this process cannot write (its permissions, `chattr +i`, a read-only mount,
+or a read-only folder for its journal) is opened read-only (`mode=ro`, and `immutable=1` when its
+folder cannot hold the WAL index): commands that only read work on it, and `open_store` refuses it
+to writers with "store is read-only: PATH" (`read_only_path`).
+
 An engine must not cross a `fork`: each process (torchrun rank, multiprocessing worker)
 calls `make_engine` itself.
 """
@@ -31,7 +36,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from harness.store.types import json_dumps
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "SQLITE_BUSY_TIMEOUT_MS", "StoreError", "make_engine", "mask_url", "resolve_url"]
+__all__ = ["DEFAULT_URL", "ENV_VAR", "SQLITE_BUSY_TIMEOUT_MS", "StoreError", "StoreReadOnlyError", "make_engine",
+           "mask_url", "read_only_path", "resolve_url"]
 
 ENV_VAR = "STEPWISE_DB"
 DEFAULT_URL = "sqlite:///stepwise.db"
@@ -93,6 +99,10 @@ def make_engine(url: str | None = None, *, check: bool = True, **engine_kwargs: 
     if parsed.drivername == "postgresql":
         # psycopg 3 is the driver this project installs; SQLAlchemy 2.0 would pick psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    _refuse_foreign_file(parsed, shown)
+    read_only_file = _read_only_sqlite_file(parsed)
+    if read_only_file is not None:
+        parsed = _read_only_url(parsed, read_only_file)
     kwargs: dict[str, Any] = {"json_serializer": json_dumps}
     if parsed.get_backend_name() != "sqlite":
         kwargs["pool_pre_ping"] = True  # a server restarted during a long run
@@ -111,8 +121,9 @@ def make_engine(url: str | None = None, *, check: bool = True, **engine_kwargs: 
                          f"installed ({err}); {hint}") from None
     except (ArgumentError, TypeError, ValueError) as err:
         raise StoreError(f"cannot use database URL {shown!r}: {err}") from None
+    engine._stepwise_read_only = read_only_file  # type: ignore[attr-defined]
     if engine.dialect.name == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only=read_only_file is not None)
     if check:
         try:
             with engine.connect():
@@ -136,8 +147,62 @@ def _reason(err: DBAPIError, url: URL) -> str:
     return reason
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """Pragmas on each new connection of THIS engine, and SQLAlchemy-controlled BEGIN IMMEDIATE."""
+def read_only_path(engine: Engine) -> str | None:
+    """The file of a SQLite store that this process cannot write (opened read-only), else None."""
+    return getattr(engine, "_stepwise_read_only", None)
+
+
+class StoreReadOnlyError(StoreError):
+    """A command that writes was given a store it cannot write."""
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(url: URL, shown: str) -> None:
+    """StoreError when a SQLite URL names an existing file that is not a SQLite database: SQLite would
+    take a short text file for an empty database and write a store over it (`--db sqlite:///notes.txt`)."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        with open(database, "rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return  # created (or refused) by SQLite itself, with its own message
+    except OSError as err:
+        raise StoreError(f"cannot open database {shown}: {err.strerror}") from None
+    if head and head != SQLITE_HEADER:
+        raise StoreError(f"cannot open database {shown}: {database} is not a SQLite database file (it does not "
+                         "start with SQLite's header); nothing was written to it")
+
+
+def _read_only_sqlite_file(url: URL) -> str | None:
+    """The absolute path of an existing SQLite store file that cannot be written here (the file, or the
+    folder its journal files go to, is read-only: permissions, `chattr +i`, a read-only mount), else None."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = os.path.abspath(database)
+    if not os.path.isfile(path):
+        return None
+    if os.access(path, os.W_OK) and os.access(os.path.dirname(path), os.W_OK):
+        return None
+    return path
+
+
+def _read_only_url(url: URL, path: str) -> URL:
+    """SQLite's read-only URI for `path`. When the folder cannot hold the WAL index (-shm) and none is
+    there, SQLite cannot open it at all unless told that nothing changes it (`immutable=1`)."""
+    query = {**url.query, "mode": "ro", "uri": "true"}
+    if not os.access(os.path.dirname(path), os.W_OK) and not os.path.exists(path + "-shm"):
+        query["immutable"] = "1"
+    return url.set(database=f"file:{path}", query=query)
+
+
+def _configure_sqlite(engine: Engine, read_only: bool = False) -> None:
+    """Pragmas on each new connection of THIS engine, and SQLAlchemy-controlled BEGIN IMMEDIATE
+    (a plain BEGIN on a read-only store, which no lock to write can be taken on)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
@@ -148,8 +213,9 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")  # first: WAL needs a lock
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")  # an in-memory database answers "memory"
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            if not read_only:  # switching the journal mode writes the file
+                cursor.execute("PRAGMA journal_mode = WAL")  # an in-memory database answers "memory"
+                cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
 
@@ -157,4 +223,4 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -50,16 +50,17 @@ from sqlalchemy import (
     inspect,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 
-from harness.store.engine import StoreError, make_engine, mask_url
+from harness.store.engine import StoreError, mask_url
 from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
 
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "MalformedVersionError",
     "Migration",
     "StoreVersionError",
-    "open_store",
     "stored_version",
     "upgrade",
 ]
@@ -205,11 +206,63 @@ def _v3_preparations(conn: Connection) -> None:
     md.tables["preparations"].create(conn)
 
 
+def _v4_relative_image_paths(conn: Connection) -> None:
+    """Version 4: candidates' image and preview paths relative to their run folder ("images/<sha256>.png"),
+    and `run_folders`: where each run's folder was last (absolute, and relative to a SQLite store's own
+    folder), so a store and its run folder copied elsewhere together still find their images.
+
+    The runner always wrote OUT/images/<sha256>.png as an absolute path; such a path becomes
+    "images/<sha256>.png" and OUT the run's folder. Paths of any other shape are kept as they are.
+    """
+    import os
+    from pathlib import PurePath
+
+    md = MetaData(naming_convention=NAMING_CONVENTION)
+    Table("runs", md, Column("id", String, primary_key=True))  # referred to only; not created here
+    folders = Table(
+        "run_folders", md,
+        Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+        Column("path", String, nullable=False),
+        Column("store_relative", String, nullable=True),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+    folders.create(conn)
+    candidates = Table("candidates", MetaData(), Column("id", Integer, primary_key=True), Column("run_id", String),
+                       Column("image_path", String), Column("step_previews", JSONType))
+
+    def relative(path: str) -> tuple[str, str | None]:
+        parts = PurePath(path)
+        if parts.is_absolute() and parts.parent.name == "images":
+            return f"images/{parts.name}", str(parts.parent.parent)
+        return path, None
+
+    database = conn.engine.url.database if conn.dialect.name == "sqlite" else None
+    store_dir = os.path.dirname(os.path.abspath(database)) if database and database != ":memory:" else None
+    found: dict[str, str] = {}
+    rows = conn.execute(candidates.select().order_by(candidates.c.id)).all()
+    for row in rows:
+        image, folder = relative(row.image_path)
+        previews = [relative(p)[0] for p in (row.step_previews or [])]
+        if folder is not None:
+            found.setdefault(row.run_id, folder)
+        if image != row.image_path or previews != list(row.step_previews or []):
+            conn.execute(candidates.update().where(candidates.c.id == row.id)
+                         .values(image_path=image, step_previews=previews))
+    now = utcnow()
+    for run_id, folder in sorted(found.items()):
+        # Relative to the store only when the folder is still where the paths say: a store moved before
+        # migrating cannot tell where its folder was relative to it.
+        near = os.path.relpath(folder, store_dir) if store_dir is not None and os.path.isdir(folder) else None
+        conn.execute(folders.insert().values(run_id=run_id, path=folder, store_relative=near, updated_at=now))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
               _v1_initial),
     Migration(2, "verifier_scores.details: what a score was made of (JSON)", _v2_verifier_details),
     Migration(3, "preparations: the checkpoint a strategy's prepare stage made for a run", _v3_preparations),
+    Migration(4, "candidates' image paths relative to the run folder; run_folders: where each run folder is",
+              _v4_relative_image_paths),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -224,8 +277,14 @@ def _version_table() -> Table:
     )
 
 
+class MalformedVersionError(StoreVersionError):
+    """The `schema_version` table does not hold one row with a version this code could have written."""
+
+
 def stored_version(conn: Connection) -> int:
-    """The store's schema version; 0 for an empty database. Refuses a foreign database."""
+    """The store's schema version; 0 for an empty database. Refuses a foreign database, and a
+    `schema_version` table that does not hold exactly one row (id 1) with a version >= 1
+    (`MalformedVersionError`: `stepwise migrate` can tell the version from the tables)."""
     names = set(inspect(conn).get_table_names())
     if VERSION_TABLE not in names:
         ours = names & {"suites", "prompts", "runs", "candidates", "evaluations", "verifier_scores", "results"}
@@ -235,8 +294,19 @@ def stored_version(conn: Connection) -> int:
                 "it is not a stepwise store (or an unversioned one); use another database"
             )
         return 0
-    version = conn.scalar(_version_table().select().with_only_columns(_version_table().c.version))
-    return int(version or 0)
+    # Read raw: a hand-edited row may hold text, a float or NULL, which must be named, not crash int().
+    rows = conn.execute(text(f"SELECT id, version FROM {VERSION_TABLE}")).all()
+    where = mask_url(conn.engine.url)
+    if len(rows) != 1 or rows[0][0] != 1:
+        held = "no row" if not rows else f"{len(rows)} rows" if len(rows) > 1 else f"a row with id {rows[0][0]!r:.20}"
+        raise MalformedVersionError(f"the store {where}: its {VERSION_TABLE} table holds {held}, not one row (id 1); "
+                                    "`stepwise migrate --db URL` can tell the version from the tables")
+    version = rows[0][1]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MalformedVersionError(f"the store {where}: {VERSION_TABLE}.version holds {version!r:.40}, not a schema "
+                                    "version (1, 2, ...); `stepwise migrate --db URL` can tell the version from the "
+                                    "tables")
+    return version
 
 
 def _check_known(version: int, known: int, where: str) -> None:
@@ -281,7 +351,13 @@ def upgrade(engine: Engine, *, target: int | None = None, migrations: Sequence[M
             step = migrations[version]
             if version == 0:
                 table.create(conn)
-            step.apply(conn)
+            try:
+                step.apply(conn)
+            except DBAPIError as err:  # e.g. a table the step changes is missing: nothing of it was applied
+                reason = " ".join(str(err.orig).split())
+                raise StoreVersionError(f"the store {where}: migration {step.version} ({step.description}) failed "
+                                        f"and was rolled back, the store stays at version {version}: "
+                                        f"{reason}") from None
             values = {"version": step.version, "updated_at": utcnow()}
             if version == 0:
                 conn.execute(table.insert().values(id=1, **values))
@@ -305,18 +381,3 @@ def check_version(engine: Engine) -> int:
             "`stepwise migrate --db URL` upgrades it (commands that only read a store never change it)"
         )
     return version
-
-
-def open_store(url: str | None = None, *, upgrade_schema: bool = True) -> Engine:
-    """`make_engine(url)`, then the schema: migrated to `SCHEMA_VERSION` (created if empty),
-    or, with upgrade_schema=False, only checked (a read-only look never changes a store)."""
-    engine = make_engine(url)
-    try:
-        if upgrade_schema:
-            upgrade(engine)
-        else:
-            check_version(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine

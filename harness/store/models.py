@@ -7,6 +7,8 @@
     runs ─< results                            (a strategy x verifier x n, computed from the above)
     runs ─< preparations                       (the checkpoint a strategy's prepare stage trained
                                                 and the run generated with: `stepwise run --strategy`)
+    runs ─ run_folders                         (where the run's images folder is: image paths are
+                                                relative to it)
 
 Expensive work is stored once per candidate: a candidate is one generated image of one
 prompt in one run; its GenEval verdict and its verifier scores are keyed by what produced
@@ -30,8 +32,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
 
-__all__ = ["Base", "Candidate", "Evaluation", "Preparation", "Prompt", "Result", "Run", "SchemaVersion", "Suite",
-           "VerifierScore"]
+__all__ = ["Base", "Candidate", "Evaluation", "Preparation", "Prompt", "Result", "Run", "RunFolder", "SchemaVersion",
+           "Suite", "VerifierScore"]
 
 
 class Base(DeclarativeBase):
@@ -111,11 +113,29 @@ class Run(Base):
     suite: Mapped[Suite] = relationship()
 
 
+class RunFolder(Base):
+    """Where a run's folder (`stepwise run --out`: images/<sha256>.png) was when last written or migrated.
+
+    path: absolute. store_relative: the same folder relative to the folder of the SQLite store file
+    (None for a server store, or when unknown), so a store copied together with its run folder (a
+    cluster's project folder to a laptop) finds it where it now is (`harness.store.folders`).
+    """
+
+    __tablename__ = "run_folders"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str]
+    store_relative: Mapped[str | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Candidate(Base):
     """One generated image: run x prompt x sample index.
 
-    image_path: relative to the run folder (the runner's choice), named by content hash.
-    step_previews: paths of intermediate previews (reasoning steps), in step order.
+    image_path: relative to the run folder ("images/<sha256>.png", the runner's layout; schema 4
+        made older absolute paths relative), named by content hash; `harness.store.folders`
+        resolves it against where the run folder is now.
+    step_previews: paths of intermediate previews (reasoning steps), in step order, relative likewise.
     cost: generation cost, e.g. {"forward_passes": 50, "tokens": 0, "seconds": 1.9}.
     seed: the seed this sample was drawn with, when the generator takes one.
     """

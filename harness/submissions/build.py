@@ -10,7 +10,6 @@ the header's `preparation`: `choose_preparation`, `prepared_checkpoint`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -23,7 +22,7 @@ from harness.submissions.export import Cost, ExportHeader, header_json, parse_pr
 from harness.submissions.model import ImageRecord, PreparedCheckpoint
 
 __all__ = ["RunExport", "SubmitError", "choose_preparation", "evaluator_settings", "prepared_checkpoint",
-           "read_run", "write_folder"]
+           "read_run", "recorded_verifiers", "write_folder"]
 
 IMAGES_DIR = "images"
 EXPORT_NAME = "export.jsonl"
@@ -38,10 +37,12 @@ class RunExport:
     header: ExportHeader
     records: list[ImageRecord]  # image = None: `write_folder` decides whether images are shipped
     costs: list[Cost] | None
-    image_paths: list[str]  # per record: where the run's PNG is on this machine (as the store has it)
+    image_paths: list[str]  # per record: the run's PNG as the store has it (relative to the run folder)
     resolution: int | None
     # the store's links from the run to prepared checkpoints (harness.store.NewPreparation copies), oldest first
     preparations: tuple[Any, ...] = ()
+    run_folder: Path | None = None  # where the run's images are now (harness.store.folders), when found
+    folder_problem: str | None = None  # why it was not found (images cannot be shipped then)
 
 
 def evaluator_settings(spec: Any) -> dict[str, Any]:
@@ -66,6 +67,34 @@ def evaluator_settings(spec: Any) -> dict[str, Any]:
     return settings
 
 
+def _shown_path(value: str) -> str:
+    """A local file or folder as its name (its folder is nobody's business), anything else as is."""
+    return Path(value).name if Path(value).exists() else value
+
+
+def recorded_verifiers(names: tuple[str, ...] | list[str], params: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """What an export's header records of each verifier, so a maintainer can build it again and re-score
+    the shipped images: {name: {"package", "version", "params", "local"}}. `params` are the parsed,
+    canonical parameters with local paths shown by their names (as `evaluator_settings` shows the
+    detector); `local` lists those parameters, which a re-check looks up by name (`--models DIR`).
+    ValueError on an unknown verifier or parameters that do not fit it (`stored_settings` checked both)."""
+    import json
+
+    from harness import registry
+    from harness.plugins import canonical_json, parse_params
+
+    out: dict[str, Any] = {}
+    for name in names:
+        cls = registry.verifiers.get(name)
+        provenance = registry.verifiers.info(name).provenance()
+        parsed = json.loads(canonical_json(parse_params(cls.Params, dict(params.get(name, {})))))
+        local = sorted(k for k, v in parsed.items() if isinstance(v, str) and v and Path(v).exists())
+        shown = {k: _shown_path(v) if k in local else v for k, v in parsed.items()}
+        out[name] = {"package": provenance["package"], "version": provenance["version"], "params": shown,
+                     "local": local}
+    return out
+
+
 def _seconds(cost: Any) -> float | None:
     value = cost.get("seconds") if isinstance(cost, Mapping) else None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
@@ -74,16 +103,18 @@ def _seconds(cost: Any) -> float | None:
 
 
 def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict[str, list[dict[str, Any]]]:
-    """The detections a verdict could have used (score above the lowest threshold), rounded: what the
-    site draws, without the thousands of low-score boxes a detector also returns."""
+    """The detections a verdict could have used (score above the lowest threshold), in the detector's
+    order: what the site draws, without the low-score boxes a detector also returns. The numbers are
+    kept exactly as stored (float32 values, which JSON writes and reads back bit for bit), so the
+    leaderboard can re-derive every verdict and reason from them with GenEval's rules: rounded, a
+    score just above a threshold could fall on it and flip the verdict."""
     out: dict[str, list[dict[str, Any]]] = {}
     for name, boxes in (detections or {}).items():
         kept = []
         for det in boxes:
             if float(det["score"]) <= floor:
                 continue
-            item: dict[str, Any] = {"box": [round(float(x), 1) for x in det["box"]],
-                                    "score": round(float(det["score"]), 4)}
+            item: dict[str, Any] = {"box": [float(x) for x in det["box"]], "score": float(det["score"])}
             if isinstance(det.get("color"), str):
                 item["color"] = det["color"]
             kept.append(item)
@@ -93,9 +124,13 @@ def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict
 
 
 def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
-             max_samples: int | None = None) -> RunExport:
+             max_samples: int | None = None, verifier_settings: Mapping[str, Any] | None = None,
+             run_dir: Path | None = None) -> RunExport:
     """A run's candidates with their verdicts by `spec` and scores by `verifiers` ({name: settings hash}).
 
+    verifier_settings: what the header records of each verifier (`recorded_verifiers`), so that the
+    leaderboard can re-score the images with it; None leaves it out (the entry then cannot be re-checked).
+    run_dir: the run's folder, when it is not where the store finds it (`harness.store.folders`).
     Refuses (SubmitError) a run that lacks a verdict or a score anywhere: an entry is whole.
     """
     from sqlalchemy import func, select
@@ -103,6 +138,7 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     from harness import __version__
     from harness.store import Candidate, NewPreparation, Prompt, Run, VerifierScore, run_preparations
     from harness.store.data import judged_candidates
+    from harness.store.folders import RunFolderError, locate_run_folder
 
     try:
         rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
@@ -143,13 +179,18 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
         generator={"name": run.generator, "package": run.generator_package, "version": run.generator_version,
                    "params": dict(run.params)},
         seed=int(run.seed), evaluator_backend=spec.backend, evaluator_settings_hash=key,
-        evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__)
+        evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__,
+        verifier_settings=dict(verifier_settings) if verifier_settings is not None else None)
     resolution = run.params.get("resolution")
     links = tuple(NewPreparation(p.strategy, p.settings_hash, dict(p.params), p.checkpoint, p.checkpoint_sha256,
                                  dict(p.manifest)) for p in run_preparations(s, run_id))
+    try:
+        folder, problem = locate_run_folder(s, run_id, run_dir), None
+    except RunFolderError as err:
+        folder, problem = None, str(err)
     return RunExport(header, records, costs, [r.image_path for r in rows],
                      resolution if isinstance(resolution, int) and not isinstance(resolution, bool) else None,
-                     links)
+                     links, folder, problem)
 
 
 def _reward_verifier(link: Any) -> str | None:
@@ -208,29 +249,36 @@ def prepared_checkpoint(run_id: str, link: Any) -> PreparedCheckpoint:
                           f"does not fit an export's preparation: {err}") from None
 
 
-def write_folder(folder: Path, export: RunExport, manifest_text: str, *, images: bool,
-                 run_dir: Path | None = None) -> None:
+def write_folder(folder: Path, export: RunExport, manifest_text: str, *, images: bool) -> None:
     """Write a fresh entry folder: images/<sha256>.png (when `images`), export.jsonl, submission.toml.
 
-    Each copied image is hashed on the way: a file that changed since the run is refused, so an
-    entry's pictures are the judged ones. run_dir: where to look (run_dir/images/<sha256>.png) when
-    a stored path no longer exists (the run folder was moved).
+    Each copied image is hashed on the way: a file that is missing from the run folder, or changed
+    since the run, is refused naming it, so an entry's pictures are the judged ones.
     """
     import json
 
+    from harness.store.folders import ImageProblem, resolve_image
     from harness.submissions.model import MANIFEST_NAME
 
+    if images and export.run_folder is None:
+        raise SubmitError(f"{export.folder_problem} (or submit with --no-images)")
     folder.mkdir(parents=True)
     records = export.records
     if images:
+        assert export.run_folder is not None
         (folder / IMAGES_DIR).mkdir()
         shipped = []
         for record, source in zip(records, export.image_paths, strict=True):
             name = f"{IMAGES_DIR}/{record.sha256}.png"
             target = folder / name
             if not target.exists():
-                data = _read_image(Path(source), record.sha256, run_dir)
-                target.write_bytes(data)
+                where = f"prompt {record.prompt_index:05d} sample {record.sample_index}"
+                try:
+                    path = resolve_image(export.run_folder, source, record.sha256, where)
+                except ImageProblem as err:
+                    raise SubmitError(f"{err}; give the run folder that holds the judged images with --run-dir "
+                                      "(or submit with --no-images)") from None
+                target.write_bytes(path.read_bytes())
             shipped.append(_with_image(record, name))
         records = shipped
     lines = [json.dumps(header_json(export.header), sort_keys=False)]
@@ -244,20 +292,6 @@ def _with_image(record: ImageRecord, image: str) -> ImageRecord:
     from dataclasses import replace
 
     return replace(record, image=image)
-
-
-def _read_image(path: Path, sha256: str, run_dir: Path | None) -> bytes:
-    candidates = [path] + ([run_dir / IMAGES_DIR / f"{sha256}.png"] if run_dir is not None else [])
-    for candidate in candidates:
-        if candidate.is_file():
-            data = candidate.read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise SubmitError(f"{candidate}: its sha256 is not the stored {sha256[:12]}…; the image changed "
-                                  "after it was judged")
-            return data
-    raise SubmitError(f"image {sha256[:12]}… not found at {path}" + (
-        f" nor in {run_dir / IMAGES_DIR}" if run_dir is not None else "; give the run folder with --run-dir")
-        + " (or submit with --no-images)")
 
 
 def replace_folder(partial: Path, final: Path) -> None:

@@ -7,7 +7,13 @@ Header (line 1):
      "generator": {"name": "showo", "package": "...", "version": "...", "params": {...}}, "seed": 0,
      "evaluator": {"backend": "mmdet", "settings_hash": "<sha256>", "settings": {...}},
      "verifiers": {"<name>": "<settings sha256>"}, "stepwise_version": "0.1.0",
+     "verifier_settings": {"<name>": {"package": "...", "version": "...", "params": {...}, "local": ["model"]}},
      "preparation": {...}}
+
+`verifier_settings` is optional (exports written before it existed lack it): what each verifier was
+built with, so a maintainer can build it again and re-score the shipped images
+(`harness.submissions.verify`). `params` are the canonical parameters, local files and folders shown
+by their names only; `local` names those parameters (a re-check looks them up with `--models DIR`).
 
 `preparation` is optional: present when a strategy's prepare stage trained the checkpoint the run
 generated with (`stepwise run --strategy dpo`; the store's `preparations` link), absent otherwise
@@ -85,6 +91,8 @@ class ExportHeader:
     verifiers: dict[str, str]  # name -> settings hash
     stepwise_version: str
     preparation: PreparedCheckpoint | None = None  # the prepared checkpoint the run generated with
+    # name -> {"package", "version", "params", "local"}: how to build each verifier again; None when not recorded
+    verifier_settings: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,8 @@ def header_json(header: ExportHeader) -> dict[str, Any]:
            "evaluator": {"backend": header.evaluator_backend, "settings_hash": header.evaluator_settings_hash,
                          "settings": header.evaluator_settings},
            "verifiers": header.verifiers, "stepwise_version": header.stepwise_version}
+    if header.verifier_settings is not None:
+        out["verifier_settings"] = header.verifier_settings
     if header.preparation is not None:  # absent otherwise: exports of other runs stay as they were
         out["preparation"] = preparation_json(header.preparation)
     return out
@@ -152,8 +162,9 @@ def parse_export(lines: Iterable[str]) -> Export:
             continue
         try:
             value = json.loads(line, parse_constant=_refuse_constant)
-        except ValueError as err:
-            problems.append(f"line {lineno}: not valid JSON ({err})")
+        except (ValueError, RecursionError) as err:
+            why = "nested too deeply to read" if isinstance(err, RecursionError) else str(err)
+            problems.append(f"line {lineno}: not valid JSON ({why})")
             if header is None:
                 raise ExportError(problems) from None
             continue
@@ -233,7 +244,7 @@ def _number(value: Any, what: str, minimum: float | None = None) -> float:
 def _header(value: Any) -> ExportHeader:
     head = _obj(value, "the header")
     _only(head, ("format", "version", "run_id", "suite", "generator", "seed", "evaluator", "verifiers",
-                 "stepwise_version"), "the header", optional=("preparation",))
+                 "stepwise_version"), "the header", optional=("preparation", "verifier_settings"))
     if head["format"] != EXPORT_FORMAT:
         raise ValueError(f"format must be {EXPORT_FORMAT!r}, got {head['format']!r:.80}")
     if head["version"] != EXPORT_VERSION:
@@ -268,7 +279,50 @@ def _header(value: Any) -> ExportHeader:
         verifiers=dict(verifiers),
         stepwise_version=_str(head["stepwise_version"], "stepwise_version", 64),
         preparation=parse_preparation(head["preparation"]) if "preparation" in head else None,
+        verifier_settings=(_verifier_settings(head["verifier_settings"], verifiers)
+                           if "verifier_settings" in head else None),
     )
+
+
+def _verifier_settings(value: Any, verifiers: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The header's `verifier_settings`: one object per verifier the header names, type-checked."""
+    what = "verifier_settings"
+    settings = _obj(value, what)
+    if sorted(settings) != sorted(verifiers):
+        raise ValueError(f"{what} describe {sorted(settings)}, but the header names verifiers {sorted(verifiers)}")
+    out = {}
+    for name, item in settings.items():
+        entry = _obj(item, f"{what}.{name}")
+        _only(entry, ("package", "version", "params", "local"), f"{what}.{name}")
+        _str(entry["package"], f"{what}.{name}.package", 200)
+        _str(entry["version"], f"{what}.{name}.version", 64)
+        params = _obj(entry["params"], f"{what}.{name}.params")
+        if len(params) > MAX_PARAMETERS:
+            raise ValueError(f"{what}.{name}.params has {len(params)} keys; at most {MAX_PARAMETERS}")
+        for key, param in params.items():
+            _str(key, f"a key of {what}.{name}.params", 64)
+            _plain_value(param, f"{what}.{name}.params.{key}")
+        local = entry["local"]
+        if not isinstance(local, list) or not all(isinstance(x, str) and x in params for x in local):
+            raise ValueError(f"{what}.{name}.local must list names of its params")
+        out[name] = {"package": entry["package"], "version": entry["version"], "params": dict(params),
+                     "local": list(local)}
+    return out
+
+
+def _plain_value(value: Any, what: str) -> None:
+    """A plug-in parameter as canonical JSON holds it: a scalar, or a short flat list of scalars."""
+    if isinstance(value, list):
+        if len(value) > MAX_PARAMETERS:
+            raise ValueError(f"{what} has {len(value)} items; at most {MAX_PARAMETERS}")
+        for item in value:
+            if isinstance(item, list | dict):
+                raise ValueError(f"{what} must be a flat list of strings, numbers or booleans")
+            _parameter(item, what)
+        return
+    if isinstance(value, dict):
+        raise ValueError(f"{what} must be a string, number, boolean, null or a flat list")
+    _parameter(value, what)
 
 
 def parse_preparation(value: Any) -> PreparedCheckpoint:

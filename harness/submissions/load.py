@@ -16,7 +16,13 @@ export (`compute.recompute`), after checking that the export:
   when the header has a `preparation` (the run generated with a checkpoint a strategy trained),
   system.alignment is that strategy and system.reward_guidance names its reward verifier, or is
   "none" when training had none (`preparation_disagreements`);
-- names images whose files' sha256 equal the records' (provenance: the pictures are the judged ones).
+- names images whose files' sha256 equal the records' (provenance: the pictures are the judged ones);
+- is consistent with itself (`harness.submissions.consistency`): verdicts and reasons re-derived from
+  the stored detections, detections well-formed, no image standing for two prompts or seeds, scores
+  finite and inside their verifiers' declared ranges.
+
+A loaded reproduced entry's `verification` is then "consistent"; `harness.submissions.verify`
+re-checks a sample with the models (`stepwise validate`, `stepwise leaderboard build`).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 from harness.hashing import content_sha256
 from harness.submissions.compute import STRATEGIES, recompute
+from harness.submissions.consistency import CHECKS, Records, consistency_problems, declared_ranges
 from harness.submissions.export import Export, ExportError, parse_export
 from harness.submissions.manifest import SLUG, read_manifest
 from harness.submissions.model import (
@@ -36,11 +43,12 @@ from harness.submissions.model import (
     Manifest,
     PreparedCheckpoint,
     ValidationProblem,
+    Verification,
 )
 from harness.submissions.paths import PathProblem, confined
 
 __all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry",
-           "names_verifier", "preparation_disagreements"]
+           "names_verifier", "preparation_disagreements", "suite_metadata"]
 
 MAX_EXPORT_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
@@ -143,15 +151,30 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
     problems = [ValidationProblem(folder, name, m) for m in _coverage(export, manifest)]
     if not problems:
         problems += [ValidationProblem(folder, MANIFEST_NAME, m) for m in _agreement(export, manifest)]
+    sizes: dict[str, tuple[int, int]] = {}
     if not problems:
-        problems += _images(folder, export, name)
+        image_problems, sizes = _images(folder, export, name)
+        problems += image_problems
+    ranges = declared_ranges(list(export.header.verifiers))
+    if not problems:
+        records = Records(export, suite_metadata(export.header.prompts), sizes, ranges)
+        problems += [ValidationProblem(folder, name, m) for m in consistency_problems(records)]
     if problems:
         raise SubmissionError(problems)
     numbers = recompute(export, manifest.system)
     images = tuple(sorted(export.records, key=lambda r: (r.prompt_index, r.sample_index)))
+    verification = Verification(level="consistent", checks=tuple(n for n, _ in CHECKS),
+                                unranged=tuple(sorted(v for v, r in ranges.items() if r is None)))
     return Entry(slug=slug, folder=folder, manifest=manifest, scores=numbers.scores, intervals=numbers.intervals,
                  images=images, curves=numbers.curves, prompt_correct=numbers.prompt_correct,
-                 preparation=export.header.preparation)
+                 preparation=export.header.preparation, verification=verification, header=export.header)
+
+
+def suite_metadata(prompts: int) -> list[dict]:
+    """GenEval's suite of `prompts` prompts (`_coverage` has checked it is one), by prompt index."""
+    from harness.prompts import geneval_suite
+
+    return geneval_suite(per_task=(prompts - 80) // 5)
 
 
 def _coverage(export: Export, manifest: Manifest) -> list[str]:
@@ -265,10 +288,15 @@ def preparation_disagreements(alignment: str, guidance: str, preparation: Prepar
     return problems
 
 
-def _images(folder: Path, export: Export, export_name: str) -> list[ValidationProblem]:
-    """Each named image is a file in the folder whose sha256 is its record's."""
+def _images(folder: Path, export: Export,
+            export_name: str) -> tuple[list[ValidationProblem], dict[str, tuple[int, int]]]:
+    """Each named image is a file in the folder whose sha256 is its record's, and a readable image of
+    at most MAX_PIXELS; returns the problems and {sha256: (width, height)} of the shipped images."""
+    from harness.images import ImageFileError, image_size
+
     problems: list[ValidationProblem] = []
     digests: dict[str, str] = {}  # path -> sha256 (identical images share a file)
+    sizes: dict[str, tuple[int, int]] = {}
     for r in export.records:
         if r.image is None:
             continue
@@ -289,7 +317,12 @@ def _images(folder: Path, export: Export, export_name: str) -> list[ValidationPr
             problems.append(ValidationProblem(
                 folder, r.image, f"{where}: the file's sha256 is {digests[r.image][:12]}…, the record says "
                                  f"{r.sha256[:12]}…; this is not the image that was judged"))
-    return problems
+        elif r.sha256 not in sizes:
+            try:
+                sizes[r.sha256] = image_size(folder / r.image)
+            except ImageFileError as err:
+                problems.append(ValidationProblem(folder, r.image, f"{where}: {str(err).split(': ', 1)[-1]}"))
+    return problems, sizes
 
 
 def _sha256(path: Path) -> str:

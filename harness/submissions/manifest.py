@@ -218,6 +218,8 @@ def parse_manifest(text: str) -> tuple[Manifest | None, list[str]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         return None, [f"not valid TOML: {err}"]
+    except RecursionError:
+        return None, ["not valid TOML: nested too deeply to read"]
     problems: list[str] = []
     top = _Table(data, "", problems)
     name = top.text("name", max_length=MAX_TEXT["name"])

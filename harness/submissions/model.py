@@ -15,7 +15,7 @@ site reads it and never writes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,7 @@ __all__ = [
     "System",
     "TrainingRecord",
     "ValidationProblem",
+    "Verification",
 ]
 
 # GenEval's tags, in GenEval's column order. "Attribute binding" in papers is `color_attr`.
@@ -173,6 +174,30 @@ class CurvePoint:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """What was checked of a reproduced entry before the site showed its numbers (`level`):
+
+    - "rechecked": the model-free consistency checks passed (`harness.submissions.consistency`),
+      and a random sample of its images was re-judged by the recorded evaluator and re-scored by
+      every recorded verifier (`harness.submissions.verify`), all agreeing;
+    - "consistent": the consistency checks passed, but some part could not be re-checked (a model
+      not found here, a verifier that scores step previews, no images shipped, `--recheck none`):
+      `missing` says what and why. Shown apart from the ranked table, labelled as such.
+
+    An entry that fails a check is refused: it never gets a Verification.
+    """
+
+    level: Literal["rechecked", "consistent"]
+    checks: tuple[str, ...]  # the consistency checks it passed, by name
+    unranged: tuple[str, ...] = ()  # verifiers whose scores' range could not be checked (none declared here)
+    images: tuple[int, int] = (0, 0)  # images re-judged by the evaluator, of the export's candidates
+    scores: dict[str, tuple[int, int]] = field(default_factory=dict)  # verifier -> candidates re-scored, of all
+    missing: tuple[str, ...] = ()  # what could not be re-checked, one reason each
+    seed: int | None = None  # the re-check's sample seed (`--recheck-seed` repeats the draw)
+    tolerance: float | None = None  # largest accepted |re-scored - stored| verifier score
+
+
+@dataclass(frozen=True)
 class Entry:
     """What the site renders for one submission folder."""
 
@@ -192,6 +217,10 @@ class Entry:
     # Reproduced: the checkpoint the run generated with when a strategy prepared it (the export
     # header's `preparation`); None otherwise.
     preparation: PreparedCheckpoint | None = None
+    # Reproduced: what was checked before its numbers are shown (None: reported, or never checked).
+    verification: Verification | None = None
+    # Reproduced: the export's header (run, evaluator and verifier settings), for the re-check; else None.
+    header: Any = None
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class ClipScoreParams:
                                                          "is not given (only openai; other weights: `weights`).")
     weights: str | None = param(None, help="Local open_clip checkpoint file; default: the openai weights from "
                                            "the HF cache.")
-    scale: float = param(HESSEL_SCALE, help="w in w * max(cos, 0); 2.5 as Hessel et al., 1 = the raw cosine.")
+    scale: float = param(HESSEL_SCALE, help="w in w * max(cos, 0), at most 2.5 (Hessel et al.'s); 1 = the raw cosine.")
     prefix: str = param("", help="Text put before the prompt (Hessel et al.'s code uses 'A photo depicts ').")
     batch_size: int = param(64, help="Images per forward pass.")
     device: str | None = param(None, help="Torch device; default cuda when available, else cpu.")
@@ -75,6 +75,8 @@ class ClipScoreVerifier:
     description: ClassVar[str] = ("CLIPScore: cosine similarity of open_clip image and prompt embeddings "
                                   "(ViT-L-14-quickgelu, openai), w * max(cos, 0).")
     needs_previews: ClassVar[bool] = False
+    # w * max(cos, 0) with 0 < w <= 2.5 (Hessel et al.'s w is the largest scale accepted).
+    score_range: ClassVar[tuple[float, float]] = (0.0, HESSEL_SCALE)
 
     def __init__(self, params: ClipScoreParams) -> None:
         import torch
@@ -83,8 +85,9 @@ class ClipScoreVerifier:
 
         if params.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {params.batch_size}")
-        if not params.scale > 0:
-            raise ValueError(f"scale must be > 0 (it multiplies the clipped cosine), got {params.scale}")
+        if not 0 < params.scale <= HESSEL_SCALE:
+            raise ValueError(f"scale must be in (0, {HESSEL_SCALE}] (it multiplies the clipped cosine; the "
+                             f"verifier's declared score range is [0, {HESSEL_SCALE}]), got {params.scale}")
         self.params = params
         # The colour classifier's loader: same weight resolution (HF cache or file), same QuickGELU
         # check and openai preprocessing; we use its model, transform and tokenizer only.

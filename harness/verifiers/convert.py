@@ -169,7 +169,7 @@ def read_lmms_config(src: Path) -> dict[str, Any]:
                               "the weights and the tokenizer files")
     try:
         config = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise ConversionError(f"{path}: not readable JSON ({err})") from None
     if not isinstance(config, dict):
         raise ConversionError(f"{path}: expected a JSON object")
@@ -206,7 +206,7 @@ def text_config_fields(config: Mapping[str, Any]) -> dict[str, Any]:
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise ConversionError(f"{path}: cannot read the {what} ({err})") from None
     if not isinstance(data, dict):
         raise ConversionError(f"{path}: the {what} is not a JSON object")

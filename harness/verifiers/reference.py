@@ -35,6 +35,7 @@ class OracleVerifier:
     description: ClassVar[str] = "GenEval's own verdict (1 correct, 0 not): what a perfect verifier reaches."
     needs_previews: ClassVar[bool] = False
     needs_verdicts: ClassVar[bool] = True
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # 1.0 correct, 0.0 not
 
     @dataclass(frozen=True)
     class Params:
@@ -74,6 +75,7 @@ class RandomVerifier:
 
     description: ClassVar[str] = "A seeded uniform score: the floor; its exact curve equals the mean accuracy."
     needs_previews: ClassVar[bool] = False
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # uniform_score: [0, 1)
 
     @dataclass(frozen=True)
     class Params:

@@ -284,6 +284,7 @@ class OutcomeVerifier(_VlmVerifier):
     description: ClassVar[str] = ("Outcome reward: a VLM's P(\"yes\") that the final image matches the prompt "
                                   "(the paper's ORM question).")
     needs_previews: ClassVar[bool] = False
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # P("yes"); 0 for a sampled non-answer
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         charges = _Charges(len(images))
@@ -303,6 +304,7 @@ class ProcessVerifier(_VlmVerifier):
     Params: ClassVar[type] = PrmParams
     description: ClassVar[str] = "Process reward: the ORM question on every step preview, aggregated (min, mean, last)."
     needs_previews: ClassVar[bool] = True
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # min / mean / last of per-step P("yes")
     params: PrmParams
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
@@ -389,6 +391,7 @@ class ParmVerifier(_VlmVerifier):
     description: ClassVar[str] = ("PARM: clarity judgement, potential assessment at the first clear step, then the "
                                   "ORM score among survivors (fallback: lowest P(\"no\")).")
     needs_previews: ClassVar[bool] = True
+    score_range: ClassVar[tuple[float, float]] = (-50.0, 2.0)  # survivors [1, 2], others [-50, 0] (above)
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         _check_previews("parm", images, previews)
