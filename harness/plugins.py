@@ -262,6 +262,20 @@ class Verifier(Protocol):
     computed before scoring for new candidates, read from the store for candidates judged
     earlier. Such a verifier's scores are stored per evaluator settings (the evaluator's key is
     part of their settings hash). Reference points use it (`oracle`); a real reward model must not.
+
+    Two more optional extensions, by the same rule:
+
+    * `reads_scores: ClassVar[bool] = True` with a static method `score_inputs(params) -> tuple[str,
+      ...]` (the verifiers it combines): the harness scores those first (they must be verifiers of
+      the same run) and calls `score(prompt, images, previews, scores={name: [score_0, ...]})`, on
+      every candidate of a prompt at once, again whenever the prompt's pool grows (its scores may
+      depend on the whole pool); its settings hash includes the inputs' hashes. `ensemble` is one.
+    * `score_probability(score: float) -> float | None` (a static method): the probability that the
+      candidate is correct (matches its prompt) which a stored score states, or None where the score
+      states none. Declared by verifiers whose scores are, or hold, such a probability (`orm`,
+      `prm`, `vqascore`: the score itself; `parm`: a survivor's ORM P("yes")); `stepwise analyze`
+      measures their calibration from it. The inclusive bounds of `VerifierScore.score` are the
+      separate `score_range` class attribute.
     """
 
     Params: ClassVar[type]

@@ -125,8 +125,8 @@ class YesNoQuery:
 class YesNoAnswer:
     """The model's distribution over the first answer token."""
 
-    p_yes: float  # full-vocabulary softmax at the first answer position, token "yes"
-    p_no: float  # same, token "no"
+    p_yes: float  # full-vocabulary softmax at the first answer position, token "yes" (the engine's yes_token)
+    p_no: float  # same, token "no" (the engine's no_token)
     top_tokens: tuple[str, ...]  # the TOP_K likeliest first tokens (convert_ids_to_tokens), most likely first
     top_probs: tuple[float, ...]  # their full-softmax probabilities (not renormalised)
 
@@ -262,6 +262,7 @@ class _Batch:
 
     kwargs: dict[str, Any]
     attention_mask: torch.Tensor
+    input_ids: torch.Tensor  # the token ids behind the rows (pad layout: image positions hold the image token)
 
 
 class YesNoEngine:
@@ -272,11 +273,13 @@ class YesNoEngine:
     `device`: None picks cuda when available. `dtype`: "auto" is float16 on CUDA, float32 elsewhere.
     `batch_size`: queries per forward pass. `padding_side`: "left" (every row ends at its answer
     position) or "right" (answer positions gathered per row); the results agree to float rounding.
+    `yes_token` / `no_token`: the tokens whose probabilities are `p_yes` / `p_no` (VQAScore reads "Yes").
     """
 
     def __init__(self, model: str, *, layout: Layout = "pad", device: str | None = None,
                  dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto", batch_size: int = 16,
-                 padding_side: Literal["left", "right"] = "left") -> None:
+                 padding_side: Literal["left", "right"] = "left", yes_token: str = "yes",
+                 no_token: str = "no") -> None:
         import torch
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -307,8 +310,9 @@ class YesNoEngine:
         self.tokenizer = self.processor.tokenizer
         self.model = AutoModelForImageTextToText.from_pretrained(
             folder, dtype=self.dtype, local_files_only=True).to(self.device).eval()
-        self.yes_id = self._token_id("yes")
-        self.no_id = self._token_id("no")
+        self.yes_token, self.no_token = yes_token, no_token
+        self.yes_id = self._token_id(yes_token)
+        self.no_id = self._token_id(no_token)
         self.forward_passes = 0  # batched forward passes so far (for Cost)
         self._ids_memo: dict[tuple[tuple[Turn, ...], int], list[int]] = {}
         from concurrent.futures import ThreadPoolExecutor
@@ -320,6 +324,7 @@ class YesNoEngine:
         text_config = self.model.config.get_text_config()
         rope = getattr(text_config, "rope_parameters", None) or getattr(text_config, "rope_scaling", None) or {}
         self._own_positions = "mrope_section" not in rope
+        self._template_separates_image = layout == "native" and self._probe_image_separator()
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
@@ -347,6 +352,17 @@ class YesNoEngine:
             for key in [key for key, last in last_use.items() if last == b]:
                 cache.pop(key, None)
         return answers
+
+    def input_ids(self, queries: Sequence[YesNoQuery]) -> list[list[int]]:
+        """The token ids each query puts before the model, padding removed, in order (the image's
+        positions hold the model's image token): what `answer` feeds it, for checking prompts."""
+        out: list[list[int]] = []
+        for i in range(0, len(queries), self.batch_size):
+            batch = list(queries[i:i + self.batch_size])
+            prepared = self._pad_batch(batch, {}) if self.layout == "pad" else self._native_batch(batch, {})
+            for row, mask in zip(prepared.input_ids.tolist(), prepared.attention_mask.tolist(), strict=True):
+                out.append([token for token, real in zip(row, mask, strict=True) if real])
+        return out
 
     # -- the pad layout -------------------------------------------------------------------------
 
@@ -410,26 +426,37 @@ class YesNoEngine:
             image_positions = ids == self.model.config.image_token_id
             embeds[image_positions] = torch.cat(features).to(embeds.dtype)
         return _Batch({"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions_from_mask(mask)},
-                      mask)
+                      mask, ids)
 
     def _pad_rows(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad token-id rows to one length on `padding_side` with the pad token; (ids, attention mask)."""
+        import numpy as np
         import torch
 
         width = max(len(row) for row in rows)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
             span = slice(width - len(row), width) if self.padding_side == "left" else slice(0, len(row))
-            ids[i, span] = torch.tensor(row, dtype=torch.long)
+            ids[i, span] = row
             mask[i, span] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
 
     # -- the native layout ----------------------------------------------------------------------
 
     def native_text(self, turns: Sequence[Turn]) -> str:
-        """The processor's chat template over `turns`, the image where "<image>" is, answer turn opened."""
+        """The processor's chat template over `turns`, the image where "<image>" is, answer turn opened.
+
+        A turn's text is split at "<image>" into text, image, text parts. The questions are written
+        in LLaVA's convention, "<image>" then a separator (" " or "\\n") then the question; when the chat
+        template itself puts whitespace between an image part and the text after it (llava-hf's
+        OneVision template writes "<image>\\n"), the question's own separator is dropped, so the model
+        sees the template's separator once, as the HF processor renders an image part then the question
+        text. A template that writes the image and the text side by side (Qwen2-VL's; the qwen_1_5
+        template `convert-llava` writes) keeps the question's separator: "<image> This image ...", the
+        official string.
+        """
         check_turns(turns)
         messages: list[dict[str, Any]] = []
         for turn in turns:
@@ -437,6 +464,8 @@ class YesNoEngine:
             parts = [{"type": "text", "text": before}] if before else []
             if found:
                 parts.append({"type": "image"})
+                if self._template_separates_image:
+                    after = after.lstrip()
                 if after:
                     parts.append({"type": "text", "text": after})
             messages.append({"role": turn.role, "content": parts})
@@ -445,6 +474,18 @@ class YesNoEngine:
             raise ValueError(f"{self.model_name}: the chat template rendered {text.count(self.processor.image_token)} "
                              f"image tokens ({self.processor.image_token!r}) for one image")
         return text
+
+    def _probe_image_separator(self) -> bool:
+        """Whether the chat template renders whitespace (and only whitespace) between an image part and
+        the text part that follows it; see `native_text`."""
+        sentinel = "stepwise-separator-probe"
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sentinel}]}]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image = self.processor.image_token
+        if text.count(image) != 1 or sentinel not in text:
+            return False
+        between = text[text.index(image) + len(image):text.index(sentinel)]
+        return bool(between) and not between.strip()
 
     def _native_image(self, image: Image) -> tuple[str, dict[str, torch.Tensor]]:
         """The processor's work on one image: its placeholder text and its tensors (pixels, sizes, grid)."""
@@ -482,7 +523,7 @@ class YesNoEngine:
         mask = kwargs["attention_mask"]
         if self._own_positions:
             kwargs["position_ids"] = positions_from_mask(mask)
-        return _Batch(kwargs, mask)
+        return _Batch(kwargs, mask, kwargs["input_ids"])
 
     # -- the forward ----------------------------------------------------------------------------
 
@@ -507,19 +548,21 @@ class YesNoEngine:
         return logits[rows, last].float()
 
     def _answers(self, logits: torch.Tensor) -> list[YesNoAnswer]:
+        """One YesNoAnswer per row of (B, vocab) logits. Each tensor crosses to Python once (`tolist`) and
+        the top tokens of the whole batch are named in one tokenizer call: per-row tensor iteration and
+        per-element float() cost more than the forward on a small model (profiled)."""
         import torch
 
         probs = torch.softmax(logits, dim=-1)
         top = torch.topk(probs, k=min(TOP_K, probs.shape[-1]), dim=-1)
-        answers = []
-        for row, values, indices in zip(probs.cpu(), top.values.cpu(), top.indices.cpu(), strict=True):
-            answers.append(YesNoAnswer(
-                p_yes=float(row[self.yes_id]),
-                p_no=float(row[self.no_id]),
-                top_tokens=tuple(self.tokenizer.convert_ids_to_tokens(indices.tolist())),
-                top_probs=tuple(float(v) for v in values),
-            ))
-        return answers
+        p_yes = probs[:, self.yes_id].tolist()
+        p_no = probs[:, self.no_id].tolist()
+        values = top.values.tolist()
+        ids = top.indices.tolist()
+        names = self.tokenizer.convert_ids_to_tokens([i for row in ids for i in row])
+        k = len(ids[0]) if ids else 0
+        return [YesNoAnswer(p_yes=p_yes[r], p_no=p_no[r], top_tokens=tuple(names[r * k:(r + 1) * k]),
+                            top_probs=tuple(values[r])) for r in range(len(ids))]
 
 
 def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -285,6 +285,11 @@ class OutcomeVerifier(_VlmVerifier):
                                   "(the paper's ORM question).")
     needs_previews: ClassVar[bool] = False
 
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """The score is P("yes"): the probability the model gives that the image matches the prompt."""
+        return score
+
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         charges = _Charges(len(images))
         answers = self._ask([orm_query(prompt, im) for im in images], list(range(len(images))), charges)
@@ -304,6 +309,11 @@ class ProcessVerifier(_VlmVerifier):
     description: ClassVar[str] = "Process reward: the ORM question on every step preview, aggregated (min, mean, last)."
     needs_previews: ClassVar[bool] = True
     params: PrmParams
+
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """The score is one of the steps' P("yes") (min, mean or last): a probability of a match."""
+        return score
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         _check_previews("prm", images, previews)
@@ -389,6 +399,12 @@ class ParmVerifier(_VlmVerifier):
     description: ClassVar[str] = ("PARM: clarity judgement, potential assessment at the first clear step, then the "
                                   "ORM score among survivors (fallback: lowest P(\"no\")).")
     needs_previews: ClassVar[bool] = True
+
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """A survivor's score is 1 + its ORM P("yes") (a probability that the final image matches); the
+        other paths' scores (-P("no") of the potential answer, -1, -50) state no such probability."""
+        return score - 1.0 if score >= 1.0 else None
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         _check_previews("parm", images, previews)
