@@ -191,14 +191,25 @@ def _regret_stats(regret: np.ndarray, groups: dict[str, np.ndarray], counts: np.
     return out
 
 
-def _calibration(key: np.ndarray, pool: Pool, groups: dict[str, np.ndarray], probability: Probability,
-                 n_bins: int) -> dict[str, Reliability]:
+def stated_probabilities(key: np.ndarray, valid: np.ndarray, probability: Probability) -> np.ndarray:
+    """(P, m) the probability each valid candidate's score states (NaN: none, or an invalid cell)."""
     stated = np.full(key.shape, np.nan)
-    for p, k in zip(*np.nonzero(pool.valid), strict=True):
+    for p, k in zip(*np.nonzero(valid), strict=True):
         value = probability(float(key[p, k]))
         if value is not None:
             stated[p, k] = value
+    return stated
+
+
+def _calibration(name: str, key: np.ndarray, pool: Pool, groups: dict[str, np.ndarray], probability: Probability,
+                 n_bins: int) -> dict[str, Reliability]:
+    stated = stated_probabilities(key, pool.valid, probability)
     has = ~np.isnan(stated)
+    outside = has & ((stated < 0) | (stated > 1))
+    if outside.any():
+        p, k = np.argwhere(outside)[0]
+        raise ValueError(f"verifier {name!r}: the score {key[p, k]!r} of prompt {pool.prompt_ids[p]}, candidate {k} "
+                         f"states a probability of {stated[p, k]!r}, outside [0, 1]; are these {name}'s scores?")
     return {g: metrics.reliability(stated[mask][has[mask]], pool.correct[mask][has[mask]], n_bins)
             for g, mask in groups.items()}
 
@@ -293,7 +304,8 @@ def analyze(pool: Pool, *, rng: np.random.Generator, verifiers: Sequence[str] | 
         reports[name] = VerifierReport(
             name=name,
             groups={g: _group_report(mask, key, pool, counts, level, regret, stats[g]) for g, mask in groups.items()},
-            calibration=_calibration(key, pool, groups, probabilities[name], n_bins) if name in probabilities else None,
+            calibration=(_calibration(name, key, pool, groups, probabilities[name], n_bins)
+                         if name in probabilities else None),
             steps=_steps(steps, pool, groups, counts, level) if steps is not None and steps.shape[2] else None,
             parm=_parm(details, pool, groups) if details is not None else None,
         )
