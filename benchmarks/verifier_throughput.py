@@ -5,7 +5,8 @@ Both sides score the same N candidate images of one GenEval prompt with the offi
 (harness/tiny/vlm.py), with the same official inputs (qwen_1_5 prompt, expand2square onto the
 mean colour, one 384-style tile, its features plus image_newline), in one run:
 
-- official: what selector.py does per image: preprocess the image, build the prompt ids with
+- official: what selector.py does per image: preprocess the image (LLaVA's `process_images`: the
+  SigLipImageProcessor through transformers' resize/rescale/normalize helpers), build the prompt ids with
   `tokenizer_image_token`, encode the image and splice its features in (LLaVA's
   `prepare_inputs_labels_for_multimodal`), then `model.generate(do_sample=True, temperature=1.0,
   max_new_tokens=..., return_dict_in_generate=True, output_scores=True)`, one image at a time, and
@@ -57,6 +58,25 @@ def candidates(n: int, size: int, rng: np.random.Generator) -> list[Any]:
     return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
 
 
+def official_preprocess(image: Any, image_processor: Any) -> np.ndarray:
+    """LLaVA's `process_images(..., image_aspect_ratio="pad")` for one image, as the official code runs it:
+    expand2square onto the mean colour, then LLaVA's SigLipImageProcessor, which calls transformers'
+    `resize`, `rescale` and `normalize` helpers (bitwise what the engine's `official_pixels` computes,
+    tests/test_vlm_engine.py)."""
+    from transformers.image_transforms import convert_to_rgb, normalize, rescale, resize
+    from transformers.image_utils import ChannelDimension
+
+    from harness.verifiers.engine import expand2square, pad_background
+
+    square = expand2square(image, pad_background(image_processor.image_mean))
+    size = (image_processor.size["height"], image_processor.size["width"])
+    first = ChannelDimension.FIRST
+    array = resize(convert_to_rgb(square, return_numpy=True), size=size, resample=image_processor.resample,
+                   data_format=first)
+    array = rescale(array, scale=image_processor.rescale_factor, data_format=first)
+    return normalize(array, mean=image_processor.image_mean, std=image_processor.image_std, data_format=first)
+
+
 def official_run(engine: Any, images: list[Any], question: str, max_new_tokens: int) -> list[float]:
     """selector.py's `orm` for each image in turn; returns the official P("yes") per image."""
     import torch
@@ -64,7 +84,6 @@ def official_run(engine: Any, images: list[Any], question: str, max_new_tokens: 
     from harness.verifiers.engine import (
         IMAGE_TOKEN_INDEX,
         Turn,
-        official_pixels,
         qwen_1_5_prompt,
         tokenizer_image_token,
     )
@@ -75,7 +94,7 @@ def official_run(engine: Any, images: list[Any], question: str, max_new_tokens: 
     p_yes = []
     for image in images:
         with torch.inference_mode():
-            image_tensor = torch.from_numpy(official_pixels(image, engine.processor.image_processor))[None]
+            image_tensor = torch.from_numpy(official_preprocess(image, engine.processor.image_processor))[None]
             prompt_question = qwen_1_5_prompt((Turn("user", question),))
             ids = tokenizer_image_token(prompt_question, tokenizer)
             at = ids.index(IMAGE_TOKEN_INDEX)
@@ -117,7 +136,8 @@ def stages(engine: Any, queries: list[Any], repeats: int) -> dict[str, Timing]:
     processor = engine.processor.image_processor
     images = [q.image for q in queries]
     out = {}
-    out["preprocessing (PIL bicubic resize, on threads)"], pixels = best(repeats, lambda: np.stack(list(
+    stage = "preprocessing (PIL bicubic resize + normalise table, on threads)"
+    out[stage], pixels = best(repeats, lambda: np.stack(list(
         engine._threads.map(lambda image: official_pixels(image, processor), images))))
     with torch.inference_mode():
         out["vision tower + projector"], _ = best(repeats, lambda: engine.image_features(torch.from_numpy(pixels)))
