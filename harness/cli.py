@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Print GenEval's (or GenEval 2's) summary scores of a results.jsonl."),
     "curve": ("harness.commands.curve:curve",
               "Exact best-of-n curves per verifier from a candidate pool, with intervals."),
+    "analyze": ("harness.commands.analyze:analyze",
+                "How well each verifier judges a pool: AUROC, calibration, regret vs oracle, agreement, steps."),
     "doctor": ("harness.commands.doctor:doctor",
                "Check torch/CUDA, detector backends and local model weights."),
     "generate": ("harness.commands.generate:generate_command",

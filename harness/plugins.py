@@ -269,6 +269,20 @@ class Verifier(Protocol):
     (`harness.submissions.consistency`), so a forged export cannot rewrite a probability as 1e308.
     A verifier without it (a third-party plug-in written before it existed) is checked for finite
     scores only, and its entries' pages say that its range was not checked. Every built-in declares it.
+
+    Two more optional extensions, by the same rule:
+
+    * `reads_scores: ClassVar[bool] = True` with a static method `score_inputs(params) -> tuple[str,
+      ...]` (the verifiers it combines): the harness scores those first (they must be verifiers of
+      the same run) and calls `score(prompt, images, previews, scores={name: [score_0, ...]})`, on
+      every candidate of a prompt at once, again whenever the prompt's pool grows (its scores may
+      depend on the whole pool); its settings hash includes the inputs' hashes. `ensemble` is one.
+    * `score_probability(score: float) -> float | None` (a static method): the probability that the
+      candidate is correct (matches its prompt) which a stored score states, or None where the score
+      states none. Declared by verifiers whose scores are, or hold, such a probability (`orm`,
+      `prm`, `vqascore`: the score itself; `parm`: a survivor's ORM P("yes")); `stepwise analyze`
+      measures their calibration from it. The inclusive bounds of `VerifierScore.score` are the
+      separate `score_range` class attribute.
     """
 
     Params: ClassVar[type]

@@ -10,6 +10,13 @@ A line may also carry what the candidate cost, in seconds (and optionally forwar
 All or nothing per file: either every line has a cost (each with the same keys and a time for
 every verifier) or none has.
 
+A line may also carry per-step scores of verifiers that judged the step previews (what
+`stepwise analyze` turns into per-step AUROC curves; `curve` ignores them):
+
+    "step_scores": {"prm": [0.41, 0.52, 0.77]}
+
+any subset of the line's verifiers, any number of steps; a step a candidate lacks is NaN.
+
 Candidates are grouped by prompt (in order of first appearance) into (P, m) arrays, ragged
 pools padded and marked invalid, ready for `harness.scaling`.
 """
@@ -37,6 +44,11 @@ class Pool:
     generator_seconds: np.ndarray | None = None  # float (P, m): generating the candidate
     generator_forward_passes: np.ndarray | None = None  # float (P, m): network evaluations to generate it
     verifier_seconds: dict[str, np.ndarray] | None = None  # verifier -> float (P, m): scoring it
+    # Per-step scores (step previews), where known: verifier -> float (P, m, S), NaN where a candidate
+    # has no score at a step (or is invalid). Details (store runs): verifier -> per prompt, per
+    # candidate, the score's details.
+    step_scores: dict[str, np.ndarray] | None = None
+    details: dict[str, list[list[dict[str, Any]]]] | None = None
 
     @property
     def sizes(self) -> np.ndarray:
@@ -65,11 +77,12 @@ def read_pool(lines: Iterable[str], source: str) -> Pool:
             before = f"cost keys {list(cost_keys)}" if cost_keys else "no cost"
             raise ValueError(f"{where}: {have}, but earlier lines have {before}; "
                              "give a cost on every line or on none")
-        entry = by_prompt.setdefault(prompt_id, {"tag": tag, "correct": [], "scores": [], "cost": []})
+        entry = by_prompt.setdefault(prompt_id, {"tag": tag, "correct": [], "scores": [], "cost": [], "steps": []})
         if entry["tag"] != tag:
             raise ValueError(f"{where}: prompt {prompt_id!r} has tag {tag!r} here but {entry['tag']!r} before")
         entry["correct"].append(correct)
         entry["scores"].append([scores[v] for v in verifiers])
+        entry["steps"].append(_step_scores(record.get("step_scores"), verifiers, where))
         if cost is not None:
             entry["cost"].append([cost["generator_seconds"], cost.get("generator_forward_passes", 0.0),
                                   *(cost["verifier_seconds"][v] for v in verifiers)])
@@ -98,7 +111,43 @@ def read_pool(lines: Iterable[str], source: str) -> Pool:
         generator_seconds=cost_arr[0] if has_cost else None,
         generator_forward_passes=cost_arr[1] if "generator_forward_passes" in (cost_keys or ()) else None,
         verifier_seconds={v: cost_arr[2 + i] for i, v in enumerate(verifiers)} if has_cost else None,
+        step_scores=step_arrays([e["steps"] for e in by_prompt.values()], width),
     )
+
+
+def step_arrays(steps: list[list[dict[str, list[float]]]], width: int) -> dict[str, np.ndarray] | None:
+    """Per prompt, per candidate {verifier: step scores} -> {verifier: (P, width, S) float, NaN-padded}."""
+    names = sorted({name for prompt in steps for cand in prompt for name in cand})
+    if not names:
+        return None
+    out = {}
+    for name in names:
+        depth = max(len(cand.get(name, ())) for prompt in steps for cand in prompt)
+        arr = np.full((len(steps), width, depth), np.nan)
+        for p, prompt in enumerate(steps):
+            for k, cand in enumerate(prompt):
+                values = cand.get(name, ())
+                arr[p, k, :len(values)] = values
+        out[name] = arr
+    return out
+
+
+def _step_scores(value: Any, verifiers: list[str], where: str) -> dict[str, list[float]]:
+    """A line's optional "step_scores" object, checked: {} when the line has none."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: 'step_scores' must be an object mapping verifier names to lists of numbers")
+    unknown = sorted(set(value) - set(verifiers))
+    if unknown:
+        raise ValueError(f"{where}: step_scores for {', '.join(unknown)}, which has no score on this line")
+    out = {}
+    for name, steps in value.items():
+        if not isinstance(steps, list) or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in steps):
+            raise ValueError(f"{where}: step_scores of {name!r} must be a list of finite numbers")
+        out[name] = [float(x) for x in steps]
+    return out
 
 
 _COST_KEYS = ("generator_seconds", "verifier_seconds", "generator_forward_passes")

@@ -556,6 +556,14 @@ verifiers.register("parm", "harness.verifiers.vlm:ParmVerifier",
 verifiers.register("clipscore", "harness.verifiers.clipscore:ClipScoreVerifier",
                    description="CLIPScore: cosine similarity of open_clip image and prompt embeddings "
                                "(ViT-L-14-quickgelu, openai).")
+verifiers.register("vqascore", "harness.verifiers.vqascore:VqaScoreVerifier",
+                   description="VQAScore: a VLM's P(\"Yes\") that the image shows the prompt (any transformers VLM).")
+verifiers.register("pickscore", "harness.verifiers.preference:PickScoreVerifier",
+                   description="PickScore: logit scale x cosine of PickScore's CLIP-H image and prompt embeddings.")
+verifiers.register("hpsv2", "harness.verifiers.preference:HpsV2Verifier",
+                   description="HPS v2/v2.1: cosine of the HPS-tuned open_clip ViT-H-14 image and prompt embeddings.")
+verifiers.register("ensemble", "harness.verifiers.ensemble:EnsembleVerifier",
+                   description="Ensemble of the run's other verifiers' scores within a prompt (rank mean or z-sum).")
 verifiers.register("oracle", "harness.verifiers.reference:OracleVerifier",
                    description="GenEval's own verdict (1 correct, 0 not): what a perfect verifier reaches.")
 verifiers.register("random", "harness.verifiers.reference:RandomVerifier",

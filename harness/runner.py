@@ -15,6 +15,11 @@ A verifier that declares `needs_verdicts = True` (the `oracle`) is handed GenEva
 each image it scores: the one computed for this prompt a moment earlier, or the stored one for a
 candidate judged before (read, not recomputed). Its scores depend on the evaluator, so its
 settings hash includes the evaluator's key (`settings_hash`).
+
+A verifier that declares `reads_scores = True` (the `ensemble`) is handed the scores of the
+verifiers it names (`score_inputs(params)`, each a verifier of the same run): it is scored after
+them, on all of a prompt's candidates whenever any lacks its score (its scores depend on the
+whole pool), and its stored rows for the prompt are replaced. Its settings hash includes theirs.
 """
 
 from __future__ import annotations
@@ -140,11 +145,19 @@ class LoadedVerifier:
     instance: Verifier
     needs_previews: bool
     needs_verdicts: bool = False  # `score` also gets GenEval's verdicts (harness.plugins.Verifier)
+    reads: tuple[str, ...] = ()  # verifiers whose scores `score` also gets (a `reads_scores` verifier)
 
 
 def needs_verdicts(cls: Any) -> bool:
     """Whether a verifier class asks for GenEval's verdicts: an optional class attribute, False if absent."""
     return bool(getattr(cls, "needs_verdicts", False))
+
+
+def score_inputs(cls: Any, params: Any) -> tuple[str, ...]:
+    """The verifiers whose scores a `reads_scores` verifier combines (() for any other verifier)."""
+    if not getattr(cls, "reads_scores", False):
+        return ()
+    return tuple(cls.score_inputs(params))
 
 
 def _plugin(kind: str, name: str, values: Mapping[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
@@ -165,9 +178,11 @@ def _plugin(kind: str, name: str, values: Mapping[str, Any]) -> tuple[Any, Any, 
     return cls, params, info.provenance()
 
 
-def settings_hash(provenance: Mapping[str, str], params: Any, evaluator_key: str | None = None) -> str:
-    """What names a verifier's scores: its package, version and canonical params, and for a verifier
-    that scores by GenEval's verdicts the evaluator's key too (other evaluator settings, other scores)."""
+def settings_hash(provenance: Mapping[str, str], params: Any, evaluator_key: str | None = None,
+                  inputs: Mapping[str, str] | None = None) -> str:
+    """What names a verifier's scores: its package, version and canonical params, for a verifier
+    that scores by GenEval's verdicts the evaluator's key too (other evaluator settings, other scores),
+    and for one that combines other verifiers' scores their settings hashes (`inputs`)."""
     from harness.plugins import canonical_json
     from harness.store import content_hash
 
@@ -175,6 +190,8 @@ def settings_hash(provenance: Mapping[str, str], params: Any, evaluator_key: str
                              "version": provenance["version"], "params": json.loads(canonical_json(params))}
     if evaluator_key is not None:
         named["evaluator"] = evaluator_key
+    if inputs:
+        named["inputs"] = dict(inputs)
     return content_hash(named)
 
 
@@ -186,17 +203,39 @@ def _verifier_specs(names: Sequence[str], params: Mapping[str, Mapping[str, Any]
         raise RunError(f"--verifier-param for {', '.join(unknown)}, which is not a --verifier of this run")
     if len(set(names)) != len(names):
         raise RunError(f"a verifier is named twice: {', '.join(names)}")
-    specs = []
-    for name in names:
-        cls, parsed, provenance = _plugin("verifier", name, params.get(name, {}))
+    loaded = {name: _plugin("verifier", name, params.get(name, {})) for name in names}
+    hashes: dict[str, str] = {}
+    # Verifiers that combine others' scores are hashed after those, whatever the order given.
+    for name in sorted(names, key=lambda n: bool(getattr(loaded[n][0], "reads_scores", False))):
+        cls, parsed, provenance = loaded[name]
         key = None
         if needs_verdicts(cls):
             if evaluator_key is None:
                 raise RunError(f"verifier {name!r} scores by GenEval's verdicts, so its scores are stored per "
                                "evaluator settings; the evaluator's key is needed to find them")
             key = evaluator_key
-        specs.append((name, cls, parsed, settings_hash(provenance, parsed, key)))
-    return specs
+        hashes[name] = settings_hash(provenance, parsed, key, _input_hashes(name, cls, parsed, loaded, hashes))
+    return [(name, loaded[name][0], loaded[name][1], hashes[name]) for name in names]
+
+
+def _input_hashes(name: str, cls: Any, parsed: Any, loaded: Mapping[str, tuple[Any, Any, Any]],
+                  hashes: Mapping[str, str]) -> dict[str, str] | None:
+    """{input verifier: its settings hash} for a verifier that reads others' scores, checked; None otherwise."""
+    try:
+        inputs = score_inputs(cls, parsed)
+    except ValueError as err:
+        raise RunError(f"verifier {name!r}: {err}") from None
+    if not inputs:
+        return None
+    absent = [v for v in inputs if v not in loaded]
+    if absent:
+        raise RunError(f"verifier {name!r} combines the scores of {', '.join(inputs)}: name {', '.join(absent)} "
+                       "with --verifier too (with the same --verifier-param as the run that scored them)")
+    nested = [v for v in inputs if getattr(loaded[v][0], "reads_scores", False)]
+    if nested:
+        raise RunError(f"verifier {name!r} combines {', '.join(nested)}, which itself combines other verifiers' "
+                       "scores; combine the underlying verifiers instead")
+    return {v: hashes[v] for v in inputs}
 
 
 def verifier_settings_hashes(names: Sequence[str], params: Mapping[str, Mapping[str, Any]], *,
@@ -220,7 +259,7 @@ def instantiate(kind: str, name: str, cls: Any, params: Any) -> Any:
 def load_verifiers(names: Sequence[str], params: Mapping[str, Mapping[str, Any]],
                    evaluator_key: str | None = None) -> list[LoadedVerifier]:
     return [LoadedVerifier(name, digest, instantiate("verifier", name, cls, parsed), bool(cls.needs_previews),
-                           needs_verdicts(cls))
+                           needs_verdicts(cls), score_inputs(cls, parsed))
             for name, cls, parsed, digest in _verifier_specs(names, params, evaluator_key)]
 
 
@@ -391,16 +430,23 @@ class Scored:
     details: dict[str, Any]  # the score's details, checked JSON-able
 
 
-def _score(verifier: LoadedVerifier, items: list[Item], prompt: str, correct: Mapping[int, bool]) -> list[Scored]:
+def _score(verifier: LoadedVerifier, items: list[Item], prompt: str, correct: Mapping[int, bool],
+           inputs: Mapping[str, Mapping[int, float]] | None = None) -> list[Scored]:
     """Each item's score and cost; seconds measured here (shared evenly) unless the plug-in reports them.
 
     correct: GenEval's verdict by sample index (read only when the verifier needs verdicts).
+    inputs: {verifier: {sample index: score}} of the verifiers a `reads_scores` verifier combines.
     """
     from harness.store.data import json_details
 
     images = [_open(item.path) for item in items]
     previews = [[_open(p) for p in item.previews] for item in items] if verifier.needs_previews else None
-    extra = {"verdicts": [correct[item.sample_index] for item in items]} if verifier.needs_verdicts else {}
+    extra: dict[str, Any] = {}
+    if verifier.needs_verdicts:
+        extra["verdicts"] = [correct[item.sample_index] for item in items]
+    if verifier.reads:
+        assert inputs is not None
+        extra["scores"] = {name: [inputs[name][item.sample_index] for item in items] for name in verifier.reads}
     started = time.perf_counter()
     scores = verifier.instance.score(prompt, images, previews, **extra)
     measured = (time.perf_counter() - started) / max(len(items), 1)
@@ -437,6 +483,7 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
         add_evaluations,
         add_verifier_scores,
     )
+    from harness.store.data import replace_verifier_scores
     from harness.store.folders import relative_image_path
 
     new = _generate(ctx.generator(), work, ctx.config, ctx.images_dir, ctx.wants_previews) if work.generate else []
@@ -448,11 +495,14 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
     correct = {item.sample_index: bool(v.correct) for item, _, v in verdicts}
     correct.update(_stored_verdicts(engine, work, ctx, known=correct))
     scored: dict[str, list[Scored]] = {}
-    for v in ctx.verifiers:
+    for v in sorted(ctx.verifiers, key=lambda v: bool(v.reads)):  # combining verifiers after their inputs
         todo = [_stored_item(c, ctx.config.out) for c in work.score.get(v.name, [])] + new
-        if todo:
+        if todo and v.reads:
+            todo, inputs = _whole_prompt(engine, run_id, work, ctx, v, new, scored)
+            scored[v.name] = _score(v, todo, work.metadata["prompt"], correct, inputs)
+        elif todo:
             scored[v.name] = _score(v, todo, work.metadata["prompt"], correct)
-            bars.update("score", len(todo))
+        bars.update("score", len(todo))
 
     spec = ctx.config.evaluator
     with Session(engine) as s, s.begin():
@@ -468,10 +518,47 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
             NewEvaluation(cid(i), bool(v.correct), v.reason, dict(v.details), detections_to_json(d))
             for i, d, v in verdicts])
         for v in ctx.verifiers:
-            add_verifier_scores(s, v.name, v.settings_hash, [
+            write = replace_verifier_scores if v.reads else add_verifier_scores
+            write(s, v.name, v.settings_hash, [
                 NewScore(cid(x.item), x.score.score, tuple(x.score.step_scores), x.cost, x.details)
                 for x in scored.get(v.name, [])])
     return len(new), len(verdicts), sum(len(x) for x in scored.values())
+
+
+def _whole_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContext, verifier: LoadedVerifier,
+                  new: list[Item], scored: Mapping[str, list[Scored]]
+                  ) -> tuple[list[Item], dict[str, dict[int, float]]]:
+    """Every candidate of the prompt (stored, below --pool, then new) and {input verifier: {sample index:
+    score}}: just computed where `scored` has it, else stored. For a verifier that reads other
+    verifiers' scores: its scores depend on the prompt's whole pool, so all are made again."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from harness.store.models import Candidate
+    from harness.store.models import VerifierScore as StoredScore
+
+    hashes = {v.name: v.settings_hash for v in ctx.verifiers}
+    with Session(engine) as s:
+        stored = list(s.scalars(select(Candidate).where(
+            Candidate.run_id == run_id, Candidate.prompt_id == work.prompt_id,
+            Candidate.sample_index < ctx.config.pool).order_by(Candidate.sample_index)))
+        by_id = {c.id: c.sample_index for c in stored}
+        inputs: dict[str, dict[int, float]] = {name: {} for name in verifier.reads}
+        for name in verifier.reads:
+            rows = s.execute(select(StoredScore.candidate_id, StoredScore.score).where(
+                StoredScore.candidate_id.in_(list(by_id)), StoredScore.verifier == name,
+                StoredScore.settings_hash == hashes[name]))
+            inputs[name].update({by_id[cid]: float(score) for cid, score in rows})
+        items = [_stored_item(c, ctx.config.out) for c in stored]
+    for name in verifier.reads:
+        inputs[name].update({x.item.sample_index: float(x.score.score) for x in scored.get(name, [])})
+    items += new
+    lacking = sorted({item.sample_index for item in items for name in verifier.reads
+                      if item.sample_index not in inputs[name]})
+    if lacking:  # its inputs are verifiers of this run, scored before it: a bug, not the user's
+        raise RunError(f"prompt {work.index:05d}: verifier {verifier.name!r} lacks scores of "
+                       f"{', '.join(verifier.reads)} for sample(s) {lacking}")
+    return items, inputs
 
 
 def _stored_verdicts(engine: Engine, work: PromptWork, ctx: RunContext, known: Mapping[int, bool]) -> dict[int, bool]:

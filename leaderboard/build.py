@@ -5,6 +5,7 @@
     index.html                  one sortable table per evaluator backend
     scaling.html                best-of-n curves (score vs n, score vs seconds) of reproduced entries
     entry/<slug>.html           configuration, provenance, category bars, per-prompt gallery
+    verifiers/<slug>.html       reproduced entries with verifier scores: how the verifiers judge the pool
     compare.html                pair picker and the list of every pair's page
     compare/<a>--<b>.html       one page per pair of entries, slugs in sorted order
     leaderboard.json            the tables as data
@@ -50,6 +51,13 @@ Stable hooks for browser tests (ids, classes, data attributes):
                     [data-sha256][data-sample-index][data-verdict][data-rank] > div.thumb >
                     a.full-link > img.thumb-img, then svg.boxes > g.box[data-class][data-score];
                     figcaption span.verdict, span.reason, ul.verifier-scores li[data-verifier]
+    verifiers/<slug>  article#verifiers[data-slug]; a#entry-back-link; section.verifier-section#verifier-<name>
+                    [data-verifier] > table.verifier-table tr[data-group] (td.col-within_auroc, .col-pooled_auroc,
+                    .col-average_precision, .col-ece, .col-miss_at_n, .col-regret_at_n [data-value]), then
+                    svg.chart-reliability#reliability-<name> (rect.reliability-bin[data-count][data-accuracy]
+                    [data-confidence]) for probability verifiers; section#steps svg.chart-lines#steps-<slug>
+                    (verifiers with step scores); table#agreement-table tr[data-a][data-b]; the entry page links
+                    it as a#verifiers-link
     scaling.html    section.scaling-entry#scaling-<slug>[data-slug]; svg.chart-lines#curve-n-<slug>,
                     #curve-seconds-<slug> (or p.no-compute); g.series[data-series] with
                     polygon.band, polyline.line, circle.point; g.legend-item[data-series]
@@ -194,6 +202,7 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
                 r.page("gallery.html", f"entry/{entry.slug}/{name}.html", "gallery", entry=entry, m=entry.manifest,
                        task=task, selecting=selecting, pick_note=_pick_note(entry),
                        entry_href=f"../{quote(entry.slug, safe='')}.html")
+        verifiers_href = _render_verifiers(r, entry) if reproduced else None
         r.page(
             "entry.html", summarize.entry_file(entry.slug), "entry",
             entry=entry, m=entry.manifest, link=summarize.safe_url(entry.manifest.link),
@@ -203,7 +212,20 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
             gallery=gallery, gallery_pages=gallery_pages, selecting=selecting, pick_note=_pick_note(entry),
             has_scaling=entry.slug in scaling_ids, scaling_id=scaling_ids.get(entry.slug, ""),
             level=summarize.level_of(entry), verification=summarize.verification(entry),
+            verifiers_href=verifiers_href,
         )
+
+
+def _render_verifiers(r: _Renderer, entry: Entry) -> str | None:
+    """The entry's Verifiers page (leaderboard.verifiers), when its pool has verifier scores; its href."""
+    from leaderboard.verifiers import COLUMNS, verifier_page, verifiers_file
+
+    page = verifier_page(entry)
+    if page is None:
+        return None
+    r.page("verifiers.html", verifiers_file(entry.slug), "verifiers", entry=entry, m=entry.manifest, report=page,
+           columns=COLUMNS, entry_href="../" + summarize.entry_href(entry.slug))
+    return f"verifiers/{quote(entry.slug, safe='')}.html"
 
 
 def _render_compare(r: _Renderer, entries: Sequence[Entry]) -> list[str]:

@@ -277,3 +277,64 @@ def box_overlay(width: int, height: int, boxes: Sequence[Box]) -> Markup:
             text=text))
     parts.append(Markup("</svg>"))
     return Markup("").join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# reliability diagrams
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float  # bin edges of the stated probability
+    high: float
+    confidence: float | None  # mean stated probability of the bin's candidates (None: empty bin)
+    accuracy: float | None  # share of them judged correct
+    count: int
+
+
+def reliability_chart(bins: Sequence[ReliabilityBin], *, chart_id: str, title: str, ece: float | None) -> Markup:
+    """A reliability diagram: per bin a bar of the share correct at the bin's mean stated probability,
+    the diagonal (perfect calibration) behind, counts in each bar's title, ECE in the corner."""
+    left, top, side = 44.0, 24.0, 220.0
+    width, height = left + side + 16.0, top + side + 40.0
+
+    def fx(p: float) -> float:
+        return left + side * p
+
+    def fy(p: float) -> float:
+        return top + side * (1 - p)
+
+    parts = [
+        Markup('<svg xmlns="http://www.w3.org/2000/svg" class="chart chart-reliability" id="{id}" role="img" '
+               'viewBox="0 0 {w} {h}" width="{w}" height="{h}"><title>{title}</title>').format(
+            id=chart_id, w=_num(width), h=_num(height), title=title),
+        Markup('<rect class="plot-area" x="{x}" y="{y}" width="{s}" height="{s}"/>').format(
+            x=_num(left), y=_num(top), s=_num(side)),
+        Markup('<path class="diagonal" d="M{x0} {y0}L{x1} {y1}"/>').format(
+            x0=_num(fx(0)), y0=_num(fy(0)), x1=_num(fx(1)), y1=_num(fy(1))),
+    ]
+    for tick in (0.0, 0.5, 1.0):
+        parts.append(Markup('<text class="tick" x="{x}" y="{y}" text-anchor="middle">{t}</text>').format(
+            x=_num(fx(tick)), y=_num(top + side + 14), t=_tick_label(tick)))
+        parts.append(Markup('<text class="tick" x="{x}" y="{y}" text-anchor="end">{t}</text>').format(
+            x=_num(left - 4), y=_num(fy(tick) + 4), t=_tick_label(tick)))
+    for b in bins:
+        if b.accuracy is None or b.confidence is None or not b.count:
+            continue
+        x, w = fx(b.low) + 1, side * (b.high - b.low) - 2
+        parts.append(Markup('<rect class="reliability-bin" data-low="{lo}" data-high="{hi}" data-count="{n}" '
+                            'data-accuracy="{acc}" data-confidence="{conf}" x="{x}" y="{y}" width="{w}" height="{h}">'
+                            '<title>{lo}–{hi}: {n} candidates, stated {conf}, correct {acc}</title></rect>').format(
+            lo=f"{b.low:.2f}", hi=f"{b.high:.2f}", n=b.count, acc=f"{b.accuracy:.3f}", conf=f"{b.confidence:.3f}",
+            x=_num(x), y=_num(fy(b.accuracy)), w=_num(max(w, 1.0)), h=_num(side * b.accuracy)))
+        parts.append(Markup('<circle class="point" cx="{x}" cy="{y}" r="2.5"/>').format(
+            x=_num(fx(b.confidence)), y=_num(fy(b.accuracy))))
+    parts.append(Markup('<text class="axis-label x-label" x="{x}" y="{y}" text-anchor="middle">stated probability'
+                        '</text>').format(x=_num(left + side / 2), y=_num(top + side + 30)))
+    parts.append(Markup('<text class="axis-label y-label" x="{x}" y="{y}" text-anchor="middle" '
+                        'transform="rotate(-90 {x} {y})">share correct</text>').format(
+        x=_num(12), y=_num(top + side / 2)))
+    parts.append(Markup('<text class="ece" x="{x}" y="{y}">ECE {ece}</text>').format(
+        x=_num(left + 6), y=_num(top + 14), ece="—" if ece is None else f"{ece:.3f}"))
+    parts.append(Markup("</svg>"))
+    return Markup("").join(parts)

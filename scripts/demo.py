@@ -10,8 +10,9 @@
 6. the main job: `stepwise run` builds a candidate pool (Show-o, one prompt per task after
    GenEval's 80 single objects, 4 candidates each) judged by GenEval and scored by two verifiers
    (the ORM on a VLM, CLIPScore), `stepwise curve` computes the exact best-of-n curves, `stepwise
-   submit` turns the run into a leaderboard entry, and `stepwise leaderboard build` writes the
-   static site with the shipped reported entries plus this one.
+   analyze` compares the two verifiers (AUROC, calibration, regret vs the oracle, agreement),
+   `stepwise submit` turns the run into a leaderboard entry, and `stepwise leaderboard build`
+   writes the static site with the shipped reported entries plus this one (and its Verifiers page).
 
 Tiny random-weight models are labelled as such in every name they reach (entry name, site):
 their scores measure nothing. The real recipe for GPUs is in README.md.
@@ -163,11 +164,13 @@ def main_job(out: Path, generator_flags: list[str], hf_flags: list[str], tiny: b
     run_id = output.strip().splitlines()[-1]
     stepwise("curve", "--run", run_id, "--db", db, *verifiers, *verifier_params, "--n", "1..4",
              "--plot", str(out / "curve.svg"), *hf_flags)
+    label = " (TINY RANDOM WEIGHTS: the scores measure nothing)" if tiny or vlm_tiny else ""
+    stepwise("analyze", "--run", run_id, "--db", db, *verifiers, *verifier_params, "--json", str(out / "analysis.json"),
+             "--plot", str(out / "analysis"), "--label", f"Show-o x GenEval pool of the demo{label}", *hf_flags)
     submissions = out / "submissions"
     if submissions.exists():
         shutil.rmtree(submissions)
     shutil.copytree(Path(__file__).resolve().parents[1] / "submissions", submissions)
-    label = " (TINY RANDOM WEIGHTS: the scores measure nothing)" if tiny or vlm_tiny else ""
     stepwise("submit", run_id, "--name", f"Demo: Show-o + ORM, best-of-4{label}", "--slug", "demo-showo-orm",
              "--db", db, *verifiers, *verifier_params, "--n", "4", "--out", str(submissions),  # orm selects
              "--description", "Made by `make demo`: a small pool through the whole harness.", *hf_flags)

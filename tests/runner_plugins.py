@@ -80,6 +80,11 @@ class ScriptedVerifier:
 
         return float(np.asarray(image.convert("RGB"))[..., self.params.channel].mean() / 255)
 
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """The mean channel value, in [0, 1], read as a probability (so pools of it have a reliability diagram)."""
+        return score
+
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         CALLS["score"] += 1
         assert previews is not None and len(previews) == len(images)

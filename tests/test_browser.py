@@ -68,6 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 "--db", db, *clip, "--n", "2", "--out", str(subs), *flags)
         assert code == 0, output
         models = ["--models", str(Path(detector).parent), "--models", str(Path(weights).parent)]
+        # built while the doubles are registered: the Verifiers page asks the scripted verifier what it states
         code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(root / "site"),
                                 *models, "--strict")
         assert code == 0, output
@@ -236,3 +237,28 @@ def test_scaling_and_compare_pages(site: Path, browser: Any) -> None:
     assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "pair"
     assert len(browser.find_elements(By.CSS_SELECTOR, "table#compare-table tr[data-task]")) >= 6
     screenshot(browser, site, "compare")
+
+
+def test_verifiers_page(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "entry" / "tiny.html").as_uri())
+    browser.find_element(By.ID, "verifiers-link").click()
+    assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "verifiers"
+    assert browser.find_element(By.ID, "verifiers").get_attribute("data-slug") == "tiny"
+    table = browser.find_element(By.CSS_SELECTOR, "table.verifier-table[data-verifier='scripted']")
+    groups = [r.get_attribute("data-group") for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert groups[-1] == "overall" and {"single_object", "color_attr"} <= set(groups)
+    overall = table.find_element(By.CSS_SELECTOR, "tr[data-group='overall']")
+    for key in ("within_auroc", "pooled_auroc", "regret_at_n"):
+        value = overall.find_element(By.CSS_SELECTOR, f"td.col-{key}").get_attribute("data-value")
+        assert value == "" or -1.0 <= float(value) <= 1.0
+    # the reliability diagram (the scripted double states a probability) and the per-step curve, drawn inline
+    bins = browser.find_elements(By.CSS_SELECTOR, "svg.chart-reliability rect.reliability-bin")
+    assert bins and sum(int(b.get_attribute("data-count")) for b in bins) == 85 * 2
+    steps = browser.find_element(By.CSS_SELECTOR, "section#steps svg.chart-lines")
+    assert [g.get_attribute("data-series") for g in steps.find_elements(By.CSS_SELECTOR, "g.series")] == ["scripted"]
+    assert len(steps.find_elements(By.CSS_SELECTOR, "circle.point")) >= 1
+    screenshot(browser, site, "verifiers")
+    browser.find_element(By.ID, "entry-back-link").click()
+    assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "entry"

@@ -721,6 +721,42 @@ def test_loaded_reproduced_submissions_render(tmp_path: Path) -> None:
     assert {s.attrs["data-slug"] for s in scaling.find_all("section", "scaling-entry")} == {"run-x", "run-y"}
 
 
+def test_verifiers_page_recomputes_the_report(tmp_path: Path) -> None:
+    """The Verifiers page of a reproduced entry shows `harness.analysis` on its export, deterministically.
+    PARM's scores here (1..2) are survivors' 1 + P_ORM(yes), so they state a probability: a reliability
+    diagram; the export has no step scores: no per-step section."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from harness.analysis.report import analyze, pool_from_records
+    from harness.cli import main
+    from harness.submissions.load import load_entry
+
+    root = tmp_path / "submissions"
+    (root / "run-x").mkdir(parents=True)
+    _write_reproduced(root / "run-x", "RUN-X", 0)
+    pages = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        result = CliRunner().invoke(main, ["leaderboard", "build", "--submissions", str(root), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        pages.append((out / "verifiers" / "run-x.html").read_bytes())
+    assert pages[0] == pages[1]  # same export, same bytes
+    entry_page = parse(tmp_path / "a" / "entry" / "run-x.html")
+    assert entry_page.by_id("verifiers-link").attrs["href"] == "../verifiers/run-x.html"
+    doc = parse(tmp_path / "a" / "verifiers" / "run-x.html")
+    assert doc.by_id("verifiers").attrs["data-slug"] == "run-x"
+    [table] = doc.find_all("table", "verifier-table", data_verifier="parm")
+    groups = {row.attrs["data-group"]: row for row in table.find_all("tr") if "data-group" in row.attrs}
+    assert list(groups)[-1] == "overall" and len(groups) == 7
+    entry = load_entry(root / "run-x")
+    report = analyze(pool_from_records(entry.images), rng=np.random.default_rng(0), n_boot=1000)
+    for group, row in groups.items():
+        [cell] = row.find_all("td", "col-within_auroc")
+        expected = report.verifiers["parm"].groups[group].within_auroc
+        assert cell.attrs["data-value"] == ("" if expected is None else f"{expected:.6f}")
+    assert len(doc.find_all("svg", "chart-reliability")) == 1 and not doc.find_all("section", id="steps")
+
+
 def test_serve_answers_a_request(site: Path) -> None:
     code = "from harness.cli import main; main()"
     proc = subprocess.Popen([sys.executable, "-c", code, "leaderboard", "serve", "--out", str(site), "--port", "0"],

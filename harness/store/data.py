@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, and_, exists, func, insert, select
+from sqlalchemy import Table, and_, delete, exists, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager
@@ -53,6 +53,7 @@ __all__ = [
     "missing_evaluations",
     "missing_scores",
     "pool_arrays",
+    "replace_verifier_scores",
     "run_preparations",
     "stored_samples",
     "stored_verdicts",
@@ -330,6 +331,16 @@ def add_verifier_scores(s: Session, verifier: str, settings_hash: str, scores: S
              "score": float(x.score), "step_scores": [float(v) for v in x.step_scores], "cost": dict(x.cost),
              "details": d, "created_at": now} for x, d in zip(scores, details, strict=True)]
     return _insert_missing(s, _table(VerifierScore), rows, ("candidate_id", "verifier", "settings_hash"))
+
+
+def replace_verifier_scores(s: Session, verifier: str, settings_hash: str, scores: Sequence[NewScore]) -> int:
+    """Store one verifier's scores in place of any stored for the same candidates and settings: for
+    verifiers whose scores depend on the prompt's whole pool (`ensemble`), rescored when it grows."""
+    ids = [x.candidate_id for x in scores]
+    if ids:
+        s.execute(delete(VerifierScore).where(VerifierScore.candidate_id.in_(ids), VerifierScore.verifier == verifier,
+                                              VerifierScore.settings_hash == settings_hash))
+    return add_verifier_scores(s, verifier, settings_hash, scores)
 
 
 def json_details(verifier: str, details: Any, where: str) -> dict[str, Any]:

@@ -148,15 +148,18 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     key = spec.key()
     n_prompts = int(s.scalar(select(func.count()).select_from(Prompt).where(Prompt.suite_id == run.suite_id)) or 0)
     scores: dict[int, dict[str, float]] = {r.id: {} for r in rows}
+    step_scores: dict[int, dict[str, tuple[float, ...]]] = {r.id: {} for r in rows}
     verifier_seconds: dict[int, dict[str, float | None]] = {r.id: {} for r in rows}
     for name, digest in verifiers.items():
-        for cid, score, cost in s.execute(
-            select(VerifierScore.candidate_id, VerifierScore.score, VerifierScore.cost)
+        for cid, score, steps, cost in s.execute(
+            select(VerifierScore.candidate_id, VerifierScore.score, VerifierScore.step_scores, VerifierScore.cost)
             .join(Candidate, VerifierScore.candidate_id == Candidate.id)
             .where(Candidate.run_id == run_id, VerifierScore.verifier == name, VerifierScore.settings_hash == digest)
         ):
             if cid in scores:
                 scores[cid][name] = float(score)
+                if steps:  # previews' scores (prm, parm): the leaderboard's per-step AUROC
+                    step_scores[cid][name] = tuple(float(x) for x in steps)
                 verifier_seconds[cid][name] = _seconds(cost)
         unscored = [r for r in rows if name not in scores[r.id]]
         if unscored:
@@ -167,7 +170,8 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     floor = min(spec.options.threshold, spec.options.counting_threshold)
     records = [ImageRecord(prompt_index=int(r.index), tag=r.tag, prompt=r.text, sample_index=int(r.sample_index),
                            sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason or "",
-                           detections=_kept_detections(r.detections, floor), scores=scores[r.id])
+                           detections=_kept_detections(r.detections, floor), scores=scores[r.id],
+                           step_scores=step_scores[r.id])
                for r in rows]
     generator = [_seconds(r.cost) for r in rows]
     costs: list[Cost] | None = None

@@ -35,9 +35,12 @@ Candidates (every other line), the fields of `model.ImageRecord`, plus an option
     {"prompt_index": 0, "tag": "single_object", "prompt": "a photo of a bench", "sample_index": 0,
      "sha256": "<of the PNG>", "image": "images/<sha256>.png" or null, "correct": true, "reason": "",
      "detections": {"bench": [{"box": [x1, y1, x2, y2], "score": 0.93}]}, "scores": {"<verifier>": 0.8},
-     "cost": {"generator_seconds": 1.9, "verifier_seconds": {"<verifier>": 0.05}}}
+     "cost": {"generator_seconds": 1.9, "verifier_seconds": {"<verifier>": 0.05}},
+     "step_scores": {"<verifier>": [0.4, 0.7]}}
 
-`cost` is all or nothing: on every candidate line or on none. Everything here checks types and
+`cost` is all or nothing: on every candidate line or on none. `step_scores` is optional: the
+per-step scores of verifiers that judged the step previews (the leaderboard's per-step AUROC),
+at most MAX_STEPS per verifier. Everything here checks types and
 shapes only; `harness.submissions.load` checks the export against its manifest and folder.
 """
 
@@ -65,6 +68,7 @@ MAX_PARAMETERS = 64  # training parameters, and items of an object-valued one (r
 MAX_PARENT_KEYS = 16
 MAX_PARENT_FILES = 256  # per `<key>_files` object
 MAX_PATH = 512  # a checkpoint folder, a parent model, a file name, a parameter's text
+MAX_STEPS = 1024  # step scores per verifier and candidate (Show-o has 18 steps, Janus' previews 8)
 _RECORD_KEYS = ("prompt_index", "tag", "prompt", "sample_index", "sha256", "image", "correct", "reason",
                 "detections", "scores")
 
@@ -141,6 +145,8 @@ def record_json(record: ImageRecord, cost: Cost | None) -> dict[str, Any]:
     out: dict[str, Any] = {key: getattr(record, key) for key in _RECORD_KEYS}
     if cost is not None:
         out["cost"] = {"generator_seconds": cost.generator_seconds, "verifier_seconds": cost.verifier_seconds}
+    if record.step_scores:
+        out["step_scores"] = {name: list(steps) for name, steps in sorted(record.step_scores.items())}
     return out
 
 
@@ -409,7 +415,7 @@ def _parent(value: Any) -> dict[str, Any]:
 
 def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost | None]:
     rec = _obj(value, "a candidate line")
-    _only(rec, _RECORD_KEYS, "the candidate", optional=("cost",))
+    _only(rec, _RECORD_KEYS, "the candidate", optional=("cost", "step_scores"))
     tag = _str(rec["tag"], "tag", 32)
     if tag not in TASKS:
         raise ValueError(f"tag {tag!r} is not one of GenEval's ({', '.join(TASKS)})")
@@ -433,8 +439,22 @@ def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost
         reason=_str(rec["reason"], "reason", 2000, multiline=True),  # GenEval joins failures with newlines
         detections=_detections(rec["detections"]),
         scores={name: _number(x, f"the score of {name!r}") for name, x in scores.items()},
+        step_scores=_step_scores(rec.get("step_scores"), verifiers),
     )
     return record, _cost(rec.get("cost"), verifiers)
+
+
+def _step_scores(value: Any, verifiers: Mapping[str, str]) -> dict[str, tuple[float, ...]]:
+    if value is None:
+        return {}
+    out = {}
+    for name, steps in _obj(value, "step_scores").items():
+        if name not in verifiers:
+            raise ValueError(f"step_scores for {name!r}, which the header does not name as a verifier")
+        if not isinstance(steps, list) or len(steps) > MAX_STEPS:
+            raise ValueError(f"step_scores of {name!r} must be a list of at most {MAX_STEPS} numbers")
+        out[name] = tuple(_number(x, f"a step score of {name!r}") for x in steps)
+    return out
 
 
 def _detections(value: Any) -> dict[str, list[dict[str, Any]]]:

@@ -127,6 +127,8 @@ class ImageRecord:
     reason: str  # GenEval's reason string
     detections: dict[str, list[dict[str, Any]]]  # class -> [{"box": [x1, y1, x2, y2], "score": ...}]
     scores: dict[str, float]  # verifier -> score
+    # verifier -> per-step scores (step previews), for the verifiers that have them (optional in exports)
+    step_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,20 @@ _CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 LLAVA_ONEVISION_CHAT_TEMPLATE = _CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", IMAGE_TOKEN)
+# What the llava-hf OneVision processors' own chat template renders (llava-hf/llava-onevision-qwen2-*-hf
+# chat_template.json): no system prompt, "<|im_start|>{role}\n", every image of a message first as
+# "<image>\n", then its texts, then "<|im_end|>\n". Written here to render the same text for our
+# messages (the published one also renders videos and marks assistant text for training masks).
+LLAVA_HF_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] if content['type'] == 'image' %}<image>\n{% endfor %}"
+    "{% for content in message['content'] if content['type'] == 'text' %}{{ content['text'] }}{% endfor %}"
+    "{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 QWEN2_VL_CHAT_TEMPLATE = _CHAT_TEMPLATE.replace("IMAGE_PLACEHOLDER", VISION_START + IMAGE_PAD + VISION_END)
 
 
@@ -202,11 +216,14 @@ def _save_generation_config(model: Any, tokenizer: Any) -> None:
     )
 
 
-def write_tiny_llava_onevision(out_dir: Path, seed: int = 0) -> Path:
+def write_tiny_llava_onevision(out_dir: Path, seed: int = 0,
+                               chat_template: str = LLAVA_ONEVISION_CHAT_TEMPLATE) -> Path:
     """Write a seeded random tiny LLaVA-OneVision checkpoint with its processor into `out_dir`; return it.
 
     `AutoModelForImageTextToText.from_pretrained(out_dir)` and `AutoProcessor.from_pretrained(out_dir)`
     load it offline. The anyres grid is the real one scaled down (tiles of 42 px, grids up to 3x3).
+    `chat_template`: the processor's; the default renders the qwen_1_5 conversation (as `convert-llava`'s
+    checkpoints do), LLAVA_HF_ONEVISION_CHAT_TEMPLATE renders as llava-hf's OneVision checkpoints do.
     """
     import torch
     from transformers import (
@@ -220,6 +237,7 @@ def write_tiny_llava_onevision(out_dir: Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_vlm_tokenizer()
+    tokenizer.chat_template = chat_template
     tile = SIGLIP_TILE
     pinpoints = [[tile * i, tile * j] for i in range(1, 4) for j in range(1, 4)]
     config = LlavaOnevisionConfig(
@@ -262,7 +280,7 @@ def write_tiny_llava_onevision(out_dir: Path, seed: int = 0) -> Path:
         video_processor=video_processor,
         num_image_tokens=(tile // SIGLIP_PATCH) ** 2,
         vision_feature_select_strategy="full",
-        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+        chat_template=chat_template,
         vision_aspect_ratio="anyres_max_9",
     )
     _calibrate_answer_rows(model, processor)

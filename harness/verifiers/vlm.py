@@ -286,6 +286,11 @@ class OutcomeVerifier(_VlmVerifier):
     needs_previews: ClassVar[bool] = False
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # P("yes"); 0 for a sampled non-answer
 
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """The score is P("yes"): the probability the model gives that the image matches the prompt."""
+        return score
+
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         charges = _Charges(len(images))
         answers = self._ask([orm_query(prompt, im) for im in images], list(range(len(images))), charges)
@@ -306,6 +311,11 @@ class ProcessVerifier(_VlmVerifier):
     needs_previews: ClassVar[bool] = True
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)  # min / mean / last of per-step P("yes")
     params: PrmParams
+
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """The score is one of the steps' P("yes") (min, mean or last): a probability of a match."""
+        return score
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         _check_previews("prm", images, previews)
@@ -392,6 +402,12 @@ class ParmVerifier(_VlmVerifier):
                                   "ORM score among survivors (fallback: lowest P(\"no\")).")
     needs_previews: ClassVar[bool] = True
     score_range: ClassVar[tuple[float, float]] = (-50.0, 2.0)  # survivors [1, 2], others [-50, 0] (above)
+
+    @staticmethod
+    def score_probability(score: float) -> float | None:
+        """A survivor's score is 1 + its ORM P("yes") (a probability that the final image matches); the
+        other paths' scores (-P("no") of the potential answer, -1, -50) state no such probability."""
+        return score - 1.0 if score >= 1.0 else None
 
     def score(self, prompt: str, images: list[Image], previews: list[list[Image]] | None) -> list[VerifierScore]:
         _check_previews("parm", images, previews)
