@@ -62,7 +62,8 @@ NS = "1..5"
 GENEVAL_DEFAULTS = {"threshold": 0.3, "counting_threshold": 0.9, "max_objects": 16, "max_overlap": 1.0,
                     "position_threshold": 0.1}
 PARM_FLAGS = ("--verifier-param", "parm:model=m")
-BUILTINS = ["baseline", "best-of-n", "dpo", "iterative-dpo", "oracle", "parm", "random"]
+BUILTINS = ["baseline", "best-of-n", "dpo", "iterative-dpo", "oracle", "parm", "random"]  # selection rules
+SEARCHES = ["adaptive-n", "parm-prune", "reflect", "smc", "step-beam"]  # search strategies (test_search.py)
 # what the strategies with a prepare stage require (their selection needs none of it)
 REQUIRED = {"dpo": {"pairs": "data/dpo.jsonl"}, "iterative-dpo": {"train_suite": "train/evaluation_metadata.jsonl"}}
 
@@ -194,7 +195,8 @@ def results(pool: StoredPool) -> list[Result]:
 
 
 def test_builtins_load_conform_and_describe_themselves() -> None:
-    assert [n for n in registry.strategies.names() if registry.strategies.info(n).builtin] == BUILTINS
+    builtin = [n for n in registry.strategies.names() if registry.strategies.info(n).builtin]
+    assert builtin == sorted(BUILTINS + SEARCHES)
     for name in BUILTINS:
         cls = registry.strategies.get(name)
         strategy = cls(parse_params(cls.Params, REQUIRED.get(name, {})))
@@ -316,7 +318,7 @@ def test_strategies_on_a_jsonl_pool(stored: StoredPool, tmp_path: Path) -> None:
 def test_curve_strategy_errors(stored: StoredPool) -> None:
     base = ["curve", "--run", stored.run_id, "--db", stored.db, "--backend", "hf", "--n", NS]
     code, output = stepwise(*base, "--strategy", "best-of-m")
-    assert code == 1 and "unknown strategy 'best-of-m'; available: baseline, best-of-n" in output
+    assert code == 1 and "unknown strategy 'best-of-m'; available: adaptive-n, baseline, best-of-n" in output
     assert "did you mean 'best-of-n'" in output
     code, output = stepwise(*base, "--strategy", "best-of-n", "--strategy-param", "best-of-n:verfier=plain")
     assert code == 2 and "strategy 'best-of-n': unknown parameter 'verfier'" in output

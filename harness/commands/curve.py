@@ -303,6 +303,11 @@ def load_strategies(names: tuple[str, ...], param_items: tuple[str, ...],
             for name in names:
                 cls = registry.strategies.get(name)
                 info = registry.strategies.info(name)
+                if not callable(getattr(cls, "select_key", None)):
+                    raise click.UsageError(
+                        f"strategy {info.name!r} is a search strategy (no select_key): it makes its own images, with "
+                        f"`stepwise run --strategy {info.name} --budget B`, and `stepwise curve --run RUN` shows its "
+                        "searches next to the pool's rows")
                 values = recorded_params(cls, info.name, params.get(name, {}), links or [])
                 parsed = parse_params(cls.Params, values, owner=f"strategy {info.name!r}")
                 instance = cls(parsed)
