@@ -235,3 +235,38 @@ def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
                                             .where(SearchTrace.pick_id.in_(ids[start:start + 500]))):
                 events[int(pick_id)] = list(found)
     return rows, events
+
+
+def copy_searches(src: Session, dst: Session, prompt_map: Mapping[int, int]) -> dict[str, int]:
+    """Copy every search, pick, trace and pick verdict of `src` into `dst` by natural keys (`stepwise
+    merge`): searches by (run, settings hash, budget), picks by (search, prompt, sample), traces by pick,
+    verdicts by (pick, backend, settings hash). `prompt_map`: source prompt id -> destination prompt id
+    (the runs and prompts are copied first). Returns rows seen per table."""
+    searches = list(src.scalars(select(Search).order_by(Search.id)))
+    picks = list(src.scalars(select(SearchPick).order_by(SearchPick.id)))
+    traces = {t.pick_id: t for t in src.scalars(select(SearchTrace))}
+    verdicts = list(src.scalars(select(SearchEvaluation).order_by(SearchEvaluation.id)))
+    search_map: dict[int, int] = {}
+    for x in searches:
+        spec = SearchSpec(x.strategy, x.strategy_package, x.strategy_version, x.params, x.verifiers, x.samples,
+                          x.budget, x.total_steps, tuple(x.reads_metadata))
+        if spec.settings_hash != x.settings_hash:
+            raise ValueError(f"search {x.id} ({x.strategy}) does not hash to its settings hash; the source store "
+                             "is inconsistent")
+        search_map[x.id] = get_or_create_search(dst, x.run_id, spec).id
+    groups: dict[tuple[int, int], list[SearchPick]] = {}
+    for p in picks:
+        groups.setdefault((p.search_id, p.prompt_id), []).append(p)
+    pick_map: dict[int, int] = {}
+    for (search_id, prompt_id), rows in groups.items():
+        ids = add_picks(dst, search_map[search_id], prompt_map[prompt_id], [
+            NewPick(p.sample_index, p.image_path, p.image_sha256, p.ledger, traces[p.id].events, p.details,
+                    p.prompt_text) for p in rows])
+        pick_map.update({p.id: ids[p.sample_index] for p in rows})
+    by_settings: dict[tuple[str, str], list[Any]] = {}
+    for v in verdicts:
+        by_settings.setdefault((v.backend, v.settings_hash), []).append(
+            (pick_map[v.pick_id], v.correct, v.reason, v.details, v.detections))
+    for (backend, key), rows in by_settings.items():
+        add_pick_evaluations(dst, backend, key, rows)
+    return {"searches": len(searches), "picks": len(picks), "pick verdicts": len(verdicts)}
