@@ -24,6 +24,8 @@ Stable hooks for browser tests (ids, classes, data attributes):
     every page      body[data-page=index|scaling|compare|entry|pair]; nav#site-nav a.nav-link[data-nav];
                     footer#site-footer; h1#page-title (index, scaling, compare, pair pages)
     index.html      p#provenance-note; section.backend#backend-<backend>[data-backend];
+                    search entries: span.badge.search-entry[data-budget] and span.mark[data-mark]
+                    (reads-metadata, oracle, prompt-rewriting) in td.col-kind;
                     table.leaderboard[data-backend][data-sort-key][data-sort-dir] (initially
                     "overall"/"descending"; JS adds class "sortable-ready");
                     thead th[data-key][data-sort=number|text][aria-sort] button.sort-button
@@ -44,7 +46,12 @@ Stable hooks for browser tests (ids, classes, data attributes):
                     [data-sha256][data-sample-index][data-verdict][data-rank] > div.thumb >
                     a.full-link > img.thumb-img, then svg.boxes > g.box[data-class][data-score];
                     figcaption span.verdict, span.reason, ul.verifier-scores li[data-verifier]
-    scaling.html    section.scaling-entry#scaling-<slug>[data-slug]; svg.chart-lines#curve-n-<slug>,
+    entry/<slug>    (search entries) section#search (dl.fields) and, in each prompt-group, details.trace
+                    [data-sample-index] > table.trace-paths tr.trace-path[data-path][data-fate][data-step]
+                    (td.previews img.trace-preview[data-step][data-sha256]; ul.trace-scores li)
+    scaling.html    section#search-scaling > section.search-figure#search-<key>[data-searches]:
+                    svg.chart-compute (g.series, g.search-point[data-slug][data-x][data-y]);
+                    section.scaling-entry#scaling-<slug>[data-slug]; svg.chart-lines#curve-n-<slug>,
                     #curve-seconds-<slug> (or p.no-compute); g.series[data-series] with
                     polygon.band, polyline.line, circle.point; g.legend-item[data-series]
     compare.html    form#compare-form (select#compare-a, select#compare-b, button#compare-go,
@@ -72,7 +79,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from harness import __version__
 from harness.submissions.model import Entry
 from harness.submissions.paths import PathProblem, confined
-from leaderboard import summarize
+from leaderboard import search_view, summarize
 from leaderboard.charts import category_bars, scaling_figures
 from leaderboard.compare import all_pairs
 from leaderboard.images import SiteImage, publish_images
@@ -84,6 +91,8 @@ MARKER = ".stepwise-site"
 # Candidates of one entry shown on its own page; more go to one gallery page per task.
 # GenEval's protocol (553 prompts x 4 images = 2212) stays on the entry page.
 GALLERY_INLINE_LIMIT = 2500
+# A search entry's trace views show previews: past this many, each task's gallery gets its own page too.
+TRACE_PREVIEWS_INLINE_LIMIT = 5000
 # Slugs become file names and URL segments: ordinary characters only, never '/', '..' or a leading '.'.
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -126,7 +135,8 @@ def _usable(entries: Sequence[Entry]) -> tuple[list[Entry], list[str]]:
 
 
 def _image_sources(entries: Sequence[Entry]) -> tuple[dict[str, Path], list[str]]:
-    """sha256 -> the first shipped file for it (entries by slug, records in export order)."""
+    """sha256 -> the first shipped file for it (entries by slug, records in export order; then the
+    previews search entries' traces name)."""
     sources: dict[str, Path] = {}
     problems = []
     for entry in entries:
@@ -137,6 +147,13 @@ def _image_sources(entries: Sequence[Entry]) -> tuple[dict[str, Path], list[str]
                 sources[record.sha256] = confined(entry.folder, record.image)
             except PathProblem as error:
                 problems.append(f"{entry.folder}: image of prompt {record.prompt_index}: {error}")
+    for entry in entries:
+        for sha, relative in sorted((entry.search.previews if entry.search is not None else {}).items()):
+            if sha not in sources:
+                try:
+                    sources[sha] = confined(entry.folder, relative)
+                except PathProblem as error:  # pragma: no cover - the loader checked these paths
+                    problems.append(f"{entry.folder}: preview {sha[:12]}…: {error}")
     return sources, problems
 
 
@@ -176,12 +193,15 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
                     scaling_ids: dict[str, str]) -> None:
     for entry in entries:
         reproduced = entry.manifest.kind == "reproduced"
-        gallery = summarize.galleries(entry, published) if reproduced else []
+        traces = search_view.trace_views(entry, published) if entry.search is not None else None
+        gallery = summarize.galleries(entry, published, traces) if reproduced else []
         selecting = entry.manifest.system.verifiers[0] if entry.manifest.system.verifiers else None
         # A big pool (e.g. 553 prompts x 80 candidates) would make one page of tens of MB:
         # past the limit, each task's gallery gets its own page, linked from the entry page.
         gallery_pages: dict[str, str] = {}
-        if len(entry.images) > GALLERY_INLINE_LIMIT:
+        previews = sum(len(p.previews) for task in gallery for group in task.prompts for t in group.traces
+                       for p in t.paths)
+        if len(entry.images) > GALLERY_INLINE_LIMIT or previews > TRACE_PREVIEWS_INLINE_LIMIT:
             for task in gallery:
                 name = summarize.file_part(task.tag)
                 gallery_pages[task.tag] = f"{quote(entry.slug, safe='')}/{name}.html"
@@ -196,6 +216,7 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
             provenance=summarize.provenance(entry, summarize.read_export_header(entry) if reproduced else None),
             gallery=gallery, gallery_pages=gallery_pages, selecting=selecting, pick_note=_pick_note(entry),
             has_scaling=entry.slug in scaling_ids, scaling_id=scaling_ids.get(entry.slug, ""),
+            search=search_view.search_fields(entry), marks=search_view.marks(entry),
         )
 
 
@@ -226,10 +247,14 @@ def _render(
     r = _Renderer(staging, version)
     r.page("index.html", "index.html", "index", tables=summarize.tables(entries))
     figures = [f for f in (scaling_figures(e) for e in entries if e.manifest.kind == "reproduced" and e.curves) if f]
-    r.page("scaling.html", "scaling.html", "scaling", figures=figures,
+    headers = {e.slug: summarize.read_export_header(e) for e in entries if e.manifest.kind == "reproduced"}
+    search_figures = search_view.search_figures(entries, headers)
+    r.page("scaling.html", "scaling.html", "scaling", figures=figures, search_figures=search_figures,
            hrefs={e.slug: summarize.entry_href(e.slug) for e in entries},
            names={e.slug: e.manifest.name for e in entries})
-    _render_entries(r, entries, published, {f.slug: f.section_id for f in figures})
+    scaling_ids = {f.slug: f.section_id for f in figures}
+    scaling_ids.update({slug: f.section_id for f in search_figures for slug in f.searches})
+    _render_entries(r, entries, published, scaling_ids)
     problems = _render_compare(r, entries)
     data = summarize.leaderboard_json(entries, version)
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)

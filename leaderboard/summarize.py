@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from harness.submissions.model import TASK_LABELS, TASKS, Entry, ImageRecord, PreparedCheckpoint
 from leaderboard.images import SiteImage
+from leaderboard.search_view import marks, search_json
 from leaderboard.svg import Box, box_overlay
 
 SCORE_KEYS: tuple[str, ...] = ("overall", *TASKS)
@@ -100,6 +101,8 @@ class Row:
     n: int
     alignment: str
     cells: dict[str, Cell]
+    search: bool = False  # a search strategy's entry: n is its budget
+    marks: tuple[str, ...] = ()  # fair-protocol marks (leaderboard.search_view.marks)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ def tables(entries: Sequence[Entry]) -> list[Table]:
                 rank=rank, slug=entry.slug, href=entry_href(entry.slug), name=entry.manifest.name,
                 kind=entry.manifest.kind, generator=system.generator, strategy=system.strategy,
                 verifiers=", ".join(system.verifiers) or "—", n=system.n, alignment=_alignment_text(entry),
-                cells=cells_of(entry),
+                cells=cells_of(entry), search=entry.search is not None, marks=marks(entry),
             ))
         out.append(Table(backend=backend, section_id=f"backend-{html_id(backend)}", rows=tuple(rows)))
     return out
@@ -182,6 +185,7 @@ class PromptGroup:
     prompt: str
     selected: float | None  # expected correctness of the strategy's pick (Entry.prompt_correct)
     candidates: tuple[Candidate, ...]
+    traces: tuple[Any, ...] = ()  # a search entry's picks' trace views (leaderboard.search_view.PickTrace)
 
 
 @dataclass(frozen=True)
@@ -360,8 +364,10 @@ def _original_size(image: SiteImage, resolution: int | None) -> tuple[int, int]:
     return round(image.width * scale), round(image.height * scale)
 
 
-def galleries(entry: Entry, published: dict[str, SiteImage]) -> list[TaskGallery]:
-    """A reproduced entry's candidates grouped by task (GenEval order), then prompt, then sample."""
+def galleries(entry: Entry, published: dict[str, SiteImage],
+              traces: dict[int, tuple[Any, ...]] | None = None) -> list[TaskGallery]:
+    """A reproduced entry's candidates grouped by task (GenEval order), then prompt, then sample
+    (a search entry's: its picks, with their trace views from `traces`, by prompt index)."""
     selecting = entry.manifest.system.verifiers[0] if entry.manifest.system.verifiers else None
     by_prompt: dict[int, list[ImageRecord]] = {}
     for record in entry.images:
@@ -387,7 +393,7 @@ def galleries(entry: Entry, published: dict[str, SiteImage]) -> list[TaskGallery
         selected = None if entry.prompt_correct is None else entry.prompt_correct.get(prompt_index)
         groups.setdefault(first.tag, []).append(PromptGroup(
             prompt_index=prompt_index, tag=first.tag, prompt=first.prompt, selected=selected,
-            candidates=tuple(candidates),
+            candidates=tuple(candidates), traces=(traces or {}).get(prompt_index, ()),
         ))
     order = [t for t in TASKS if t in groups] + sorted(t for t in groups if t not in TASKS)
     return [TaskGallery(tag=t, label=TASK_LABELS.get(t, t), prompts=tuple(groups[t])) for t in order]
@@ -431,6 +437,8 @@ def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
         ],
         "page": entry_href(entry.slug),
         "preparation": preparation_json(entry.preparation),
+        "search": search_json(entry),
+        "marks": list(marks(entry)),
     }
 
 

@@ -20,7 +20,8 @@ The trace is a list of JSON events, in order. Every event has "event" and, for t
 (stable path ids: "p0", "p1", ... a row keeps its path id when `keep` renumbers it; `fork` makes a
 new path whose "parent" is the forked one):
 
-    {"event": "start", "traj": 0, "rows": [0, 1], "paths": ["p0", "p1"], "seeds": [..], "prompt": ".."}
+    {"event": "start", "traj": 0, "rows": [0, 1], "paths": ["p0", "p1"], "seeds": [..], "prompt": "..",
+     "feedback": false, "total_steps": 18}
     {"event": "advance", "traj": 0, "rows": [..], "paths": [..], "steps": 1, "to": [3, 3]}
     {"event": "preview", "traj": 0, "rows": [..], "paths": [..], "at": [3, 3], "images": ["<sha256>", ..]}
     {"event": "fork", "traj": 0, "rows": [2], "paths": ["p5"], "parent": "p2", "seed": 123, "at": 3}
@@ -229,7 +230,7 @@ class MeteredGenerator:
         self._trace.paths.append(paths)
         self._trace.add("start", traj=len(self._trace.trajs) - 1, rows=list(range(len(traj))), paths=list(paths),
                         seeds=[int(s) for s in request.seeds], prompt=request.prompt,
-                        feedback=request.feedback is not None)
+                        feedback=request.feedback is not None, total_steps=self.total_steps)
         return traj
 
     def advance(self, traj: Any, rows: Sequence[int], steps: int = 1) -> None:

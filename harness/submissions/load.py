@@ -130,6 +130,10 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
     size = path.stat().st_size
     if size > MAX_EXPORT_BYTES:
         raise _fail(folder, name, f"is {size} bytes; an export may have at most {MAX_EXPORT_BYTES}")
+    if _is_search_export(path):  # a search strategy's picks, not a pool (harness.submissions.search_load)
+        from harness.submissions.search_load import load_search_entry
+
+        return load_search_entry(folder, slug, manifest, path)
     try:
         with open(path, encoding="utf-8") as fp:
             export = parse_export(fp)
@@ -152,6 +156,16 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
     return Entry(slug=slug, folder=folder, manifest=manifest, scores=numbers.scores, intervals=numbers.intervals,
                  images=images, curves=numbers.curves, prompt_correct=numbers.prompt_correct,
                  preparation=export.header.preparation)
+
+
+def _is_search_export(path: Path) -> bool:
+    from harness.submissions.search_export import is_search_header
+
+    try:
+        with open(path, encoding="utf-8") as fp:
+            return is_search_header(fp.readline(1 << 20))
+    except (OSError, UnicodeDecodeError):
+        return False  # parse_export says what is wrong
 
 
 def _coverage(export: Export, manifest: Manifest) -> list[str]:
