@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
     from harness.runner import LoadedVerifier, RunConfig, Shard
 
-__all__ = ["LoadedSearch", "NotSearch", "SearchConfig", "SearchSummary", "load_search_strategy", "run_search"]
+__all__ = ["LoadedSearch", "NotSearch", "SampleSearch", "SearchConfig", "SearchSummary", "load_search_strategy",
+           "run_search", "search_sample"]
 
 
 class NotSearch(RunError):
@@ -181,46 +182,75 @@ def _verdicts_of(setup: _Setup, metadata: dict[str, Any]) -> Callable[[list[Any]
     return verdicts
 
 
-def _solve(setup: _Setup, index: int, metadata: dict[str, Any], sample: int, budget: int) -> _Pick:
-    """One sample's search, in its own ledger and trace."""
+@dataclass
+class SampleSearch:
+    """One sample's search as `search_sample` returns it: the result, its ledger and its trace."""
+
+    result: Any  # harness.plugins.SearchResult
+    ledger: Any  # harness.search.ledger.Ledger
+    events: list[dict[str, Any]]
+    sha256: str  # of the picked image's PNG (saved in images_dir)
+
+
+def search_sample(strategy: Any, generator: Any, verifiers: Sequence[LoadedVerifier], *, prompt: str,
+                  prompt_index: int, sample: int, budget: int, run_seed: int, images_dir: Path,
+                  metadata: Mapping[str, Any] | None = None, samples: int = 4,
+                  verdicts_of: Callable[[list[Any]], list[bool]] | None = None) -> SampleSearch:
+    """Run `strategy.search` for one GenEval sample, in a fresh context around already-built plug-ins.
+
+    What `stepwise run --strategy` does per sample (the runner adds judging and storing); tests and
+    benchmarks call it directly. metadata: the suite's record, handed only to plug-ins that declare
+    `reads_metadata`. Raises BudgetExceeded past the budget, and what the plug-ins raise.
+    """
     from harness.plugins import SearchProblem, SearchResult, reads_metadata
     from harness.search.context import SearchContext
-    from harness.search.ledger import BudgetExceeded, Ledger, MeteredGenerator, MeteredVerifier, Trace
+    from harness.search.ledger import Ledger, MeteredGenerator, MeteredVerifier, Trace
 
-    where = f"strategy {setup.strategy.name!r}, prompt {index:05d} sample {sample}, budget {budget}"
-    generator = setup.generator()
+    record = dict(metadata or {"prompt": prompt})
+    images_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger()
-    trace = Trace(_save(setup.images_dir))
+    trace = Trace(_save(images_dir))
     metered = MeteredGenerator(generator, ledger, trace, max_nfe=budget * int(generator.total_steps))
-    verifiers = {v.name: MeteredVerifier(v.name, v.instance, ledger, trace, needs_previews=v.needs_previews,
-                                         needs_verdicts=v.needs_verdicts,
-                                         metadata=dict(metadata) if reads_metadata(v.instance) else None,
-                                         verdicts_of=_verdicts_of(setup, metadata))
-                 for v in setup.verifiers}
-    ctx = SearchContext(generator=metered, verifiers=verifiers, ledger=ledger, trace=trace, budget=budget,
-                        run_seed=setup.config.seed, prompt_index=index, sample=sample,
-                        samples=setup.search.samples)
-    problem = SearchProblem(metadata["prompt"], index, sample, budget,
-                            dict(metadata) if reads_metadata(setup.strategy.instance) else {})
+    meters = {v.name: MeteredVerifier(v.name, v.instance, ledger, trace, needs_previews=v.needs_previews,
+                                      needs_verdicts=v.needs_verdicts,
+                                      metadata=record if reads_metadata(v.instance) else None,
+                                      verdicts_of=verdicts_of)
+              for v in verifiers}
+    ctx = SearchContext(generator=metered, verifiers=meters, ledger=ledger, trace=trace, budget=budget,
+                        run_seed=run_seed, prompt_index=prompt_index, sample=sample, samples=samples)
+    problem = SearchProblem(prompt, prompt_index, sample, budget, record if reads_metadata(strategy) else {})
     started = time.perf_counter()
-    try:
-        result = setup.strategy.instance.search(problem, ctx)
-    except BudgetExceeded as err:
-        raise RunError(f"{where}: {err}") from None
-    except ValueError as err:  # a generator or verifier refused what the strategy asked (bad rows, ...)
-        raise RunError(f"{where}: {err}") from err
+    result = strategy.search(problem, ctx)
     ledger.seconds = time.perf_counter() - started
     if not isinstance(result, SearchResult):
-        raise RunError(f"{where}: search() returned {type(result).__name__}, not a harness.plugins.SearchResult")
+        raise TypeError(f"search() returned {type(result).__name__}, not a harness.plugins.SearchResult")
+    digest = trace.sha(result.image)
+    trace.add("pick", image=digest, path=trace.where.get(digest, (None, None))[0])
+    return SampleSearch(result, ledger, trace.events, digest)
+
+
+def _solve(setup: _Setup, index: int, metadata: dict[str, Any], sample: int, budget: int) -> _Pick:
+    """One sample's search (`search_sample`), its problems as RunErrors naming the strategy and sample."""
+    from harness.search.ledger import BudgetExceeded
+
+    where = f"strategy {setup.strategy.name!r}, prompt {index:05d} sample {sample}, budget {budget}"
+    try:
+        done = search_sample(setup.strategy.instance, setup.generator(), setup.verifiers, prompt=metadata["prompt"],
+                             prompt_index=index, sample=sample, budget=budget, run_seed=setup.config.seed,
+                             images_dir=setup.images_dir, metadata=metadata, samples=setup.search.samples,
+                             verdicts_of=_verdicts_of(setup, metadata))
+    except BudgetExceeded as err:
+        raise RunError(f"{where}: {err}") from None
+    except (ValueError, TypeError) as err:  # a plug-in refused what the strategy asked (bad rows, ...)
+        raise RunError(f"{where}: {err}") from err
+    result = done.result
     if result.prompt is not None and not isinstance(result.prompt, str):
         raise RunError(f"{where}: SearchResult.prompt must be a string or None")
-    digest = trace.sha(result.image)
-    path = trace.where.get(digest, (None, None))[0]
-    trace.add("pick", image=digest, path=path)
-    events = _checked(trace.events, "its trace (ctx.note fields)", where)
+    events = _checked(done.events, "its trace (ctx.note fields)", where)
     details = _checked(dict(result.details), "SearchResult.details", where)
-    return _Pick(sample, result.image, str((setup.images_dir / f"{digest}.png").resolve()), digest,
-                 result.prompt if result.prompt != metadata["prompt"] else None, ledger.to_json(), events, details)
+    return _Pick(sample, result.image, str((setup.images_dir / f"{done.sha256}.png").resolve()), done.sha256,
+                 result.prompt if result.prompt != metadata["prompt"] else None, done.ledger.to_json(), events,
+                 details)
 
 
 def _judge(engine: Engine, setup: _Setup, prompt_id: int, metadata: dict[str, Any],
