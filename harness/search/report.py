@@ -42,7 +42,7 @@ class SearchRow:
     picks: int
     total_steps: int
     reads_metadata: tuple[str, ...]
-    prompt_rewriting: bool  # some pick was generated from a rewritten prompt
+    prompt_rewriting: bool  # some search generated from a rewritten prompt (its trace's start events say)
     unjudged: int = 0  # picks without a verdict by these evaluator settings (left out)
     per_prompt: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
 
@@ -65,12 +65,13 @@ def search_rows(s: Any, run_id: str, backend: str, settings_hash: str, *, seed: 
     """Every search of the run with picks judged by these evaluator settings, by strategy and budget."""
     from harness.scaling import bootstrap_intervals, task_scores
     from harness.search.store import read_picks, run_searches
+    from harness.search.trace import rewrote_prompt
 
     searches = run_searches(s, run_id)
     labels = _labels(searches)
     out = []
     for x in searches:
-        picks, _ = read_picks(s, x.id, backend, settings_hash)
+        picks, events = read_picks(s, x.id, backend, settings_hash, with_events=True)
         judged = [p for p in picks if p.correct is not None]
         if not judged:
             continue
@@ -97,7 +98,8 @@ def search_rows(s: Any, run_id: str, backend: str, settings_hash: str, *, seed: 
             intervals={k: (float(a), float(b)) for k, (a, b) in boot.items()}, nfe=mean("generator_nfe"),
             seconds=mean("seconds"), generator_seconds=mean("generator_seconds"), verifier_seconds=verifier_seconds,
             prompts=len(order), picks=len(judged), total_steps=x.total_steps, reads_metadata=tuple(x.reads_metadata),
-            prompt_rewriting=any(p.prompt_text is not None for p in judged), unjudged=len(picks) - len(judged),
+            prompt_rewriting=any(rewrote_prompt(events.get(p.pick_id, []), p.prompt) for p in judged),
+            unjudged=len(picks) - len(judged),
             per_prompt=per_prompt))
     return out
 

@@ -14,7 +14,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PathView", "result_text", "trace_paths"]
+__all__ = ["PathView", "result_text", "rewrote_prompt", "trace_paths"]
+
+
+def rewrote_prompt(events: Iterable[Any], prompt: str) -> bool:
+    """Whether a search generated from a prompt other than `prompt` (the harness's start events say)."""
+    return any(isinstance(e, Mapping) and e.get("event") == "start" and isinstance(e.get("prompt"), str)
+               and e["prompt"] != prompt for e in events)
 
 
 @dataclass

@@ -38,7 +38,10 @@ class SearchRunExport:
 
     @property
     def prompt_rewriting(self) -> bool:
-        return any(p.prompt_used is not None for p in self.picks)
+        """Some search generated from a rewritten prompt (its trace's start events say)."""
+        from harness.search.trace import rewrote_prompt
+
+        return any(rewrote_prompt(events, r.prompt) for r, events in zip(self.records, self.events, strict=True))
 
 
 def choose_search(s: Any, run_id: str, strategy: str, budget: int | None, settings: str | None) -> Any:

@@ -7,7 +7,8 @@ Checked, in order (each step only once the previous passed), every problem named
   0..samples-1), tag and prompt text those of the suite;
 - agreement with the manifest: generator, seed, evaluator backend and settings, system.strategy is the
   search's strategy, system.n its budget, system.verifiers its verifiers, images_per_prompt its
-  samples, protocol.prompt_rewriting true exactly when some pick came from a rewritten prompt;
+  samples, protocol.prompt_rewriting true exactly when some search generated from a rewritten prompt
+  (its trace's start events say);
 - every pick's ledger is a ledger, within the budget (generator NFE <= budget x total_steps);
 - every pick has a trace in the traces file whose events hash to the sha256 the pick names, and
   whose last event picks the pick's image;
@@ -66,11 +67,13 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -
         raise _fail(folder, export.traces, f"is more than {MAX_EXPORT_BYTES} bytes")
     problems = [ValidationProblem(folder, name, m) for m in _coverage(export)]
     if not problems:
-        problems += [ValidationProblem(folder, "submission.toml", m) for m in _agreement(export, manifest)]
-    if not problems:
         problems += [ValidationProblem(folder, name, m) for m in _ledgers(export)]
+    traces: dict[tuple[int, int], tuple[str, list[Any]]] = {}
     if not problems:
-        problems += _traces(folder, export, traces_path)
+        traces, found = _traces(folder, export, traces_path)
+        problems += found
+    if not problems:
+        problems += [ValidationProblem(folder, "submission.toml", m) for m in _agreement(export, manifest, traces)]
     previews: dict[str, str] = {}
     if not problems:
         from harness.submissions.load import _images
@@ -82,7 +85,7 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -
         from harness.submissions.load import SubmissionError
 
         raise SubmissionError(problems)
-    return _entry(folder, slug, manifest, export, previews)
+    return _entry(folder, slug, manifest, export, previews, _rewrote(export, traces))
 
 
 def _coverage(export: SearchExport) -> list[str]:
@@ -120,7 +123,15 @@ def _coverage(export: SearchExport) -> list[str]:
     return problems
 
 
-def _agreement(export: SearchExport, manifest: Manifest) -> list[str]:
+def _rewrote(export: SearchExport, traces: dict[tuple[int, int], tuple[str, list[Any]]]) -> bool:
+    from harness.search.trace import rewrote_prompt
+
+    return any(rewrote_prompt(traces.get((r.prompt_index, r.sample_index), ("", []))[1], r.prompt)
+               for r in export.records)
+
+
+def _agreement(export: SearchExport, manifest: Manifest,
+               traces: dict[tuple[int, int], tuple[str, list[Any]]]) -> list[str]:
     head, search = export.header, export.search
     system, protocol, evaluator = manifest.system, manifest.protocol, manifest.evaluator
     problems = []
@@ -132,10 +143,10 @@ def _agreement(export: SearchExport, manifest: Manifest) -> list[str]:
     if protocol.images_per_prompt != search.samples:
         problems.append(f"protocol.images_per_prompt {protocol.images_per_prompt} is not the search's "
                         f"{search.samples} picks per prompt")
-    rewriting = any(p.prompt_used is not None for p in export.picks)
+    rewriting = _rewrote(export, traces)
     if protocol.prompt_rewriting != rewriting:
-        problems.append(f"protocol.prompt_rewriting is {str(protocol.prompt_rewriting).lower()}, but "
-                        f"{'some picks were' if rewriting else 'no pick was'} generated from a rewritten prompt")
+        problems.append(f"protocol.prompt_rewriting is {str(protocol.prompt_rewriting).lower()}, but the traces show "
+                        f"{'a search that generated' if rewriting else 'no search generating'} from a rewritten prompt")
     if evaluator.backend != head.evaluator_backend:
         problems.append(f"evaluator.backend {evaluator.backend!r} is not the export's {head.evaluator_backend!r}")
     if evaluator.settings != head.evaluator_settings:
@@ -170,7 +181,9 @@ def _ledgers(export: SearchExport) -> list[str]:
     return problems
 
 
-def _traces(folder: Path, export: SearchExport, traces_path: Path) -> list[ValidationProblem]:
+def _traces(folder: Path, export: SearchExport,
+            traces_path: Path) -> tuple[dict[tuple[int, int], tuple[str, list[Any]]], list[ValidationProblem]]:
+    """The traces file read, and what is wrong with it (every pick's trace, hashing to its name)."""
     from harness.search.store import trace_sha256
     from harness.submissions.export import ExportError
 
@@ -179,9 +192,9 @@ def _traces(folder: Path, export: SearchExport, traces_path: Path) -> list[Valid
         with open(traces_path, encoding="utf-8") as fp:
             traces = parse_traces(fp)
     except UnicodeDecodeError as err:
-        return [ValidationProblem(folder, name, f"is not UTF-8 text ({err.reason} at byte {err.start})")]
+        return {}, [ValidationProblem(folder, name, f"is not UTF-8 text ({err.reason} at byte {err.start})")]
     except ExportError as err:
-        return [ValidationProblem(folder, name, m) for m in err.problems]
+        return {}, [ValidationProblem(folder, name, m) for m in err.problems]
     problems = []
     for record, pick in zip(export.records, export.picks, strict=True):
         where = f"prompt {pick.prompt_index:05d} sample {pick.sample_index}"
@@ -196,7 +209,7 @@ def _traces(folder: Path, export: SearchExport, traces_path: Path) -> list[Valid
                                                             "pick's image"))
         if len(problems) >= 20:
             break
-    return problems
+    return traces, problems
 
 
 def _previews(folder: Path, export: SearchExport, traces_path: Path) -> tuple[dict[str, str], list[ValidationProblem]]:
@@ -228,7 +241,8 @@ def _previews(folder: Path, export: SearchExport, traces_path: Path) -> tuple[di
     return out, problems
 
 
-def _entry(folder: Path, slug: str, manifest: Manifest, export: SearchExport, previews: dict[str, str]) -> Entry:
+def _entry(folder: Path, slug: str, manifest: Manifest, export: SearchExport, previews: dict[str, str],
+           rewriting: bool) -> Entry:
     import numpy as np
 
     from harness.scaling import bootstrap_intervals, task_scores
@@ -259,7 +273,7 @@ def _entry(folder: Path, slug: str, manifest: Manifest, export: SearchExport, pr
         strategy=search.strategy, package=search.package, version=search.version, params=search.params,
         settings_hash=search.settings_hash, budget=search.budget, samples=search.samples,
         total_steps=search.total_steps, verifiers=dict(export.header.verifiers),
-        reads_metadata=search.reads_metadata, prompt_rewriting=any(p.prompt_used is not None for p in export.picks),
+        reads_metadata=search.reads_metadata, prompt_rewriting=rewriting,
         nfe=mean([float(x.generator_nfe) for x in ledgers]), seconds=mean([x.seconds for x in ledgers]),
         generator_seconds=mean([x.generator_seconds for x in ledgers]),
         verifier_seconds=mean([x.verifier_seconds for x in ledgers]), generator=dict(export.header.generator),
