@@ -1,8 +1,9 @@
 """The built leaderboard site in a real browser: headless Chromium (Debian's `chromium` and its
 `chromedriver`, driven by Selenium; no browser download) opens the pages from file://.
 
-The site is built from three shipped reported entries, a reported entry with a hostile name, and a
-reproduced entry made by a real tiny `stepwise run` + `stepwise submit`. `.ci/run` installs
+The site is built from three shipped reported entries, a reported entry with a hostile name, a
+reproduced entry made by a real tiny `stepwise run` + `stepwise submit`, and a search entry made by
+`stepwise run --strategy parm-prune --budget 2` + `stepwise submit --search` on a stepping generator. `.ci/run` installs
 chromium when it is missing; STEPWISE_SKIP_BROWSER=1 skips these tests on machines without it.
 A screenshot of each page type is saved under the test's temporary folder (and copied to
 $STEPWISE_SCREENSHOTS when set).
@@ -52,6 +53,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run_id = output.strip().splitlines()[-1]
         code, output = stepwise("submit", run_id, "--name", "Tiny shapes (random weights)", "--slug", "tiny",
                                 "--db", db, "--verifier", "scripted", "--n", "2", "--out", str(subs), *flags)
+        assert code == 0, output
+        code, output = stepwise("run", "--generator", "shapes-stepper", "--per-task", "1", "--strategy", "parm-prune",
+                                "--strategy-param", "verifier=scripted-parm", "--budget", "2", "--samples", "1",
+                                "--db", db, "--out", str(root / "out"), *flags)
+        assert code == 0, output
+        search_run = output.strip().splitlines()[-1]
+        code, output = stepwise("submit", search_run, "--search", "parm-prune", "--name", "Tiny PARM, pruned",
+                                "--slug", "tiny-search", "--db", db, "--out", str(subs), *flags)
         assert code == 0, output
     code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(root / "site"))
     assert code == 0, output
@@ -107,7 +116,7 @@ def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
     browser.get((site / "index.html").as_uri())
     assert browser.find_elements(By.CSS_SELECTOR, "table.leaderboard.sortable-ready")  # the sort script ran
     rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tr.entry-row")
-    assert sorted(r.get_attribute("data-slug") for r in rows) == sorted([*REPORTED, "hostile", "tiny"])
+    assert sorted(r.get_attribute("data-slug") for r in rows) == sorted([*REPORTED, "hostile", "tiny", "tiny-search"])
     kinds = {r.get_attribute("data-slug"): r.get_attribute("data-kind") for r in rows}
     assert kinds["tiny"] == "reproduced" and kinds["show-o"] == "reported"
 
@@ -121,7 +130,7 @@ def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
     overall = [float(v) for v in column(browser, "overall") if v]  # the mmdet table
     assert overall == sorted(overall, reverse=True)
     # one table per evaluator backend: the reported numbers are GenEval's (mmdet), the tiny run used hf
-    assert column(browser, "overall", "hf") and len(column(browser, "overall")) == 4
+    assert len(column(browser, "overall", "hf")) == 2 and len(column(browser, "overall")) == 4
     mmdet = "section#backend-mmdet th[data-key='position'] button.sort-button"
     browser.find_element(By.CSS_SELECTOR, mmdet).click()
     position = [float(v) for v in column(browser, "position") if v]
@@ -182,3 +191,31 @@ def test_scaling_and_compare_pages(site: Path, browser: Any) -> None:
     assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "pair"
     assert len(browser.find_elements(By.CSS_SELECTOR, "table#compare-table tr[data-task]")) >= 6
     screenshot(browser, site, "compare")
+
+
+def test_a_search_entry_in_the_index_the_scaling_page_and_its_trace_view(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "index.html").as_uri())
+    row = browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='tiny-search']")
+    badge = row.find_element(By.CSS_SELECTOR, "span.badge.search-entry")
+    assert badge.get_attribute("data-budget") == "2" and "budget 2" in badge.text
+    assert row.find_element(By.CSS_SELECTOR, "td.col-strategy").text == "parm-prune"
+
+    browser.get((site / "scaling.html").as_uri())
+    figure = browser.find_element(By.CSS_SELECTOR, "section#search-scaling section.search-figure")
+    points = figure.find_elements(By.CSS_SELECTOR, "svg.chart-compute g.search-point[data-slug='tiny-search']")
+    assert points and float(points[0].get_attribute("data-x")) > 0
+    screenshot(browser, site, "search-scaling")
+
+    browser.get((site / "entry" / "tiny-search.html").as_uri())
+    assert browser.find_element(By.ID, "search").find_elements(By.CSS_SELECTOR, "dl.fields dt")
+    trace = browser.find_element(By.CSS_SELECTOR, "#prompt-0 details.trace")
+    browser.execute_script("arguments[0].open = true; arguments[0].scrollIntoView()", trace)
+    paths = trace.find_elements(By.CSS_SELECTOR, "tr.trace-path")
+    assert len(paths) == 2  # budget 2: two paths
+    assert sum(p.get_attribute("data-fate") == "picked" for p in paths) == 1
+    preview = trace.find_element(By.CSS_SELECTOR, "img.trace-preview")  # the previews the search saw load
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", preview) > 0
+    assert trace.find_element(By.CSS_SELECTOR, "ul.trace-scores li").text.startswith("step 1:")
+    screenshot(browser, site, "search-trace")
