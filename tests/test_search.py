@@ -293,6 +293,27 @@ def test_clear_errors(suite: Suite, tmp_path: Path) -> None:
     assert code == 1 and "has no search 'smc' at budget 9; it has:" in output
 
 
+def test_a_search_can_select_with_the_oracle_and_is_marked(suite: Suite, tmp_path: Path) -> None:
+    """The oracle (GenEval's verdicts, computed by the run's evaluator on the images it is shown) drives a
+    search like any verifier (the leaderboard marks entries whose verifiers include it, `search_view.marks`)."""
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    ok("run", "--generator", "shapes-stepper", "--per-task", "1", "--prompts", "0,80", "--strategy", "step-beam",
+       "--strategy-param", "verifier=oracle", "--strategy-param", "points=1", "--budget", "2", "--samples", "1",
+       "--db", db, "--out", str(tmp_path / "out"), *suite.flags)
+    picks = picks_of(db)
+    assert len(picks) == 2
+    from harness.store import SearchTrace
+
+    engine = open_store(db)
+    try:
+        with Session(engine) as s:
+            events = [e for t in s.scalars(select(SearchTrace)) for e in t.events]
+    finally:
+        engine.dispose()
+    scored = [e for e in events if e["event"] == "score" and e["verifier"] == "oracle"]
+    assert scored and all(r["score"] in (0.0, 1.0) for e in scored for r in e["results"])
+
+
 def test_a_spec_file_takes_budgets_and_samples(suite: Suite, tmp_path: Path) -> None:
     get = dict(zip(suite.flags[::2], suite.flags[1::2], strict=True))
     spec = tmp_path / "search.toml"

@@ -190,3 +190,44 @@ def test_the_judge_generates_on_the_tiny_vlm(tmp_path_factory: pytest.TempPathFa
     stop = {engine.tokenizer.convert_tokens_to_ids("<|im_end|>"), engine.tokenizer.eos_token_id}
     cut = next((i for i, t in enumerate(tokens) if t in stop), len(tokens))
     assert generated.text == engine.tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip()
+
+
+class Probe:
+    """Records the metadata its problem carried (it does not declare reading it)."""
+
+    description: ClassVar[str] = "probe"
+    verifiers: tuple[str, ...] = ("reader",)
+
+    @classmethod
+    def make(cls, declares: bool) -> Any:
+        return type("DeclaringProbe" if declares else "Probe", (cls,), {"reads_metadata": declares})()
+
+    def search(self, problem: Any, ctx: Any) -> Any:
+        from harness.plugins import SearchResult
+
+        gen = ctx.generator
+        traj = gen.start(gen.request(problem.prompt, ctx.seeds(1)))
+        (image,) = gen.finish(traj, [0])
+        seen = ctx.verifiers["reader"].score(problem.prompt, [image])
+        return SearchResult(image, details={"metadata": dict(problem.metadata), "verifier saw": seen[0].details})
+
+
+class Reader:
+    """A verifier that declares reading the metadata (as a task-specific verifier prompt would)."""
+
+    needs_previews = False
+    reads_metadata = True
+
+    def score(self, prompt: str, images: list[Any], previews: Any, *, metadata: Any = None) -> list[Any]:
+        from harness.plugins import VerifierScore
+
+        return [VerifierScore(0.5, details={"tag": (metadata or {}).get("tag")}) for _ in images]
+
+
+def test_metadata_goes_only_to_plug_ins_that_declare_it(tmp_path: Path) -> None:
+    record = {"prompt": "a photo of a cat", "tag": "single_object", "include": [{"class": "cat", "count": 1}]}
+    for declares in (False, True):
+        done = run(Probe.make(declares), stepper(), [LoadedVerifier("reader", "0" * 64, Reader(), False)], tmp_path,
+                   metadata=record)
+        assert done.result.details["metadata"] == (record if declares else {})
+        assert done.result.details["verifier saw"] == {"tag": "single_object"}  # the verifier declares it
