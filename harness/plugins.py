@@ -26,7 +26,7 @@ while images are being made (prune, branch, resample). `supports_step_control(g)
 
 Search strategies: a strategy class that defines
 
-    search(self, problem: SearchProblem, ctx: harness.search.SearchContext) -> SearchResult
+    search(self, problem: SearchProblem, ctx: harness.search.context.SearchContext) -> SearchResult
 
 is a *search* strategy (`SearchStrategy`; `is_search_strategy(cls)` tells): `stepwise run --strategy
 NAME --budget B` calls it once per GenEval sample with a context holding the stepping generator,
@@ -383,7 +383,7 @@ class SearchStrategy(Protocol):
     """A strategy that acts while images are made: drives a stepping generator and verifiers.
 
     Built as `cls(params)`. `search` is called once per GenEval sample (`SearchProblem`) with a
-    `harness.search.SearchContext`: `ctx.generator` (a `SteppingGenerator`), `ctx.verifiers`
+    `harness.search.context.SearchContext`: `ctx.generator` (a `SteppingGenerator`), `ctx.verifiers`
     (the run's verifiers by name, batched: `score(prompt, images, previews)` and any public method
     of the plug-in, e.g. PARM's `clarity` / `potential` / `outcome`), `ctx.seeds(k)` (the sample's
     candidate seeds, those of its pool candidates), `ctx.fresh_seed()` (for forks), `ctx.note(...)`
