@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from harness.runner import RunError
 
 if TYPE_CHECKING:
-    from PIL.Image import Image
     from sqlalchemy import Engine
 
     from harness.runner import LoadedVerifier, RunConfig, Shard
@@ -127,7 +126,6 @@ def check_budgets(budgets: Sequence[int]) -> list[int]:
 @dataclass
 class _Pick:
     sample: int
-    image: Image
     path: str
     sha256: str
     prompt_text: str | None
@@ -147,7 +145,6 @@ class _Setup:
     images_dir: Path
     models: Any
     generator: Callable[[], Any]
-    reads: tuple[str, ...]  # plug-ins given the suite's metadata
 
 
 def _save(images_dir: Path) -> Callable[[Any], str]:
@@ -248,7 +245,7 @@ def _solve(setup: _Setup, index: int, metadata: dict[str, Any], sample: int, bud
         raise RunError(f"{where}: SearchResult.prompt must be a string or None")
     events = _checked(done.events, "its trace (ctx.note fields)", where)
     details = _checked(dict(result.details), "SearchResult.details", where)
-    return _Pick(sample, result.image, str((setup.images_dir / f"{done.sha256}.png").resolve()), done.sha256,
+    return _Pick(sample, str((setup.images_dir / f"{done.sha256}.png").resolve()), done.sha256,
                  result.prompt if result.prompt != metadata["prompt"] else None, done.ledger.to_json(), events,
                  details)
 
@@ -348,7 +345,7 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
         summary.written = len(todo)
         images_dir = config.out / "images"
         images_dir.mkdir(parents=True, exist_ok=True)
-        setup = _Setup(config, search, strategy, verifiers, images_dir, Models(config.evaluator), generator, reads)
+        setup = _Setup(config, search, strategy, verifiers, images_dir, Models(config.evaluator), generator)
         bars = Bars({"search": len(todo)})
         spec_eval = config.evaluator
         try:
