@@ -32,7 +32,10 @@ def commands() -> Iterator[tuple[str, click.Command, click.Context]]:
     """(full name, command, its context) for `stepwise` and every subcommand, depth first, sorted."""
     from harness.cli import main
 
-    root = click.Context(main, info_name="stepwise", terminal_width=WIDTH, max_content_width=WIDTH)
+    # The group's own context settings (help_option_names: -h, --help), as `stepwise --help` runs with;
+    # subcommands' contexts inherit them from their parent, as click's do.
+    root = click.Context(main, info_name="stepwise", terminal_width=WIDTH, max_content_width=WIDTH,
+                         **main.context_settings)
     yield from _walk("stepwise", main, root)
 
 

@@ -24,6 +24,23 @@ And one for generators: a generator that also implements `start / advance / prev
 keep / finish` (`SteppingGenerator`) supports *step control*, so a search strategy can drive it
 while images are being made (prune, branch, resample). `supports_step_control(g)` tells.
 
+Search strategies: a strategy class that defines
+
+    search(self, problem: SearchProblem, ctx: harness.search.context.SearchContext) -> SearchResult
+
+is a *search* strategy (`SearchStrategy`; `is_search_strategy(cls)` tells): `stepwise run --strategy
+NAME --budget B` calls it once per GenEval sample with a context holding the stepping generator,
+the run's verifiers and a compute ledger that the harness keeps (`harness.search`). A strategy with
+only `select_key` stays a selection rule; `prepare` composes with both.
+
+Fair protocol: a plug-in class (strategy, verifier or generator) that reads the benchmark's
+structured metadata (task tag, include/exclude clauses) declares `reads_metadata: ClassVar[bool] =
+True`; searches hand the metadata only to plug-ins that declare it (`SearchProblem.metadata`, a
+verifier's `metadata=` keyword, `GenerationRequest.metadata`), record who did, and the leaderboard
+marks such entries. `GenerationRequest.feedback` (`Feedback`: a previous image and a text about it)
+is for generators that declare `accepts_feedback: ClassVar[bool] = True` (self-correcting models);
+others never get one.
+
 The harness owns everything around them: caching (keyed on plug-in id, canonical params, prompt
 and seed), batching across prompts, storage and statistics. A plug-in is a *class*; the harness
 builds it as `cls(params)` where `params` is an instance of the class's own `Params`, a frozen
@@ -60,21 +77,28 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Cost",
+    "Feedback",
     "GenerationRequest",
     "GenerationResult",
     "Generator",
     "ParamInfo",
     "ParamsError",
+    "SearchProblem",
+    "SearchResult",
+    "SearchStrategy",
     "SteppingGenerator",
     "Strategy",
     "Trajectories",
     "Verifier",
     "VerifierScore",
+    "accepts_feedback",
     "canonical_json",
     "check_params_class",
+    "is_search_strategy",
     "param",
     "params_schema",
     "parse_params",
+    "reads_metadata",
     "supports_step_control",
 ]
 
@@ -99,6 +123,15 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """What a self-correcting generator may use to make its next attempt: its previous image and a
+    judge's text about it (e.g. "no: the cat is missing its second ear")."""
+
+    image: Image
+    text: str
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """Generate `len(seeds)` candidates for one prompt, candidate i from `seeds[i]`.
 
@@ -114,6 +147,9 @@ class GenerationRequest:
     # (`folder`) use them to find files. None / () when the caller has no suite position.
     prompt_index: int | None = None
     sample_indices: tuple[int, ...] = ()
+    # A previous attempt and a judge's text about it, for generators that declare
+    # `accepts_feedback = True` (searches such as `reflect` send it; pools never do).
+    feedback: Feedback | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -249,6 +285,16 @@ def supports_step_control(generator: Any) -> bool:
                for name in ("start", "advance", "preview", "fork", "keep", "finish"))
 
 
+def reads_metadata(plugin: Any) -> bool:
+    """Whether a plug-in (class or instance) declares `reads_metadata = True` (the fair protocol)."""
+    return getattr(plugin, "reads_metadata", False) is True
+
+
+def accepts_feedback(generator: Any) -> bool:
+    """Whether a generator (class or instance) declares `accepts_feedback = True`."""
+    return getattr(generator, "accepts_feedback", False) is True
+
+
 @runtime_checkable
 class Verifier(Protocol):
     """A reward model scoring the candidates of one prompt. Built as `cls(params)`.
@@ -323,6 +369,65 @@ class Strategy(Protocol):
     def select_key(self, scores: Mapping[str, Sequence[VerifierScore]]) -> list[float]:
         """Per-candidate keys for one prompt from `scores[verifier][candidate]`; ties are allowed."""
         ...
+
+
+@dataclass(frozen=True)
+class SearchProblem:
+    """One GenEval sample for a search strategy: make ONE image of `prompt` within `budget`.
+
+    `budget` B allows at most the generator compute of best-of-B: B x `total_steps` candidate-steps
+    (NFE) for this sample (`ctx.max_nfe`); each strategy says how it spends it (its paths, particles,
+    rounds). `metadata` is the suite's record (tag, include, exclude) for a strategy that declares
+    `reads_metadata = True`, and {} for every other.
+    """
+
+    prompt: str
+    prompt_index: int  # position in the suite
+    sample_index: int  # 0..samples-1: which of the prompt's GenEval images this is
+    budget: int
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A search's answer for one sample: the image, what it was made from, and what to record."""
+
+    image: Image
+    # The prompt the image was generated from, when a strategy rewrote it (None: the original).
+    # GenEval judges the image against the original prompt's record either way.
+    prompt: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-able, stored with the pick
+
+
+@runtime_checkable
+class SearchStrategy(Protocol):
+    """A strategy that acts while images are made: drives a stepping generator and verifiers.
+
+    Built as `cls(params)`. `search` is called once per GenEval sample (`SearchProblem`) with a
+    `harness.search.context.SearchContext`: `ctx.generator` (a `SteppingGenerator`), `ctx.verifiers`
+    (the run's verifiers by name, batched: `score(prompt, images, previews)` and any public method
+    of the plug-in, e.g. PARM's `clarity` / `potential` / `outcome`), `ctx.seeds(k)` (the sample's
+    candidate seeds, those of its pool candidates), `ctx.fresh_seed()` (for forks), `ctx.note(...)`
+    (trace events) and `ctx.ledger` (the compute spent so far, kept by the harness). Optional class
+    attributes: `reads_metadata` (see the module docstring).
+    """
+
+    Params: ClassVar[type]
+    description: ClassVar[str]
+    verifiers: tuple[str, ...]  # names of the verifiers `search` calls (the run loads them)
+
+    def __init__(self, params: Any) -> None:
+        """`params` is an instance of `Params` (from `parse_params`)."""
+        ...
+
+    def search(self, problem: SearchProblem, ctx: Any) -> SearchResult:
+        """One image for `problem`, within `problem.budget` (the harness refuses more compute)."""
+        ...
+
+
+def is_search_strategy(strategy: Any) -> bool:
+    """Whether a strategy (class or instance) defines `search` (else it is a selection rule)."""
+    return callable(getattr(strategy, "search", None))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ class PreparedRun:
     """What `run_prepared` did: the preparation, the run and the link recorded between them."""
 
     preparation: Preparation
-    summary: RunSummary
+    summary: RunSummary  # (or a search's SearchSummary, with run_with)
     link: NewPreparation
     recorded: bool  # the store's row is new (False: the same link was recorded before)
     config: RunConfig = field(repr=False)  # the run's configuration, with the prepared params
@@ -221,11 +221,14 @@ def _generator_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def run_prepared(config: RunConfig, strategy: str, values: Mapping[str, Any], *, shard: Shard | None = None,
-                 log: Callable[[str], None] | None = None) -> PreparedRun:
+                 log: Callable[[str], None] | None = None,
+                 run_with: Callable[[RunConfig, Shard, Any], Any] | None = None) -> PreparedRun:
     """`stepwise run --strategy NAME`: prepare, run with the prepared params, record the link (module docstring).
 
-    PrepareError for what the user must fix (NotPreparable for a strategy without a prepare stage);
-    RunError from the run itself.
+    run_with(config, shard, engine): what runs with the prepared params instead of a pool run (a search
+    strategy that also has a prepare stage: `harness.search.runner.run_search`); its result is the
+    summary. PrepareError for what the user must fix (NotPreparable for a strategy without a prepare
+    stage); RunError from the run itself.
     """
     from sqlalchemy.orm import Session
 
@@ -275,7 +278,10 @@ def run_prepared(config: RunConfig, strategy: str, values: Mapping[str, Any], *,
                 recorded = add_preparation(s, run_id, link)
         except PreparationConflict as err:  # (add_preparation: a concurrent writer recorded other weights)
             raise PrepareError(str(err)) from None
-        summary = run(run_config, shard=shard, engine=engine)
+        if run_with is not None:
+            summary = run_with(run_config, shard, engine)
+        else:
+            summary = run(run_config, shard=shard, engine=engine)
     finally:
         engine.dispose()
     return PreparedRun(preparation, summary, link, recorded, run_config)

@@ -366,12 +366,13 @@ class Registry(Generic[T]):
     """Named placeholders for one kind of plug-in, imported on `get` and checked against `base`.
 
     base: the class or Protocol every entry must satisfy, or its "module:attr" (imported at the
-    first `get`, so that declaring a registry imports nothing). group: the entry-point group to
-    discover third-party entries from (None: built-ins only).
+    first `get`, so that declaring a registry imports nothing); a tuple of them when an entry may
+    satisfy any one (a strategy is a selection rule or a search strategy). group: the entry-point
+    group to discover third-party entries from (None: built-ins only).
     """
 
     kind: str
-    base: type | str
+    base: type | str | tuple[type | str, ...]
     group: str | None = None
     _entries: dict[str, _Entry] = field(default_factory=dict, repr=False)
     _names: dict[str, str] = field(default_factory=dict, repr=False)  # name or alias -> canonical name
@@ -481,10 +482,16 @@ class Registry(Generic[T]):
 
     # ---- loading
 
-    def _resolved_base(self) -> type:
-        if isinstance(self.base, str):
-            self.base = cast(type, _import_target(self.base))
+    def _resolved_base(self) -> type | tuple[type, ...]:
+        """The base, imported (a tuple of bases stays a tuple)."""
+        bases = self.base if isinstance(self.base, tuple) else (self.base,)
+        resolved = tuple(cast(type, _import_target(b)) if isinstance(b, str) else b for b in bases)
+        self.base = resolved if isinstance(self.base, tuple) else resolved[0]
         return self.base
+
+    def _bases(self) -> tuple[type, ...]:
+        base = self._resolved_base()
+        return base if isinstance(base, tuple) else (base,)
 
     def get(self, name: str) -> T:
         """Import `name` (or an alias), check it against the kind's base, cache and return it."""
@@ -503,11 +510,12 @@ class Registry(Generic[T]):
         except Exception as err:
             raise PluginLoadError(f"cannot load {self.kind} {info.name!r} from {info.source()}: "
                                   f"{type(err).__name__}: {err}", info) from err
-        base = self._resolved_base()
-        problems = conformance_problems(obj, base)
-        if problems:
-            raise PluginLoadError(f"{self.kind} {info.name!r} from {info.source()} is not a "
-                                  f"{base.__qualname__}: {'; '.join(problems)}", info)
+        bases = self._bases()
+        found = [conformance_problems(obj, base) for base in bases]
+        if all(found):  # it must be one of them (usually there is one)
+            why = "; nor ".join(f"a {base.__qualname__}: {'; '.join(problems)}"
+                                for base, problems in zip(bases, found, strict=True))
+            raise PluginLoadError(f"{self.kind} {info.name!r} from {info.source()} is not {why}", info)
         self._loaded[canonical] = obj
         return cast(T, obj)
 
@@ -517,7 +525,9 @@ class Registry(Generic[T]):
 
 generators: Registry[type[Generator]] = Registry("generator", "harness.plugins:Generator", GROUPS["generator"])
 verifiers: Registry[type[Verifier]] = Registry("verifier", "harness.plugins:Verifier", GROUPS["verifier"])
-strategies: Registry[type[Strategy]] = Registry("strategy", "harness.plugins:Strategy", GROUPS["strategy"])
+# A strategy is a selection rule (select_key) or a search strategy (search); either may have prepare().
+strategies: Registry[type[Strategy]] = Registry("strategy", ("harness.plugins:Strategy",
+                                                             "harness.plugins:SearchStrategy"), GROUPS["strategy"])
 backends: Registry[type[DetectorBackend]] = Registry("backend", "harness.geneval.backends.base:DetectorBackend")
 
 REGISTRIES: dict[str, Registry[Any]] = {
@@ -585,6 +595,19 @@ strategies.register("random", "strategies.builtin:RandomStrategy",
 strategies.register("dpo", "strategies.alignment:DPOStrategy",
                     description="DPO: trains the generator on preference pairs before the run (prepare stage), "
                                 "then the generator alone or best-of-n with `verifier`.")
+strategies.register("parm-prune", "strategies.search.parm_prune:ParmPruneStrategy",
+                    description="Search: PARM with real truncation (a 'no' potential stops the path's generation); "
+                                "ORM among survivors, else the lowest P(no).")
+strategies.register("step-beam", "strategies.search.beam:StepBeamStrategy",
+                    description="Search: beam search over generation steps, a verifier on previews, forks of the "
+                                "k best.")
+strategies.register("smc", "strategies.search.smc:SmcStrategy",
+                    description="Search: particle resampling by intermediate rewards in the style of FK steering.")
+strategies.register("adaptive-n", "strategies.search.adaptive:AdaptiveNStrategy",
+                    description="Search: candidates in batches until the verifier's score passes tau (or the budget).")
+strategies.register("reflect", "strategies.search.reflect:ReflectStrategy",
+                    description="Search: PARM++-style reflection (substitute judge: the orm engine, yes/no + one "
+                                "sentence); feedback or a rewritten prompt.")
 strategies.register("iterative-dpo", "strategies.alignment:IterativeDPOStrategy",
                     description="Iterative DPO: rounds of run, curate and DPO on a training suite before the run "
                                 "(prepare stage), then the generator alone or best-of-n with `verifier`.")

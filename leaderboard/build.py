@@ -36,7 +36,9 @@ Stable hooks for browser tests (ids, classes, data attributes):
                     tbody tr.entry-row[data-slug][data-kind][data-level][data-rank][data-order];
                     td.col-<key>[data-value] (scores: "0.630000", "" when missing);
                     a.entry-link; span.badge.kind-reported / .kind-reproduced [data-kind]; reproduced rows
-                    also span.badge.verify-rechecked / .verify-consistent [data-level]
+                    also span.badge.verify-rechecked / .verify-consistent [data-level];
+                    search entries: span.badge.search-entry[data-budget] and span.mark[data-mark]
+                    (reads-metadata, oracle, prompt-rewriting) in td.col-kind;
     entry/<slug>    article#entry[data-slug][data-kind][data-level][data-backend]; h1#entry-name; #entry-link;
                     section#verification[data-level] (dl.fields: level, checks, images re-judged, candidates
                     re-scored per verifier, what was missing, seed, tolerance);
@@ -58,7 +60,12 @@ Stable hooks for browser tests (ids, classes, data attributes):
                     [data-confidence]) for probability verifiers; section#steps svg.chart-lines#steps-<slug>
                     (verifiers with step scores); table#agreement-table tr[data-a][data-b]; the entry page links
                     it as a#verifiers-link
-    scaling.html    section.scaling-entry#scaling-<slug>[data-slug]; svg.chart-lines#curve-n-<slug>,
+    entry/<slug>    (search entries) section#search (dl.fields) and, in each prompt-group, details.trace
+                    [data-sample-index] > table.trace-paths tr.trace-path[data-path][data-fate][data-step]
+                    (td.previews img.trace-preview[data-step][data-sha256]; ul.trace-scores li)
+    scaling.html    section#search-scaling > section.search-figure#search-<key>[data-searches]:
+                    svg.chart-compute (g.series, g.search-point[data-slug][data-x][data-y]);
+                    section.scaling-entry#scaling-<slug>[data-slug]; svg.chart-lines#curve-n-<slug>,
                     #curve-seconds-<slug> (or p.no-compute); g.series[data-series] with
                     polygon.band, polyline.line, circle.point; g.legend-item[data-series]
     compare.html    form#compare-form (select#compare-a, select#compare-b, button#compare-go,
@@ -86,7 +93,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from harness import __version__
 from harness.submissions.model import Entry
 from harness.submissions.paths import PathProblem, confined
-from leaderboard import summarize
+from leaderboard import search_view, summarize
 from leaderboard.charts import category_bars, scaling_figures
 from leaderboard.compare import all_pairs
 from leaderboard.images import SiteImage, publish_images
@@ -98,6 +105,8 @@ MARKER = ".stepwise-site"
 # Candidates of one entry shown on its own page; more go to one gallery page per task.
 # GenEval's protocol (553 prompts x 4 images = 2212) stays on the entry page.
 GALLERY_INLINE_LIMIT = 2500
+# A search entry's trace views show previews: past this many, each task's gallery gets its own page too.
+TRACE_PREVIEWS_INLINE_LIMIT = 5000
 # Slugs become file names and URL segments: ordinary characters only, never '/', '..' or a leading '.'.
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -140,7 +149,8 @@ def _usable(entries: Sequence[Entry]) -> tuple[list[Entry], list[str]]:
 
 
 def _image_sources(entries: Sequence[Entry]) -> tuple[dict[str, Path], list[str]]:
-    """sha256 -> the first shipped file for it (entries by slug, records in export order)."""
+    """sha256 -> the first shipped file for it (entries by slug, records in export order; then the
+    previews search entries' traces name)."""
     sources: dict[str, Path] = {}
     problems = []
     for entry in entries:
@@ -151,6 +161,13 @@ def _image_sources(entries: Sequence[Entry]) -> tuple[dict[str, Path], list[str]
                 sources[record.sha256] = confined(entry.folder, record.image)
             except PathProblem as error:
                 problems.append(f"{entry.folder}: image of prompt {record.prompt_index}: {error}")
+    for entry in entries:
+        for sha, relative in sorted((entry.search.previews if entry.search is not None else {}).items()):
+            if sha not in sources:
+                try:
+                    sources[sha] = confined(entry.folder, relative)
+                except PathProblem as error:  # pragma: no cover - the loader checked these paths
+                    problems.append(f"{entry.folder}: preview {sha[:12]}…: {error}")
     return sources, problems
 
 
@@ -190,12 +207,15 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
                     scaling_ids: dict[str, str]) -> None:
     for entry in entries:
         reproduced = entry.manifest.kind == "reproduced"
-        gallery = summarize.galleries(entry, published) if reproduced else []
+        traces = search_view.trace_views(entry, published) if entry.search is not None else None
+        gallery = summarize.galleries(entry, published, traces) if reproduced else []
         selecting = entry.manifest.system.verifiers[0] if entry.manifest.system.verifiers else None
         # A big pool (e.g. 553 prompts x 80 candidates) would make one page of tens of MB:
         # past the limit, each task's gallery gets its own page, linked from the entry page.
         gallery_pages: dict[str, str] = {}
-        if len(entry.images) > GALLERY_INLINE_LIMIT:
+        previews = sum(len(p.previews) for task in gallery for group in task.prompts for t in group.traces
+                       for p in t.paths)
+        if len(entry.images) > GALLERY_INLINE_LIMIT or previews > TRACE_PREVIEWS_INLINE_LIMIT:
             for task in gallery:
                 name = summarize.file_part(task.tag)
                 gallery_pages[task.tag] = f"{quote(entry.slug, safe='')}/{name}.html"
@@ -213,6 +233,7 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
             has_scaling=entry.slug in scaling_ids, scaling_id=scaling_ids.get(entry.slug, ""),
             level=summarize.level_of(entry), verification=summarize.verification(entry),
             verifiers_href=verifiers_href,
+            search=search_view.search_fields(entry), marks=search_view.marks(entry),
         )
 
 
@@ -255,10 +276,14 @@ def _render(
     r = _Renderer(staging, version)
     r.page("index.html", "index.html", "index", boards=summarize.boards(entries))
     figures = [f for f in (scaling_figures(e) for e in entries if e.manifest.kind == "reproduced" and e.curves) if f]
-    r.page("scaling.html", "scaling.html", "scaling", figures=figures,
+    headers = {e.slug: summarize.read_export_header(e) for e in entries if e.manifest.kind == "reproduced"}
+    search_figures = search_view.search_figures(entries, headers)
+    r.page("scaling.html", "scaling.html", "scaling", figures=figures, search_figures=search_figures,
            hrefs={e.slug: summarize.entry_href(e.slug) for e in entries},
            names={e.slug: e.manifest.name for e in entries})
-    _render_entries(r, entries, published, {f.slug: f.section_id for f in figures})
+    scaling_ids = {f.slug: f.section_id for f in figures}
+    scaling_ids.update({slug: f.section_id for f in search_figures for slug in f.searches})
+    _render_entries(r, entries, published, scaling_ids)
     problems = _render_compare(r, entries)
     data = summarize.leaderboard_json(entries, version)
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)

@@ -17,7 +17,9 @@ from urllib.parse import quote, urlsplit
 from markupsafe import Markup
 
 from harness.submissions.model import TASK_LABELS, TASKS, Entry, ImageRecord, PreparedCheckpoint
+from leaderboard.fields import Field, html_id, settings_text
 from leaderboard.images import SiteImage
+from leaderboard.search_view import marks, search_json
 from leaderboard.svg import Box, box_overlay
 
 SCORE_KEYS: tuple[str, ...] = ("overall", *TASKS)
@@ -34,11 +36,6 @@ def safe_url(url: str | None) -> str | None:
         return None
     parts = urlsplit(url.strip())
     return url.strip() if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def html_id(text: str) -> str:
-    """A fragment-safe id part: lower-case letters, digits and '-' (for backends, verifiers)."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
 def file_part(text: str) -> str:
@@ -101,6 +98,8 @@ class Row:
     alignment: str
     cells: dict[str, Cell]
     level: str = "reported"  # the entry's verification level (`LEVEL_LABELS`)
+    search: bool = False  # a search strategy's entry: n is its budget
+    marks: tuple[str, ...] = ()  # fair-protocol marks (leaderboard.search_view.marks)
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,8 @@ def tables(entries: Sequence[Entry]) -> list[Table]:
                     rank=rank, slug=entry.slug, href=entry_href(entry.slug), name=entry.manifest.name,
                     kind=entry.manifest.kind, generator=system.generator, strategy=system.strategy,
                     verifiers=", ".join(system.verifiers) or "—", n=system.n, alignment=_alignment_text(entry),
-                    cells=cells_of(entry), level=level_of(entry),
+                    cells=cells_of(entry), level=level_of(entry), search=entry.search is not None,
+                    marks=marks(entry),
                 ))
             out.append(Table(backend=backend, section_id=f"{board}-{html_id(backend)}", rows=tuple(rows),
                              board=board))
@@ -251,14 +251,6 @@ def verification_json(entry: Entry) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Field:
-    label: str
-    text: str
-    url: str | None = None  # shown as a link when http(s)
-    full: str | None = None  # a shortened hash's full value: shown as <code> with it in its title
-
-
-@dataclass(frozen=True)
 class Candidate:
     record: ImageRecord
     verdict: str  # "correct" / "incorrect"
@@ -275,6 +267,7 @@ class PromptGroup:
     prompt: str
     selected: float | None  # expected correctness of the strategy's pick (Entry.prompt_correct)
     candidates: tuple[Candidate, ...]
+    traces: tuple[Any, ...] = ()  # a search entry's picks' trace views (leaderboard.search_view.PickTrace)
 
 
 @dataclass(frozen=True)
@@ -282,10 +275,6 @@ class TaskGallery:
     tag: str
     label: str
     prompts: tuple[PromptGroup, ...]
-
-
-def _settings_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def configuration(entry: Entry) -> dict[str, list[Field]]:
@@ -303,7 +292,7 @@ def configuration(entry: Entry) -> dict[str, list[Field]]:
         ],
         "Evaluator": [
             Field("Backend", m.evaluator.backend),
-            *[Field(key, _settings_text(m.evaluator.settings[key])) for key in sorted(m.evaluator.settings)],
+            *[Field(key, settings_text(m.evaluator.settings[key])) for key in sorted(m.evaluator.settings)],
             *([] if m.evaluator.settings else [Field("Settings", "not stated")]),
         ],
         "Protocol": [
@@ -351,7 +340,7 @@ def _header_fields(header: dict[str, Any]) -> list[Field]:
         ("Suite", None if suite is None else f"{suite} ({_get(header, 'suite', 'prompts')} prompts)"),
         ("Suite hash", _get(header, "suite", "hash")),
         ("Generator", " ".join(str(generator[k]) for k in ("name", "package", "version") if generator.get(k))),
-        ("Generator params", _settings_text(generator["params"]) if "params" in generator else None),
+        ("Generator params", settings_text(generator["params"]) if "params" in generator else None),
         ("Run seed", header.get("seed")),
         ("Evaluator settings hash", _get(header, "evaluator", "settings_hash")),
         *((f"Verifier {name} settings hash", verifiers[name]) for name in sorted(verifiers)),
@@ -412,7 +401,7 @@ def alignment(entry: Entry) -> list[Field] | None:
         Field("Reward guidance verifier", prepared.reward_verifier or "none"),
         Field("Steps", f"{training.steps_done} of {training.steps_total}"
                        f" ({'finished' if training.finished else 'not finished'})"),
-        Field("Training parameters", _settings_text(training.parameters)),
+        Field("Training parameters", settings_text(training.parameters)),
     ]
     return fields
 
@@ -453,8 +442,10 @@ def _original_size(image: SiteImage, resolution: int | None) -> tuple[int, int]:
     return round(image.width * scale), round(image.height * scale)
 
 
-def galleries(entry: Entry, published: dict[str, SiteImage]) -> list[TaskGallery]:
-    """A reproduced entry's candidates grouped by task (GenEval order), then prompt, then sample."""
+def galleries(entry: Entry, published: dict[str, SiteImage],
+              traces: dict[int, tuple[Any, ...]] | None = None) -> list[TaskGallery]:
+    """A reproduced entry's candidates grouped by task (GenEval order), then prompt, then sample
+    (a search entry's: its picks, with their trace views from `traces`, by prompt index)."""
     selecting = entry.manifest.system.verifiers[0] if entry.manifest.system.verifiers else None
     by_prompt: dict[int, list[ImageRecord]] = {}
     for record in entry.images:
@@ -480,7 +471,7 @@ def galleries(entry: Entry, published: dict[str, SiteImage]) -> list[TaskGallery
         selected = None if entry.prompt_correct is None else entry.prompt_correct.get(prompt_index)
         groups.setdefault(first.tag, []).append(PromptGroup(
             prompt_index=prompt_index, tag=first.tag, prompt=first.prompt, selected=selected,
-            candidates=tuple(candidates),
+            candidates=tuple(candidates), traces=(traces or {}).get(prompt_index, ()),
         ))
     order = [t for t in TASKS if t in groups] + sorted(t for t in groups if t not in TASKS)
     return [TaskGallery(tag=t, label=TASK_LABELS.get(t, t), prompts=tuple(groups[t])) for t in order]
@@ -526,6 +517,8 @@ def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
         "preparation": preparation_json(entry.preparation),
         "table": board_of(entry),
         "verification": verification_json(entry),
+        "search": search_json(entry),
+        "marks": list(marks(entry)),
     }
 
 

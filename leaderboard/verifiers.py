@@ -91,7 +91,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def _id(text: str) -> str:
-    from leaderboard.summarize import html_id
+    from leaderboard.fields import html_id
 
     return html_id(text)
 

@@ -1,17 +1,27 @@
 """Test doubles for the runner: a generator that draws shapes from the seed and a scripted verifier.
 
+For searches: `shapes-stepper` draws one shape per step (a generator with step control), the
+`scripted-parm` / `scripted-orm` verifiers are the real PARM / ORM code on a scripted engine
+(`harness.tiny.scripted_vlm`), and `peek` is a search strategy that reads the suite's metadata.
+`STEPWISE_TEST_KILL_AT=<prompt>` makes `shapes-stepper` kill its own process (kill -9) when a
+search starts on that prompt.
+
 `register()` adds them to harness.registry by the registry API (no package install); under
 torchrun the child processes call it through `python -m runner_plugins ...` (see `main`).
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.plugins import Cost, GenerationRequest, GenerationResult, VerifierScore, param
+from harness.plugins import Cost, GenerationRequest, GenerationResult, SearchProblem, SearchResult, VerifierScore, param
+from harness.verifiers.vlm import OutcomeVerifier, ParmParams, ParmVerifier, VlmParams
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -104,13 +114,193 @@ class PlainVerifier(ScriptedVerifier):
         return [VerifierScore(self._mean(im)) for im in images]
 
 
+class StepperTrajectories:
+    """Rows of `ShapesStepper`: a seed, a random stream, the shapes drawn so far."""
+
+    def __init__(self, request: GenerationRequest) -> None:
+        self.request = request
+        self.seeds: list[int] = []
+        self.rngs: list[random.Random] = []
+        self.backgrounds: list[tuple[int, ...]] = []
+        self.shapes: list[list[tuple[Any, ...]]] = []
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def seed(self, row: int) -> int:
+        return self.seeds[row]
+
+    def steps_done(self, row: int) -> int:
+        return len(self.shapes[row])
+
+
+def _copy_rng(rng: random.Random) -> random.Random:
+    copy = random.Random()
+    copy.setstate(rng.getstate())
+    return copy
+
+
+class ShapesStepper:
+    """One shape per step, drawn from the row's own stream: a generator with step control (test double)."""
+
+    description: ClassVar[str] = "Shapes drawn one per step from the seed (a stepping test double)."
+
+    @dataclass(frozen=True)
+    class Params:
+        size: int = param(48, help="Image width and height.")
+        steps: int = param(4, help="Steps (shapes) per image.")
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.total_steps = params.steps
+        self.started: list[str] = []  # prompts of start() calls (tests read it)
+
+    def _render(self, background: tuple[int, ...], shapes: list[tuple[Any, ...]]) -> Image:
+        from PIL import Image, ImageDraw
+
+        image = Image.new("RGB", (self.params.size, self.params.size), background)
+        draw = ImageDraw.Draw(image)
+        for ellipse, xs, ys, color in shapes:
+            (draw.ellipse if ellipse else draw.rectangle)((xs[0], ys[0], xs[1], ys[1]), fill=color)
+        return image
+
+    def start(self, request: GenerationRequest) -> StepperTrajectories:
+        if request.prompt == os.environ.get("STEPWISE_TEST_KILL_AT"):
+            os.kill(os.getpid(), signal.SIGKILL)  # kill -9, in the middle of a search run
+        self.started.append(request.prompt)
+        traj = StepperTrajectories(request)
+        for seed in request.seeds:
+            rng = random.Random(seed)
+            traj.seeds.append(int(seed))
+            traj.backgrounds.append(tuple(rng.randrange(256) for _ in range(3)))
+            traj.rngs.append(rng)
+            traj.shapes.append([])
+        return traj
+
+    def advance(self, traj: StepperTrajectories, rows: Sequence[int], steps: int = 1) -> None:
+        if len(set(rows)) != len(rows):
+            raise ValueError(f"rows {list(rows)} name a row twice")
+        for row in rows:
+            if traj.steps_done(row) + steps > self.total_steps:
+                raise ValueError(f"row {row} would pass the last step")
+        size = self.params.size
+        for row in rows:
+            rng = traj.rngs[row]
+            for _ in range(steps):
+                xs, ys = sorted(rng.sample(range(size), 2)), sorted(rng.sample(range(size), 2))
+                traj.shapes[row].append((rng.random() < 0.5, xs, ys, tuple(rng.randrange(256) for _ in range(3))))
+
+    def preview(self, traj: StepperTrajectories, rows: Sequence[int]) -> list[Image]:
+        if any(traj.steps_done(r) == 0 for r in rows):
+            raise ValueError("a row at step 0 has no preview")
+        return [self._render(traj.backgrounds[r], traj.shapes[r]) for r in rows]
+
+    def fork(self, traj: StepperTrajectories, row: int, seed: int) -> int:
+        traj.seeds.append(int(seed))
+        traj.rngs.append(random.Random(seed))
+        traj.backgrounds.append(traj.backgrounds[row])
+        traj.shapes.append(list(traj.shapes[row]))
+        return len(traj) - 1
+
+    def keep(self, traj: StepperTrajectories, rows: Sequence[int]) -> None:
+        seen: set[int] = set()
+        rngs = []
+        for r in rows:
+            rngs.append(traj.rngs[r] if r not in seen else _copy_rng(traj.rngs[r]))
+            seen.add(r)
+        traj.seeds = [traj.seeds[r] for r in rows]
+        traj.backgrounds = [traj.backgrounds[r] for r in rows]
+        traj.shapes = [list(traj.shapes[r]) for r in rows]
+        traj.rngs = rngs
+
+    def finish(self, traj: StepperTrajectories, rows: Sequence[int]) -> list[Image]:
+        for row in dict.fromkeys(rows):
+            self.advance(traj, [row], self.total_steps - traj.steps_done(row))
+        return [self._render(traj.backgrounds[r], traj.shapes[r]) for r in rows]
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        out = []
+        for request in requests:
+            traj = self.start(request)
+            rows = list(range(len(traj)))
+            previews: list[list[Image]] = [[] for _ in rows]
+            for _ in range(self.total_steps):
+                self.advance(traj, rows, 1)
+                if request.previews:
+                    for r, image in zip(rows, self.preview(traj, rows), strict=True):
+                        previews[r].append(image)
+            out.append(GenerationResult(self.finish(traj, rows), previews, Cost(forward_passes=self.total_steps)))
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptedParmParams(ParmParams):
+    model: str = param("scripted", help="Unused: the engine is scripted.")
+    potential: float = param(0.5, help="Share of images whose potential answer is yes.")
+    clear: float = param(0.35, help="Share of previews judged clear.")
+
+
+class ScriptedParmVerifier(ParmVerifier):
+    """The real PARM verifier code on the scripted engine (`harness.tiny.scripted_vlm`)."""
+
+    Params: ClassVar[type] = ScriptedParmParams
+
+    def __init__(self, params: ScriptedParmParams) -> None:
+        from harness.tiny.scripted_vlm import ScriptedYesNoEngine
+
+        super().__init__(params, engine=ScriptedYesNoEngine(clear=params.clear, potential=params.potential,
+                                                            seed=params.seed))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptedOrmParams(VlmParams):
+    model: str = param("scripted", help="Unused: the engine is scripted.")
+
+
+class ScriptedOrmVerifier(OutcomeVerifier):
+    """The real ORM verifier code (and its reflection judge) on the scripted engine."""
+
+    Params: ClassVar[type] = ScriptedOrmParams
+
+    def __init__(self, params: ScriptedOrmParams) -> None:
+        from harness.tiny.scripted_vlm import ScriptedYesNoEngine
+
+        super().__init__(params, engine=ScriptedYesNoEngine(seed=params.seed))
+
+
+class PeekStrategy:
+    """A search strategy that reads the suite's metadata (it declares it): the first candidate, its tag noted."""
+
+    description: ClassVar[str] = "Reads the GenEval record (test double of the fair protocol)."
+    reads_metadata: ClassVar[bool] = True
+    verifiers: tuple[str, ...] = ()
+
+    @dataclass(frozen=True)
+    class Params:
+        """No settings."""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    def search(self, problem: SearchProblem, ctx: Any) -> SearchResult:
+        gen = ctx.generator
+        traj = gen.start(gen.request(problem.prompt, ctx.seeds(1), metadata=problem.metadata))
+        (image,) = gen.finish(traj, [0])
+        ctx.note("peeked", tag=problem.metadata.get("tag"))
+        return SearchResult(image, details={"tag": problem.metadata.get("tag")})
+
+
 def register() -> None:
     """Add the doubles to the registries (idempotent: the same target twice is a no-op)."""
     from harness import registry
 
     registry.generators.register("shapes", ShapesGenerator, package=PACKAGE, version="1.0")
+    registry.generators.register("shapes-stepper", ShapesStepper, package=PACKAGE, version="1.0")
     registry.verifiers.register("scripted", ScriptedVerifier, package=PACKAGE, version="1.0")
     registry.verifiers.register("plain", PlainVerifier, package=PACKAGE, version="1.0")
+    registry.verifiers.register("scripted-parm", ScriptedParmVerifier, package=PACKAGE, version="1.0")
+    registry.verifiers.register("scripted-orm", ScriptedOrmVerifier, package=PACKAGE, version="1.0")
+    registry.strategies.register("peek", PeekStrategy, package=PACKAGE, version="1.0")
 
 
 def register_isolated(monkeypatch: Any) -> None:
@@ -118,7 +308,7 @@ def register_isolated(monkeypatch: Any) -> None:
     other tests see no trace of the doubles."""
     from harness import registry
 
-    for reg in (registry.generators, registry.verifiers):
+    for reg in (registry.generators, registry.verifiers, registry.strategies):
         for table in ("_entries", "_names", "_loaded"):
             monkeypatch.setattr(reg, table, dict(getattr(reg, table)))
     register()

@@ -5,7 +5,8 @@ The site is built from three shipped reported entries, a reported entry with a h
 reproduced entries made by real tiny `stepwise run` + `stepwise submit`: one scored by `clipscore` on
 the tiny CLIP, re-checked by `leaderboard build --models` (the ranked table), and one scored by the
 `scripted` test verifier, which scores step previews and so cannot be re-checked from an export
-(shown apart, labelled "not re-checked"). `.ci/run` installs
+(shown apart, labelled "not re-checked"); and a search entry made by `stepwise run --strategy
+parm-prune --budget 2` + `stepwise submit --search` on a stepping generator. `make test` installs
 chromium when it is missing; STEPWISE_SKIP_BROWSER=1 skips these tests on machines without it.
 A screenshot of each page type is saved under the test's temporary folder (and copied to
 $STEPWISE_SCREENSHOTS when set).
@@ -67,6 +68,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         code, output = stepwise("submit", run_id, "--name", "Tiny shapes, re-checked", "--slug", "tiny-rechecked",
                                 "--db", db, *clip, "--n", "2", "--out", str(subs), *flags)
         assert code == 0, output
+        code, output = stepwise("run", "--generator", "shapes-stepper", "--per-task", "1", "--strategy", "parm-prune",
+                                "--strategy-param", "verifier=scripted-parm", "--budget", "2", "--samples", "1",
+                                "--db", db, "--out", str(root / "out"), *flags)
+        assert code == 0, output
+        search_run = output.strip().splitlines()[-1]
+        code, output = stepwise("submit", search_run, "--search", "parm-prune", "--name", "Tiny PARM, pruned",
+                                "--slug", "tiny-search", "--db", db, "--out", str(subs), *flags)
+        assert code == 0, output
         models = ["--models", str(Path(detector).parent), "--models", str(Path(weights).parent)]
         # built while the doubles are registered: the Verifiers page asks the scripted verifier what it states
         code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(root / "site"),
@@ -124,7 +133,7 @@ def test_index_table_sorting_and_hostile_name(site: Path, browser: Any) -> None:
     browser.get((site / "index.html").as_uri())
     assert browser.find_elements(By.CSS_SELECTOR, "table.leaderboard.sortable-ready")  # the sort script ran
     rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tr.entry-row")
-    expected = [*REPORTED, "hostile", "tiny", "tiny-rechecked"]
+    expected = [*REPORTED, "hostile", "tiny", "tiny-rechecked", "tiny-search"]
     assert sorted(r.get_attribute("data-slug") for r in rows) == sorted(expected)
     kinds = {r.get_attribute("data-slug"): r.get_attribute("data-kind") for r in rows}
     assert kinds["tiny"] == "reproduced" and kinds["show-o"] == "reported"
@@ -163,7 +172,8 @@ def test_verification_labels_and_separate_tables(site: Path, browser: Any) -> No
         rows = browser.find_elements(By.CSS_SELECTOR, f"section#board-{board} tr.entry-row")
         return [r.get_attribute("data-slug") for r in rows]
 
-    assert slugs("rechecked") == ["tiny-rechecked"] and slugs("unverified") == ["tiny"]
+    # the search entry too: its picks are checked for consistency, but only running it again re-checks them
+    assert slugs("rechecked") == ["tiny-rechecked"] and sorted(slugs("unverified")) == ["tiny", "tiny-search"]
     assert sorted(slugs("reported")) == sorted([*REPORTED, "hostile"])
     label = browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='tiny-rechecked'] span.verify-rechecked")
     assert label.text == "re-checked" and label.is_displayed()
@@ -262,3 +272,31 @@ def test_verifiers_page(site: Path, browser: Any) -> None:
     screenshot(browser, site, "verifiers")
     browser.find_element(By.ID, "entry-back-link").click()
     assert browser.find_element(By.CSS_SELECTOR, "body").get_attribute("data-page") == "entry"
+
+
+def test_a_search_entry_in_the_index_the_scaling_page_and_its_trace_view(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "index.html").as_uri())
+    row = browser.find_element(By.CSS_SELECTOR, "tr.entry-row[data-slug='tiny-search']")
+    badge = row.find_element(By.CSS_SELECTOR, "span.badge.search-entry")
+    assert badge.get_attribute("data-budget") == "2" and "budget 2" in badge.text
+    assert row.find_element(By.CSS_SELECTOR, "td.col-strategy").text == "parm-prune"
+
+    browser.get((site / "scaling.html").as_uri())
+    figure = browser.find_element(By.CSS_SELECTOR, "section#search-scaling section.search-figure")
+    points = figure.find_elements(By.CSS_SELECTOR, "svg.chart-compute g.search-point[data-slug='tiny-search']")
+    assert points and float(points[0].get_attribute("data-x")) > 0
+    screenshot(browser, site, "search-scaling")
+
+    browser.get((site / "entry" / "tiny-search.html").as_uri())
+    assert browser.find_element(By.ID, "search").find_elements(By.CSS_SELECTOR, "dl.fields dt")
+    trace = browser.find_element(By.CSS_SELECTOR, "#prompt-0 details.trace")
+    browser.execute_script("arguments[0].open = true; arguments[0].scrollIntoView()", trace)
+    paths = trace.find_elements(By.CSS_SELECTOR, "tr.trace-path")
+    assert len(paths) == 2  # budget 2: two paths
+    assert sum(p.get_attribute("data-fate") == "picked" for p in paths) == 1
+    preview = trace.find_element(By.CSS_SELECTOR, "img.trace-preview")  # the previews the search saw load
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", preview) > 0
+    assert trace.find_element(By.CSS_SELECTOR, "ul.trace-scores li").text.startswith("step 1:")
+    screenshot(browser, site, "search-trace")

@@ -38,10 +38,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pool written once by `stepwise generate` (shapes, 3 samples, 2 previews each); copy before changing it."""
     out = tmp_path_factory.mktemp("made") / "pool"
     with pytest.MonkeyPatch.context() as mp:
-        for reg in (registry.generators, registry.verifiers):  # register() adds to both
-            for table in ("_entries", "_names", "_loaded"):
-                mp.setattr(reg, table, dict(getattr(reg, table)))
-        runner_plugins.register()
+        runner_plugins.register_isolated(mp)  # the doubles go into copies of the registries
         code, output = stepwise("generate", "--generator", "shapes", "--per-task", "1", "--prompts", PROMPTS,
                                 "--n", "3", "-o", str(out), "--previews")
     assert code == 0, output

@@ -62,7 +62,8 @@ NS = "1..5"
 GENEVAL_DEFAULTS = {"threshold": 0.3, "counting_threshold": 0.9, "max_objects": 16, "max_overlap": 1.0,
                     "position_threshold": 0.1}
 PARM_FLAGS = ("--verifier-param", "parm:model=m")
-BUILTINS = ["baseline", "best-of-n", "dpo", "iterative-dpo", "oracle", "parm", "random"]
+BUILTINS = ["baseline", "best-of-n", "dpo", "iterative-dpo", "oracle", "parm", "random"]  # selection rules
+SEARCHES = ["adaptive-n", "parm-prune", "reflect", "smc", "step-beam"]  # search strategies (test_search.py)
 # what the strategies with a prepare stage require (their selection needs none of it)
 REQUIRED = {"dpo": {"pairs": "data/dpo.jsonl"}, "iterative-dpo": {"train_suite": "train/evaluation_metadata.jsonl"}}
 
@@ -194,7 +195,8 @@ def results(pool: StoredPool) -> list[Result]:
 
 
 def test_builtins_load_conform_and_describe_themselves() -> None:
-    assert [n for n in registry.strategies.names() if registry.strategies.info(n).builtin] == BUILTINS
+    builtin = [n for n in registry.strategies.names() if registry.strategies.info(n).builtin]
+    assert builtin == sorted(BUILTINS + SEARCHES)
     for name in BUILTINS:
         cls = registry.strategies.get(name)
         strategy = cls(parse_params(cls.Params, REQUIRED.get(name, {})))
@@ -316,7 +318,7 @@ def test_strategies_on_a_jsonl_pool(stored: StoredPool, tmp_path: Path) -> None:
 def test_curve_strategy_errors(stored: StoredPool) -> None:
     base = ["curve", "--run", stored.run_id, "--db", stored.db, "--backend", "hf", "--n", NS]
     code, output = stepwise(*base, "--strategy", "best-of-m")
-    assert code == 1 and "unknown strategy 'best-of-m'; available: baseline, best-of-n" in output
+    assert code == 1 and "unknown strategy 'best-of-m'; available: adaptive-n, baseline, best-of-n" in output
     assert "did you mean 'best-of-n'" in output
     code, output = stepwise(*base, "--strategy", "best-of-n", "--strategy-param", "best-of-n:verfier=plain")
     assert code == 2 and "strategy 'best-of-n': unknown parameter 'verfier'" in output
@@ -531,3 +533,54 @@ def test_readme_first_strategy_runs_as_printed(readme_package: str, stored: Stor
     assert {r.verifier for r in recorded} == {"scripted+plain"} and len(recorded) == N_CANDIDATES
     assert recorded[0].details["strategy"]["package"] == readme_package
     assert set(recorded[0].details["verifier_settings_hashes"]) == {"scripted", "plain"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the README's first search strategy, exactly as printed
+
+
+@pytest.fixture
+def readme_search_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
+    """The README's search example "installed" without pip, like `readme_package`."""
+    code = readme_example("my_search/__init__.py")
+    project = tomllib.loads(readme_example("search-pyproject.toml"))["project"]
+    (tmp_path / "src" / "my_search").mkdir(parents=True)
+    (tmp_path / "src" / "my_search" / "__init__.py").write_text(code)
+    info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+             for group, eps in project["entry-points"].items()]
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    registry.reset()
+    yield project["name"]
+    registry.reset()
+    sys.modules.pop("my_search", None)
+
+
+def test_readme_first_search_strategy_runs_as_printed(readme_search_package: str, tmp_path: Path,
+                                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+    from harness.plugins import SearchStrategy
+
+    code = readme_example("my_search/__init__.py")
+    assert len(code.splitlines()) <= 32  # "in about 30 lines"
+    with registry.configured([readme_search_package]):
+        cls = registry.strategies.get("halve-at-half")
+        assert isinstance(cls(cls.Params()), SearchStrategy)
+    output = stepwise("strategies", "list", "--plugin", readme_search_package)[1]
+    assert re.search(r"halve-at-half +my-search 0\.1\.0", output)
+
+    flags = runner_plugins.tiny_model_flags(tmp_path_factory)
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    code_, output = stepwise("run", "--plugin", readme_search_package, "--generator", "shapes-stepper",
+                             "--per-task", "1", "--prompts", "0,80", "--strategy", "halve-at-half",
+                             "--strategy-param", "verifier=scripted", "--budget", "4", "--db", db,
+                             "--out", str(tmp_path / "out"), *flags)
+    assert code_ == 0, output
+    run_id = output.strip().splitlines()[-1]
+    code_, output = stepwise("curve", "--run", run_id, "--db", db, *flags, "--json", "--bootstrap", "200")
+    assert code_ == 0, output
+    row = json.loads(output)["halve-at-half"]["4"]
+    assert row["nfe"] == 0.75 * 4 * 4  # B x T/2 + B/2 x T/2 with T = 4 steps

@@ -29,6 +29,8 @@ def write_plots(analysis: Analysis, folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.figures import save_figure
+
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rep in analysis.verifiers.items():
@@ -47,8 +49,7 @@ def write_plots(analysis: Analysis, folder: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = folder / f"reliability-{safe_file_part(name)}.svg"
-        fig.savefig(path)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
     stepped = {name: rep.steps for name, rep in analysis.verifiers.items() if rep.steps is not None}
     if stepped:
@@ -64,8 +65,7 @@ def write_plots(analysis: Analysis, folder: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = folder / "steps.svg"
-        fig.savefig(path)
-        plt.close(fig)
+        save_figure(fig, path)
         written.append(path)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, rep in analysis.verifiers.items():
@@ -77,7 +77,6 @@ def write_plots(analysis: Analysis, folder: Path) -> list[Path]:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = folder / "regret.svg"
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
     written.append(path)
     return written

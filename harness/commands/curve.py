@@ -74,13 +74,23 @@ def parse_ns(text: str) -> list[int]:
               help="With --compare: compare at these n only [every --n]. Repeatable.")
 @click.option("--compare-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="With --compare: also write the comparison to this JSON file.")
+@click.option("--adaptive-n", "adaptive_verifier", default=None, metavar="VERIFIER",
+              help="Add adaptive-n's exact expected accuracy and cost over random candidate orders of the pool, by "
+                   "this verifier's scores, at each --adaptive-tau (no regeneration).")
+@click.option("--adaptive-tau", "adaptive_taus", default=None, metavar="T1,T2,..",
+              help="With --adaptive-n: thresholds [the scores' deciles, and inf].")
+@click.option("--adaptive-batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --adaptive-n: candidates drawn per batch.")
+@click.option("--adaptive-n-max", type=click.IntRange(min=1), default=None,
+              help="With --adaptive-n: candidates at most [the largest --n].")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples over prompts for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str, ...],
           strategy_params: tuple[str, ...], ns_text: str, as_json: bool, plot: Path | None,
           compute_json: Path | None, compare: tuple[str, str] | None, compare_ns: tuple[int, ...],
-          compare_json: Path | None, n_boot: int, seed: int, **store_flags: Any) -> None:
+          compare_json: Path | None, adaptive_verifier: str | None, adaptive_taus: str | None, adaptive_batch: int,
+          adaptive_n_max: int | None, n_boot: int, seed: int, **store_flags: Any) -> None:
     """Expected GenEval score of best-of-n selection, for every verifier or strategy, every n.
 
     The pool comes from --from-jsonl, or from the store with --run (plus the evaluator
@@ -108,6 +118,16 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
     generator only (the oracle's cost is not a real one: it is the evaluator).
 
     --compare A B: a paired, stratified bootstrap over prompts of overall(A) - overall(B).
+
+    Searches: a run searched by `stepwise run --strategy NAME --budget B` (parm-prune, step-beam, ...)
+    gets one row per search and budget (n = B) after the pool's: GenEval score of its picks with the
+    bootstrap interval, and the mean generator NFE and seconds per prompt from the harness's ledger;
+    a best-of-n row costs n x total_steps NFE. A run with searches and no pool shows the searches only.
+    --plot then draws score vs compute: NFE (and seconds, when the pool knows its costs), best-of-n as
+    lines, searches as points with intervals.
+
+    --adaptive-n VERIFIER adds adaptive-n's exact expected accuracy and expected candidates over random
+    orders of the pool's candidates (`harness.search.adaptive`), one row per threshold tau.
     """
     import numpy as np
 
@@ -123,6 +143,13 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
     links = run_links(run_id, store_flags["db"]) if run_id is not None else []
     for link in links:  # the checkpoint the run's generator loaded, and the strategy that trained it
         click.echo(f"run {link['run_id'][:12]}…: " + describe_link(link), err=True)
+    searched = read_searches(run_id, store_flags, seed, n_boot) if run_id is not None else None
+    if searched is not None and not searched.has_pool:
+        if not searched.rows:
+            raise click.ClickException(f"run {run_id[:12]}… has no candidates and no judged searches (by these "
+                                       "evaluator settings: give the flags the run used)")
+        show_searches(searched, {}, {}, None, as_json, plot, n_boot, seed)
+        return
     strategies = load_strategies(strategy_names, strategy_params, store_flags["plugins"], links)
     verifier_rows = list(store_flags["verifiers"])
     read_by_strategies = tuple(dict.fromkeys(v for st in strategies for v in st.verifiers))
@@ -181,10 +208,26 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
                              for i, n in enumerate(ns)} for k, v in enumerate(keys)}
         record_results(stored, rows, table, intervals, tag_intervals, compute, n_boot, seed)
 
+    adaptive = None
+    if adaptive_verifier is not None:
+        adaptive = adaptive_rows(pool, adaptive_verifier, adaptive_taus, adaptive_batch, adaptive_n_max or ns[-1],
+                                 per_candidate, seed, n_boot)
     if as_json:
-        click.echo(json.dumps({v: {str(n): row for n, row in rows.items()} for v, rows in table.items()}, indent=2))
+        data: dict[str, Any] = {v: {str(n): row for n, row in rows.items()} for v, rows in table.items()}
+        if searched is not None and searched.rows:
+            from harness.search.report import search_json
+
+            data.update(search_json(searched.rows))
+        if adaptive is not None:
+            data.update(adaptive_json(adaptive_verifier or "", adaptive))
+        click.echo(json.dumps(data, indent=2))
     else:
         click.echo(render_table(table, intervals, len(pool.prompt_ids), int(pool.valid.sum()), compute))
+        if adaptive is not None:
+            click.echo(render_adaptive(adaptive_verifier or "", adaptive, adaptive_batch, adaptive_n_max or ns[-1]))
+    if searched is not None and searched.rows:
+        show_searches(searched, table, intervals, compute, as_json, plot, n_boot, seed)
+        plot = None  # drawn with the searches
     if compare is not None:
         a, b = compare
         at = sorted(set(compare_ns)) if compare_ns else ns
@@ -303,6 +346,11 @@ def load_strategies(names: tuple[str, ...], param_items: tuple[str, ...],
             for name in names:
                 cls = registry.strategies.get(name)
                 info = registry.strategies.info(name)
+                if not callable(getattr(cls, "select_key", None)):
+                    raise click.UsageError(
+                        f"strategy {info.name!r} is a search strategy (no select_key): it makes its own images, with "
+                        f"`stepwise run --strategy {info.name} --budget B`, and `stepwise curve --run RUN` shows its "
+                        "searches next to the pool's rows")
                 values = recorded_params(cls, info.name, params.get(name, {}), links or [])
                 parsed = parse_params(cls.Params, values, owner=f"strategy {info.name!r}")
                 instance = cls(parsed)
@@ -531,6 +579,8 @@ def write_plot(path: Path, table: dict[str, dict[int, dict[str, float]]],
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from harness.figures import save_figure
+
     # A log axis needs positive compute: a pool whose costs are all 0 gets the n panel only.
     if compute is not None and not all(s > 0 for rows in compute.values() for s in rows.values()):
         compute = None
@@ -559,19 +609,127 @@ def write_plot(path: Path, table: dict[str, dict[int, dict[str, float]]],
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    import os
-    import tempfile
+    save_figure(fig, path)  # atomically: an interrupted plot leaves no half file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Through a temporary file and a rename: an interrupted plot never leaves half a file at `path`.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+
+# ---------------------------------------------------------------------------------------------
+# searches and adaptive-n
+
+
+class Searched(NamedTuple):
+    rows: list[Any]  # harness.search.report.SearchRow
+    has_pool: bool  # the run has pool candidates (best-of-n rows)
+    db: str | None
+    run_id: str
+    backend: str
+    evaluator_settings_hash: str
+
+
+def read_searches(run_id: str, store_flags: dict[str, Any], seed: int, n_boot: int) -> Searched:
+    """The run's search rows by the curve's evaluator settings, and whether it has a pool."""
+    from sqlalchemy import func, select
+
+    from harness.commands.options import THRESHOLD_FLAGS, evaluator_from_flags
+    from harness.commands.stored import read_store
+    from harness.search.report import search_rows
+    from harness.store import Candidate
+
+    keys = ("backend", "detector", "detector_config", "clip_arch", "clip_weights", "device", *THRESHOLD_FLAGS)
+    spec = evaluator_from_flags({k: store_flags[k] for k in keys})
+
+    def read(s: Session) -> Searched:
+        count = int(s.scalar(select(func.count()).select_from(Candidate).where(Candidate.run_id == run_id)) or 0)
+        rows = search_rows(s, run_id, spec.backend, spec.key(), seed=seed, n_boot=n_boot)
+        return Searched(rows, count > 0, store_flags["db"], run_id, spec.backend, spec.key())
+
+    return read_store(store_flags["db"], read, (ValueError,))
+
+
+def show_searches(searched: Searched, table: dict[str, Any], intervals: dict[str, Any], compute: Any,
+                  as_json: bool, plot: Path | None, n_boot: int, seed: int) -> None:
+    """Print the search rows (JSON or table), record them in the run's results, draw the compute plot."""
+    from sqlalchemy.orm import Session
+
+    from harness.search.report import record_search_results, render_search_table, search_json, write_compute_plot
+    from harness.store import StoreError, open_store
+
+    if not table:  # searches only: the whole output is theirs
+        click.echo(json.dumps(search_json(searched.rows), indent=2) if as_json
+                   else render_search_table(searched.rows).lstrip("\n"))
+    elif not as_json:
+        click.echo(render_search_table(searched.rows))
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        engine = open_store(searched.db, upgrade_schema=False)
+    except StoreError as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        with Session(engine) as s, s.begin():
+            record_search_results(s, searched.run_id, searched.rows, searched.backend,
+                                  searched.evaluator_settings_hash, n_boot, seed)
     finally:
-        plt.close(fig)
+        engine.dispose()
+    if plot is not None:
+        write_compute_plot(plot, table, intervals, compute, searched.rows)
+        click.echo(f"plot written to {plot}", err=True)
+
+
+class AdaptiveRow(NamedTuple):
+    tau: float
+    tasks: dict[str, float]
+    low: float
+    high: float
+    candidates: float  # expected candidates drawn per prompt
+    seconds: float | None  # expected seconds per prompt (candidates x generator + verifier seconds each)
+
+
+def adaptive_rows(pool: Any, verifier: str, taus_text: str | None, batch: int, n_max: int,
+                  per_candidate: dict[str, float] | None, seed: int, n_boot: int) -> list[AdaptiveRow]:
+    """adaptive-n's exact rows over the pool (`harness.search.adaptive`), one per threshold."""
+    import numpy as np
+
+    from harness.scaling import bootstrap_intervals, task_scores
+    from harness.search.adaptive import adaptive_n_exact
+
+    if verifier not in pool.scores:
+        raise click.UsageError(f"--adaptive-n: no scores by {verifier!r} in the pool (give it as --verifier); "
+                               f"the pool has {', '.join(pool.scores) or 'none'}")
+    if n_max > int(pool.sizes.min()):
+        raise click.UsageError(f"--adaptive-n-max {n_max} is more than the smallest prompt's pool "
+                               f"({int(pool.sizes.min())})")
+    scores = pool.scores[verifier]
+    if taus_text:
+        try:
+            taus = [float(t) for t in taus_text.split(",") if t.strip()]
+        except ValueError:
+            raise click.BadParameter(f"{taus_text!r}: numbers separated by commas",
+                                     param_hint="--adaptive-tau") from None
+    else:
+        taus = [*sorted({float(np.quantile(scores[pool.valid], q)) for q in np.linspace(0, 1, 11)}), float("inf")]
+    accuracy, cost = adaptive_n_exact(scores, pool.correct, taus, batch=batch, n_max=n_max, valid=pool.valid)
+    boot = bootstrap_intervals(accuracy, pool.tags, np.random.default_rng(seed), n_boot=n_boot)
+    found = task_scores(accuracy, pool.tags)
+    each = per_candidate.get(verifier) if per_candidate else None
+    out = []
+    for t, tau in enumerate(taus):
+        candidates = float(cost[t].mean())
+        out.append(AdaptiveRow(tau, {k: float(v[t]) for k, v in found.items()}, float(boot["overall"][0][t]),
+                               float(boot["overall"][1][t]), candidates,
+                               candidates * each if each is not None else None))
+    return out
+
+
+def render_adaptive(verifier: str, rows: list[AdaptiveRow], batch: int, n_max: int) -> str:
+    header = f"{'tau':>10}  {'overall':>7}  {'95% interval':<15} {'cand/prompt':>11} {'s/prompt':>9}"
+    lines = ["", f"adaptive-n by {verifier} (batch {batch}, n_max {n_max}): exact over random candidate orders",
+             header, "-" * len(header)]
+    for r in rows:
+        seconds = f"{r.seconds:>9.4g}" if r.seconds is not None else f"{'':>9}"
+        lines.append(f"{r.tau:>10.4g}  {r.tasks['overall']:>7.4f}  [{r.low:.4f}, {r.high:.4f}] {r.candidates:>11.3f} "
+                     f"{seconds}")
+    return "\n".join(lines)
+
+
+def adaptive_json(verifier: str, rows: list[AdaptiveRow]) -> dict[str, Any]:
+    return {f"adaptive-n({verifier})": {repr(r.tau): {**r.tasks, "low": r.low, "high": r.high,
+                                                      "candidates": r.candidates, "seconds": r.seconds}
+                                        for r in rows}}

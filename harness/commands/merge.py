@@ -4,7 +4,8 @@ Rows are matched by natural keys, never by ids (each source numbers its rows its
 suites by (name, hash), prompts by (suite, index), runs by id, candidates by (run, prompt,
 sample index), verdicts by (candidate, backend, settings hash), scores by (candidate,
 verifier, settings hash), preparations (a run's link to the checkpoint a strategy trained) by
-(run, strategy, settings hash). Writes go through the store's idempotent inserts, so merging
+(run, strategy, settings hash), and searches with their picks, traces and pick verdicts by theirs
+(`harness.search.store.copy_searches`). Writes go through the store's idempotent inserts, so merging
 the same file twice, or files that overlap, adds nothing twice; two stores that link one run
 to checkpoints with different weights are refused. Results are derived data and are not copied
 (recompute them with `stepwise curve`). Each run's folder (image paths are relative to it) is
@@ -38,6 +39,7 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from harness.search.store import copy_searches
     from harness.store import (
         Candidate,
         Evaluation,
@@ -124,8 +126,13 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
                 NewScore(cand_map[x.candidate_id], x.score, tuple(x.step_scores), x.cost, x.details))
         for (verifier, key), rows in scored.items():
             add_verifier_scores(t, verifier, key, rows)
+        with Session(src) as s:
+            try:
+                searched = copy_searches(s, t, prompt_map)
+            except ValueError as err:
+                raise click.ClickException(str(err)) from None
     return {"suites": len(suites), "prompts": len(prompts), "runs": len(runs), "candidates": len(candidates),
-            "evaluations": len(evaluations), "scores": len(scores), "preparations": len(preparations)}
+            "evaluations": len(evaluations), "scores": len(scores), "preparations": len(preparations), **searched}
 
 
 @click.command()

@@ -38,7 +38,8 @@ def _group(word: str, about: str) -> click.Group:
 
 
 strategies = _group("strategies", "Strategy plug-ins: selection rules over a candidate pool (`stepwise curve "
-                                  "--strategy NAME`).")
+                                  "--strategy NAME`) and search strategies that act while images are made "
+                                  "(`stepwise run --strategy NAME --budget B`).")
 verifiers = _group("verifiers", "Verifier plug-ins: reward models that score candidates (`stepwise run --verifier "
                                 "NAME`).")
 generators = _group("generators", "Generator plug-ins: text-to-image models (`stepwise run --generator NAME`).")

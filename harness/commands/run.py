@@ -3,6 +3,10 @@
 With `--strategy NAME` (a strategy with a prepare stage, e.g. `dpo`), the strategy first trains the
 generator checkpoint (or finds it finished), the run generates with it, and the store records the
 link between the run and the checkpoint (`harness.preparation`).
+
+With `--strategy NAME --budget B` (a search strategy, e.g. `parm-prune`), the strategy makes one image
+per GenEval sample while generating (`harness.search.runner`), at each budget given; a search
+strategy with a prepare stage trains first and searches with the checkpoint.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from harness.commands.options import (
 SPEC_KEYS = {
     "generator", "params", "suite", "per_task", "prompts", "pool", "verifiers", "verifier_params", "backend",
     "detector", "detector_config", "clip_arch", "clip_weights", "db", "out", "seed", "plugins", "batch_size",
-    "device", "strategy", "strategy_params",
+    "device", "strategy", "strategy_params", "budget", "samples",
 }
 DEFAULTS: dict[str, Any] = {"suite": "geneval", "per_task": 100, "seed": 0, "backend": "mmdet",
                             "clip_arch": "ViT-L-14-quickgelu", "batch_size": 8}
@@ -113,6 +117,11 @@ def default_db(db: str | None, out: Path) -> str | None:
                    "first (resumable; a finished one is reused), the run generates with it, the store links the two.")
 @click.option("--strategy-param", "strategy_params", multiple=True, metavar="KEY=VALUE",
               help="Parameter of --strategy, e.g. pairs=data/dpo.jsonl. Repeatable.")
+@click.option("--budget", "budget", multiple=True, type=click.IntRange(min=1), metavar="B",
+              help="With a search strategy: at most best-of-B's generator compute per GenEval sample "
+                   "(B x the generator's steps). Repeatable: one search per budget.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="With a search strategy: GenEval samples (picks) per prompt [4, GenEval's].")
 def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params: tuple[str, ...],
                 prompts_text: str | None, strategy_params: tuple[str, ...], **flags: Any) -> None:
     """Generate --pool candidates per prompt, judge each with GenEval, score each with every --verifier.
@@ -124,6 +133,10 @@ def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params
     --strategy NAME runs a strategy's prepare stage first (DPO training: `dpo`, `iterative-dpo`)
     and generates with the checkpoint it makes; the store links the run to that checkpoint.
     Under torchrun the checkpoint must already be finished (prepare it in one process first).
+
+    --strategy NAME --budget B runs a search strategy (parm-prune, step-beam, smc, adaptive-n,
+    reflect): one image per GenEval sample (--samples, 4) made while generating, judged by GenEval
+    and stored with its trace and compute ledger; --pool is not used. Resumable and sharded as pools.
     """
     thresholds = {k: flags.pop(k) for k in THRESHOLD_FLAGS}
     spec = read_spec(spec_path) if spec_path else {}
@@ -131,9 +144,55 @@ def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params
              "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text),
              "strategy_params": parse_pairs(strategy_params, "--strategy-param")}
     values = merged(spec, given)
-    config = build_config(values, options_from_flags(**thresholds))
     strategy, strategy_values = strategy_from(values)
-    execute(config, values.get("plugins") or None, strategy, strategy_values)
+    plugins = values.get("plugins") or None
+    search = search_from(values, strategy, plugins)
+    config = build_config(values, options_from_flags(**thresholds), need_pool=search is None)
+    execute(config, plugins, strategy, strategy_values, search)
+
+
+def budgets_of(values: Mapping[str, Any]) -> list[int]:
+    """The budgets from --budget flags or a spec's `budget` (an integer or a list of them)."""
+    raw = values.get("budget")
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in items):
+        raise click.UsageError(f"`budget` must be an integer >= 1 or a list of them, got {raw!r}")
+    return list(items)
+
+
+def search_from(values: Mapping[str, Any], strategy: str | None, plugins: list[str] | None) -> Any:
+    """A SearchConfig when `strategy` is a search strategy (then --budget is required), else None
+    (then --budget and --samples are refused)."""
+    import contextlib
+
+    from harness import registry
+    from harness.plugins import is_search_strategy
+    from harness.search.runner import SearchConfig
+
+    budgets = budgets_of(values)
+    is_search = False
+    if strategy is not None:
+        try:
+            with registry.configured(plugins) if plugins else contextlib.nullcontext():
+                is_search = is_search_strategy(registry.strategies.get(strategy))
+        except registry.PluginError as err:
+            raise click.ClickException(str(err)) from None
+    if not is_search:
+        if budgets or values.get("samples") is not None:
+            raise click.UsageError("--budget and --samples (or `budget` / `samples` in the spec) are for search "
+                                   "strategies (--strategy parm-prune, step-beam, smc, adaptive-n, reflect)")
+        return None
+    if not budgets:
+        raise click.UsageError(f"search strategy {strategy!r} needs --budget B (or `budget` in the --spec file): at "
+                               "most best-of-B's generator compute per GenEval sample")
+    samples = values.get("samples")
+    if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 1):
+        raise click.UsageError(f"`samples` must be an integer >= 1, got {samples!r}")
+    assert strategy is not None
+    return SearchConfig(strategy, dict(values.get("strategy_params") or {}), tuple(budgets),
+                        int(samples) if samples is not None else 4)
 
 
 def strategy_from(values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -149,11 +208,11 @@ def strategy_from(values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]
     return strategy, dict(params)
 
 
-def build_config(values: Mapping[str, Any], options: Any) -> Any:
+def build_config(values: Mapping[str, Any], options: Any, *, need_pool: bool = True) -> Any:
     from harness.geneval.evaluator import EvaluatorSpec
     from harness.runner import RunConfig
 
-    for key in ("generator", "pool"):
+    for key in ("generator", "pool") if need_pool else ("generator",):
         if values.get(key) is None:
             raise click.UsageError(f"--{key} is required (or `{key}` in the --spec file)")
     try:
@@ -165,7 +224,7 @@ def build_config(values: Mapping[str, Any], options: Any) -> Any:
         raise click.UsageError(str(err)) from None
     out = Path(values.get("out") or "stepwise-out")
     return RunConfig(
-        generator=values["generator"], evaluator=evaluator, pool=int(values["pool"]),
+        generator=values["generator"], evaluator=evaluator, pool=int(values.get("pool") or 1),
         params=dict(values.get("params") or {}), verifiers=tuple(values.get("verifiers") or ()),
         verifier_params={k: dict(v) for k, v in dict(values.get("verifier_params") or {}).items()},
         suite=values["suite"], per_task=int(values["per_task"]), prompts=parse_prompts(values.get("prompts")),
@@ -175,22 +234,33 @@ def build_config(values: Mapping[str, Any], options: Any) -> Any:
 
 
 def execute(config: Any, plugins: list[str] | None, strategy: str | None = None,
-            strategy_params: Mapping[str, Any] | None = None) -> None:
+            strategy_params: Mapping[str, Any] | None = None, search: Any = None) -> None:
     import contextlib
 
     from harness import registry
-    from harness.preparation import NotPreparable, PrepareError, describe, run_prepared
+    from harness.preparation import NotPreparable, PrepareError, describe, has_prepare, run_prepared
     from harness.runner import RunError, Shard, process_group, run
 
     link = ""
     try:
         shard = Shard.from_env()
         with process_group(shard), registry.configured(plugins) if plugins else contextlib.nullcontext():
+            if search is not None and not has_prepare(registry.strategies.get(search.strategy)):
+                report_search(execute_search(config, search, shard), shard)
+                return
             if strategy is None:
                 summary = run(config, shard=shard)
             else:
+                with_search = None if search is None else (
+                    lambda cfg, shard, engine: execute_search(cfg, search, shard, engine))
                 prepared = run_prepared(config, strategy, strategy_params or {}, shard=shard,
-                                        log=lambda message: click.echo(message, err=True))
+                                        log=lambda message: click.echo(message, err=True), run_with=with_search)
+                if search is not None:
+                    made = prepared.link
+                    click.echo(describe(made.strategy, made.settings_hash, made.checkpoint, made.checkpoint_sha256),
+                               err=True)
+                    report_search(prepared.summary, shard)
+                    return
                 summary, config = prepared.summary, prepared.config
                 made = prepared.link
                 link = f"; {describe(made.strategy, made.settings_hash, made.checkpoint, made.checkpoint_sha256)}"
@@ -209,4 +279,21 @@ def execute(config: Any, plugins: list[str] | None, strategy: str | None = None,
         if config.db.endswith(f"stepwise-rank{shard.rank}.db"):
             click.echo(f"combine the per-rank stores: stepwise merge {config.out}/stepwise-rank*.db --db URL",
                        err=True)
+    click.echo(summary.run_id)
+
+
+def execute_search(config: Any, search: Any, shard: Any, engine: Any = None) -> Any:
+    from harness.search.runner import run_search
+
+    return run_search(config, search, shard=shard, engine=engine)
+
+
+def report_search(summary: Any, shard: Any) -> None:
+    """What `stepwise run` prints after a search: one line per budget, then the run id on stdout."""
+    for search_id, settings, budget in summary.searches:
+        click.echo(f"search {search_id}: budget {budget}, settings {settings[:12]}…", err=True)
+    click.echo(f"run {summary.run_id}: {summary.prompts} prompts, {summary.written} (prompt, budget) searches needed "
+               f"work; {summary.picks} picks, {summary.judged} judged, {summary.reused} verdicts reused", err=True)
+    if shard.world_size > 1 and shard.rank == 0:
+        click.echo(f"all {shard.world_size} ranks finished", err=True)
     click.echo(summary.run_id)

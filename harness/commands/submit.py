@@ -45,11 +45,18 @@ from harness.commands.options import stored_evaluator_options, stored_settings
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("submissions"),
               show_default=True, help="The submissions folder.")
 @click.option("--force", is_flag=True, help="Replace an existing entry of that slug.")
+@click.option("--search", "search", default=None, metavar="NAME",
+              help="Export the run's search by this search strategy (`stepwise run --strategy NAME --budget B`): its "
+                   "picks, verdicts, ledgers and traces, instead of a pool.")
+@click.option("--budget", type=click.IntRange(min=1), default=None,
+              help="With --search: the search's budget (when the run has several).")
+@click.option("--search-settings", default=None, metavar="PREFIX",
+              help="With --search: a prefix of the search's settings hash (when the run has several settings).")
 def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[str, ...],
            verifier_params: tuple[str, ...], strategy: str, n: int | None, max_samples: int | None, alignment: str,
            reward_guidance: str, plugins: tuple[str, ...], images: bool, run_dir: Path | None,
            authors: tuple[str, ...], link: str | None, description: str | None, out: Path, force: bool,
-           **evaluator_flags: Any) -> None:
+           search: str | None, budget: int | None, search_settings: str | None, **evaluator_flags: Any) -> None:
     """Write OUT/SLUG/: submission.toml, export.jsonl and images/ from run RUN_ID in the store.
 
     The evaluator flags and --verifier/--verifier-param name the stored verdicts and scores the
@@ -59,12 +66,29 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
     A run whose generator checkpoint a strategy trained (`stepwise run --strategy dpo`) carries
     that link into the export's header (`preparation`: checkpoint sha256, training data, parameters,
     parent model), and --alignment / --reward-guidance default to what trained it.
+
+    --search NAME exports a search run instead (`stepwise run --strategy NAME --budget B`): one pick
+    per GenEval sample with its verdict, ledger and trace hash (export.jsonl), the traces themselves
+    (traces.jsonl) and, with --images, the picks and the previews the search saw; system.strategy is
+    the search strategy, system.n its budget, system.verifiers the verifiers it used.
     """
     from harness.submissions.manifest import SLUG
 
     if not SLUG.fullmatch(slug):
         raise click.BadParameter(f"{slug!r}: 1 to 64 of a-z, 0-9 and '-', starting with a letter or digit",
                                  param_hint="--slug")
+    if search is not None:
+        for flag in ("verifiers", "verifier_params", "strategy", "n", "max_samples"):
+            if _given(flag):
+                raise click.UsageError(f"--{flag.replace('_', '-')} is for pool entries; a --search names its own "
+                                       "verifiers, budget and picks")
+        submit_search(run_id, search, budget, search_settings, db=db, name=name, slug=slug, alignment=alignment,
+                      reward_guidance=reward_guidance, plugins=plugins, images=images, run_dir=run_dir,
+                      authors=authors, link=link, description=description, out=out, force=force,
+                      evaluator_flags=evaluator_flags)
+        return
+    if budget is not None or search_settings is not None:
+        raise click.UsageError("--budget and --search-settings need --search NAME")
     n = n if n is not None else (20 if strategy == "best-of-n" else 1)
     if strategy == "best-of-n" and not verifiers:
         raise click.UsageError("best-of-n needs a --verifier to select by")
@@ -210,3 +234,77 @@ def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, i
         raise
     replace_folder(partial, out / slug)
     return entry
+
+
+def submit_search(run_id: str, strategy: str, budget: int | None, settings: str | None, *, db: str | None, name: str,
+                  slug: str, alignment: str, reward_guidance: str, plugins: tuple[str, ...], images: bool,
+                  run_dir: Path | None, authors: tuple[str, ...], link: str | None, description: str | None,
+                  out: Path, force: bool, evaluator_flags: dict[str, Any]) -> None:
+    """`stepwise submit RUN --search NAME`: a search entry (harness.submissions.search_build)."""
+    from harness.commands.stored import read_store
+    from harness.submissions.build import SubmitError, replace_folder
+    from harness.submissions.load import SubmissionError, load_entry
+    from harness.submissions.search_build import choose_search, read_search, write_search_folder
+
+    final = out / slug
+    if final.exists() and not force:
+        raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
+    spec, _ = stored_settings(evaluator_flags, (), (), plugins)
+
+    def read(s: Any) -> Any:
+        return read_search(s, run_id, choose_search(s, run_id, strategy, budget, settings), spec, run_dir)
+
+    export = read_store(db, read, (SubmitError,))
+    text = _search_manifest_text(export, name=name, authors=authors, link=link, description=description,
+                                 alignment=alignment, reward_guidance=reward_guidance)
+    partial = out / f"{slug}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    try:
+        write_search_folder(partial, export, text, images=images)
+        entry = load_entry(partial, slug=slug)
+    except (SubmitError, SubmissionError) as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise click.ClickException(str(err)) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    replace_folder(partial, final)
+    low, high = entry.intervals["overall"] if entry.intervals else (float("nan"), float("nan"))
+    info = entry.search
+    click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] (search {info.strategy} at "
+               f"budget {info.budget}, {len(entry.images)} picks, {info.nfe:.1f} generator NFE and "
+               f"{info.seconds:.3g} s per pick)")
+
+
+def _search_manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: str | None,
+                          description: str | None, alignment: str, reward_guidance: str) -> str:
+    from harness.search.ledger import Ledger
+    from harness.submissions.build import EXPORT_NAME
+    from harness.submissions.manifest import dump_manifest, parse_manifest
+    from harness.submissions.model import Evaluator, Manifest, Protocol, System
+
+    head, search = export.header, export.search
+    if description is None:
+        ledgers = [Ledger.from_json(p.ledger) for p in export.picks]
+        nfe = sum(x.generator_nfe for x in ledgers) / len(ledgers)
+        description = (f"Reproduced with stepwise {head.stepwise_version} from run {head.run_id[:12]}: search "
+                       f"{search.strategy} at budget {search.budget} (at most best-of-{search.budget}'s generator "
+                       f"compute; {nfe:.1f} NFE per pick on average), {search.samples} picks per prompt, GenEval "
+                       f"verdicts by {head.evaluator_backend}.")
+    manifest = Manifest(
+        name=name, authors=authors, link=link, description=description, kind="reproduced",
+        system=System(generator=head.generator["name"], strategy=search.strategy,
+                      verifiers=tuple(sorted(head.verifiers)), n=search.budget, alignment=alignment,
+                      reward_guidance=reward_guidance),
+        evaluator=Evaluator(backend=head.evaluator_backend, settings=head.evaluator_settings),
+        protocol=Protocol(images_per_prompt=search.samples, seed=head.seed, resolution=export.resolution,
+                          prompt_rewriting=export.prompt_rewriting),
+        sources=(), scores=None, export=EXPORT_NAME)
+    text = dump_manifest(manifest)
+    _parsed, problems = parse_manifest(text)
+    if problems:
+        flags = {"name": "--name", "authors": "--author", "link": "--link", "description": "--description",
+                 "system.alignment": "--alignment", "system.reward_guidance": "--reward-guidance"}
+        raise click.UsageError("; ".join(_flag_problem(p, flags) for p in problems))
+    return text

@@ -33,6 +33,7 @@ Previews come after ceil(k * T / K) tokens for k = 1..K; the last is the final i
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     import torch
     from PIL.Image import Image
 
-__all__ = ["DEFAULT_MODEL", "JanusGenerator", "JanusParams", "preview_points"]
+__all__ = ["DEFAULT_MODEL", "JanusGenerator", "JanusParams", "JanusTrajectories", "preview_points"]
 
 DEFAULT_MODEL = "deepseek-community/Janus-Pro-1B"  # transformers' converted checkpoint; 7B: ...-Janus-Pro-7B
 WEIGHTS = WeightsSpec("Janus-Pro", DEFAULT_MODEL, files=("config.json", "tokenizer_config.json"))
@@ -85,6 +86,61 @@ class _Row:
     index: int
     seed: int
     previews: bool
+
+
+@dataclass(eq=False)
+class _Block:
+    """Rows advanced together: one batched KV cache and the last hidden state of each sequence, laid out
+    [cond rows; uncond rows] (cond rows only without guidance); `size` rows."""
+
+    cache: Any  # transformers DynamicCache
+    hidden: Any  # (sides * size, D): the next token's logits come from these
+    size: int
+
+
+class JanusTrajectories:
+    """Janus rows of one prompt under step control (`harness.plugins.Trajectories`).
+
+    Per row: its prompt ids, seed, tokens so far (`tokens[row, :done]`), its uniforms (one per token,
+    drawn up front; None when greedy) and where its keys and values are: a position in a `_Block`
+    (rows that advance together share one block; the prompt's prefill is one block shared by all
+    rows until their first step copies it). `generate` also uses it for batches across prompts.
+    """
+
+    def __init__(self, request: GenerationRequest, prompts: list[Any], seeds: list[int], tokens: Any,
+                 uniforms: Any, done: list[int], where: list[tuple[_Block, int]]) -> None:
+        self.request = request
+        self.prompts = prompts
+        self.seeds = seeds
+        self.tokens = tokens
+        self.uniforms = uniforms
+        self.done = done
+        self.where = where
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def seed(self, row: int) -> int:
+        return self.seeds[_rows(self, [row])[0]]
+
+    def steps_done(self, row: int) -> int:
+        return self.done[_rows(self, [row])[0]]
+
+
+def _rows(traj: Any, rows: Sequence[int]) -> list[int]:
+    """`rows` as ints, each a row of `traj` (ValueError naming the bad ones)."""
+    out = [int(r) for r in rows]
+    bad = [r for r in out if not 0 <= r < len(traj)]
+    if bad:
+        raise ValueError(f"rows {bad} are not rows of these trajectories (0..{len(traj) - 1})")
+    return out
+
+
+def _distinct_rows(traj: Any, rows: Sequence[int]) -> list[int]:
+    out = _rows(traj, rows)
+    if len(set(out)) != len(out):
+        raise ValueError(f"rows {out} name a row twice; advance each row once per call")
+    return out
 
 
 class JanusGenerator:
@@ -162,34 +218,12 @@ class JanusGenerator:
         return logits
 
     def sample_tokens(self, ids: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        """Image tokens (B, T) for prompt ids (B, L) of equal length, row i sampled from `seeds[i]` alone.
-
-        Call under `torch.inference_mode()` (as `generate` does).
-        """
-        import torch
-
-        from harness.generators.seeding import row_generators, row_uniform, sample_rows
-
-        model, lm = self.model, self.model.model.language_model
-        ids = ids.to(self.device)
-        rows = torch.cat([ids, self._unconditional(ids)]) if self.guided else ids
-        uniforms = None
-        if self.params.temperature > 0:
-            # All of a row's uniforms up front: one draw per candidate instead of one per token.
-            uniforms = row_uniform(row_generators(seeds, self.device), (self.n_tokens,), self.device)
-        tokens = torch.empty((len(seeds), self.n_tokens), dtype=torch.long, device=self.device)
-        out = lm(inputs_embeds=model.get_input_embeddings()(rows), use_cache=True)
-        for t in range(self.n_tokens):
-            logits = self.guide(model.model.generation_head(out.last_hidden_state[:, -1, :]))
-            if uniforms is None:
-                tokens[:, t] = logits.argmax(-1)
-            else:
-                tokens[:, t] = sample_rows(torch.softmax(self.warp(logits), dim=-1), uniforms[:, t])
-            if t + 1 < self.n_tokens:
-                step = torch.cat([tokens[:, t], tokens[:, t]]) if self.guided else tokens[:, t]
-                embeds = model.prepare_embeddings_for_image_generation(step.unsqueeze(-1))
-                out = lm(inputs_embeds=embeds, past_key_values=out.past_key_values, use_cache=True)
-        return tokens
+        """Image tokens (B, T) for prompt ids (B, L) of equal length, row i sampled from `seeds[i]` alone:
+        the rows started together and stepped to the end (`generate`'s loop). Call under
+        `torch.inference_mode()` (as `generate` does)."""
+        traj = self._start_rows([row for row in ids.to(self.device)], [int(s) for s in seeds], None)
+        self._advance_rows(traj, list(range(len(seeds))), self.n_tokens)
+        return traj.tokens
 
     # -- decoding --------------------------------------------------------------------------------
 
@@ -262,6 +296,199 @@ class JanusGenerator:
                 self._charge(costs, batch, time.perf_counter() - started)
         return [GenerationResult(images=ims, previews=pre, cost=cost)
                 for ims, pre, cost in zip(images, previews, costs, strict=True)]
+
+    # -- step control (harness.plugins.SteppingGenerator) ----------------------------------------
+
+    @property
+    def total_steps(self) -> int:
+        """Image tokens per image: one step samples one token (and runs one forward for the next)."""
+        return int(self.n_tokens)
+
+    def start(self, request: GenerationRequest) -> JanusTrajectories:
+        """One row per seed, in seed order, at step 0; the prompt's forward (prefill) runs once for all."""
+        import torch
+
+        ids = self.prompt_ids(request.prompt).to(self.device)
+        with torch.inference_mode():
+            return self._start_rows([ids] * request.n_candidates, list(request.seeds), request)
+
+    def advance(self, traj: JanusTrajectories, rows: Sequence[int], steps: int = 1) -> None:
+        """`steps` more tokens for each of `rows` (rows at one step share each forward pass)."""
+        import torch
+
+        rows = _distinct_rows(traj, rows)
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        over = [r for r in rows if traj.done[r] + steps > self.n_tokens]
+        if over:
+            raise ValueError(f"rows {over} would pass the last step ({self.n_tokens}) with {steps} more")
+        with torch.inference_mode():
+            self._advance_rows(traj, rows, steps)
+
+    def preview(self, traj: JanusTrajectories, rows: Sequence[int]) -> list[Image]:
+        """Each row's partial canvas: its tokens so far decoded, the rest painted gray (the final image
+        once all tokens are there), as `generate`'s step previews."""
+        import torch
+
+        rows = _rows(traj, rows)
+        early = [r for r in rows if traj.done[r] == 0]
+        if early:
+            raise ValueError(f"rows {early} took no step yet: there is no canvas to preview")
+        if not rows:
+            return []
+        with torch.inference_mode():
+            filled = traj.tokens[rows].clone()
+            for i, r in enumerate(rows):
+                filled[i, traj.done[r]:] = 0  # any valid token: painted over below
+            pixels = self.decode(filled)
+            token_of_pixel = self._token_index_map(tuple(pixels.shape[1:3]))
+            for i, r in enumerate(rows):
+                if traj.done[r] < self.n_tokens:
+                    pixels[i][token_of_pixel >= traj.done[r]] = GRAY
+            return [_to_pil(p) for p in pixels]
+
+    def fork(self, traj: JanusTrajectories, row: int, seed: int) -> int:
+        """Append a copy of `row` whose remaining tokens are sampled from uniforms drawn from `seed`."""
+        import torch
+
+        (row,) = _rows(traj, [row])
+        if traj.uniforms is None:
+            raise ValueError("temperature 0 samples greedily: the remaining tokens draw no randomness, so a fork "
+                             "would be a copy (use keep to duplicate a row)")
+        from harness.generators.seeding import row_generators, row_uniform
+
+        with torch.inference_mode():
+            done = traj.done[row]
+            fresh = row_uniform(row_generators([seed], self.device), (self.n_tokens - done,), self.device)
+            uniforms = torch.cat([traj.uniforms[row:row + 1, :done], fresh], dim=1)
+            traj.uniforms = torch.cat([traj.uniforms, uniforms])
+            traj.tokens = torch.cat([traj.tokens, traj.tokens[row:row + 1]])
+        traj.prompts.append(traj.prompts[row])
+        traj.seeds.append(int(seed))
+        traj.done.append(traj.done[row])
+        traj.where.append(traj.where[row])  # shares the cache position until it is advanced
+        return len(traj) - 1
+
+    def keep(self, traj: JanusTrajectories, rows: Sequence[int]) -> None:
+        """Keep `rows` in that order; a row named twice is duplicated (its uniforms too)."""
+        import torch
+
+        rows = _rows(traj, rows)
+        with torch.inference_mode():
+            index = torch.tensor(rows, dtype=torch.long, device=traj.tokens.device)
+            traj.tokens = traj.tokens[index]
+            if traj.uniforms is not None:
+                traj.uniforms = traj.uniforms[index]
+        traj.prompts = [traj.prompts[r] for r in rows]
+        traj.seeds = [traj.seeds[r] for r in rows]
+        traj.done = [traj.done[r] for r in rows]
+        traj.where = [traj.where[r] for r in rows]  # duplicates share a position until advanced
+
+    def finish(self, traj: JanusTrajectories, rows: Sequence[int]) -> list[Image]:
+        """Take `rows` to the last token and decode them."""
+        import torch
+
+        rows = _rows(traj, rows)
+        with torch.inference_mode():
+            self._advance_rows(traj, list(dict.fromkeys(rows)), None)
+            return [_to_pil(p) for p in self.decode(traj.tokens[rows])] if rows else []
+
+    # -- the shared machinery ----------------------------------------------------------------------
+
+    def _start_rows(self, prompts: list[torch.Tensor], seeds: list[int],
+                    request: GenerationRequest | None) -> JanusTrajectories:
+        """Rows for (prompt ids, seed) pairs at step 0 (call under inference mode). Each distinct
+        prompt's forward runs once, alone (its cond and uncond rows), and its rows share the result."""
+        import torch
+
+        from harness.generators.seeding import row_generators, row_uniform
+
+        model, lm = self.model, self.model.model.language_model
+        prefills: dict[tuple[int, ...], _Block] = {}
+        where = []
+        for ids in prompts:
+            key = tuple(int(x) for x in ids.tolist())
+            if key not in prefills:
+                ids = ids.to(self.device)[None]
+                rows = torch.cat([ids, self._unconditional(ids)]) if self.guided else ids
+                out = lm(inputs_embeds=model.get_input_embeddings()(rows), use_cache=True)
+                prefills[key] = _Block(out.past_key_values, out.last_hidden_state[:, -1, :], 1)
+            where.append((prefills[key], 0))
+        uniforms = None
+        if self.params.temperature > 0:
+            # All of a row's uniforms up front: one draw per candidate instead of one per token.
+            uniforms = row_uniform(row_generators(seeds, self.device), (self.n_tokens,), self.device)
+        tokens = torch.zeros((len(seeds), self.n_tokens), dtype=torch.long, device=self.device)
+        if request is None:
+            request = GenerationRequest("", tuple(seeds))  # generate's internal batches
+        return JanusTrajectories(request, list(prompts), [int(s) for s in seeds], tokens, uniforms,
+                                 [0] * len(seeds), where)
+
+    def _advance_rows(self, traj: JanusTrajectories, rows: list[int], steps: int | None) -> None:
+        """`steps` tokens for each of `rows` (None: up to the last token); rows whose sequences have one
+        length share each forward pass (call under inference mode)."""
+        target = {r: self.n_tokens if steps is None else traj.done[r] + steps for r in rows}
+        while True:
+            pending = [r for r in rows if traj.done[r] < target[r]]
+            if not pending:
+                return
+            # The shortest sequences first, batched together, until they catch up with the next ones.
+            length = min(len(traj.prompts[r]) + traj.done[r] for r in pending)
+            group = [r for r in pending if len(traj.prompts[r]) + traj.done[r] == length]
+            longer = [len(traj.prompts[r]) + traj.done[r] for r in pending if r not in group]
+            block = self._block_of(traj, group)
+            for _ in range(min([target[r] - traj.done[r] for r in group] + [n - length for n in longer])):
+                self._step(traj, group, block)
+
+    def _block_of(self, traj: JanusTrajectories, group: list[int]) -> _Block:
+        """A cache block holding exactly `group`'s rows, positions 0.. in group order: the block they
+        are in when it holds them alone (no copy: the usual case, rows advancing together), else a
+        new block gathered from theirs (after pruning, forking, or advancing a subset)."""
+        import torch
+        from transformers import DynamicCache
+
+        blocks = {id(traj.where[r][0]) for r in group}
+        block, _ = traj.where[group[0]]
+        users = sum(1 for w in traj.where if w[0] is block)
+        if (len(blocks) == 1 and block.size == len(group) == users
+                and [traj.where[r][1] for r in group] == list(range(len(group)))):
+            return block
+        sides = 2 if self.guided else 1
+
+        def pick(tensor_of: Any) -> torch.Tensor:
+            parts = [tensor_of(b)[side * b.size + p:side * b.size + p + 1]
+                     for side in range(sides) for b, p in (traj.where[r] for r in group)]
+            return torch.cat(parts)
+
+        layers = [(pick(lambda b, i=i: b.cache.layers[i].keys), pick(lambda b, i=i: b.cache.layers[i].values))
+                  for i in range(len(block.cache.layers))]
+        new = _Block(DynamicCache(ddp_cache_data=layers), pick(lambda b: b.hidden), len(group))
+        for position, r in enumerate(group):
+            traj.where[r] = (new, position)
+        return new
+
+    def _step(self, traj: JanusTrajectories, group: list[int], block: _Block) -> None:
+        """One token for each row of `group` (all in `block`, in order), then the forward for the next."""
+        import torch
+
+        from harness.generators.seeding import sample_rows
+
+        model, lm = self.model, self.model.model.language_model
+        t = traj.done[group[0]]
+        index = torch.tensor(group, dtype=torch.long, device=self.device)
+        logits = self.guide(model.model.generation_head(block.hidden))
+        if traj.uniforms is None:
+            token = logits.argmax(-1)
+        else:
+            token = sample_rows(torch.softmax(self.warp(logits), dim=-1), traj.uniforms[index, t])
+        traj.tokens[index, t] = token
+        if t + 1 < self.n_tokens:
+            step = torch.cat([token, token]) if self.guided else token
+            embeds = model.prepare_embeddings_for_image_generation(step.unsqueeze(-1))
+            out = lm(inputs_embeds=embeds, past_key_values=block.cache, use_cache=True)
+            block.hidden = out.last_hidden_state[:, -1, :]
+        for r in group:
+            traj.done[r] += 1
 
     def _batches(self, requests: list[GenerationRequest], prompt_ids: list[torch.Tensor]) -> list[list[_Row]]:
         """Candidates in request order, grouped by prompt length (no padding), cut into `batch_size` pieces."""

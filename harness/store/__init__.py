@@ -15,6 +15,7 @@
 - `migrations.py`: the schema version and the ordered migration steps; `upgrade(engine)`.
 - `data.py`: idempotent writes and the reads a runner and `stepwise curve` need, and the link
   from a run to the checkpoint a strategy's prepare stage made (`add_preparation`).
+- the search tables' data functions live with searches, in `harness.search.store`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ from harness.store.models import (
     Result,
     Run,
     SchemaVersion,
+    Search,
+    SearchEvaluation,
+    SearchPick,
+    SearchTrace,
     Suite,
     VerifierScore,
 )
@@ -76,6 +81,10 @@ __all__ = [
     "Run",
     "RunSpec",
     "SchemaVersion",
+    "Search",
+    "SearchEvaluation",
+    "SearchPick",
+    "SearchTrace",
     "StoreError",
     "StoreVersionError",
     "Suite",

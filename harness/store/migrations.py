@@ -256,6 +256,72 @@ def _v4_relative_image_paths(conn: Connection) -> None:
         conn.execute(folders.insert().values(run_id=run_id, path=folder, store_relative=near, updated_at=now))
 
 
+def _v5_searches(conn: Connection) -> None:
+    """Version 5: `searches`, `search_picks`, `search_traces`, `search_evaluations`: what search strategies
+    made (one pick per GenEval sample, its ledger, trace and verdicts; `harness.search`)."""
+    md = MetaData(naming_convention=NAMING_CONVENTION)
+    Table("runs", md, Column("id", String, primary_key=True))  # referred to only; not created here
+    Table("prompts", md, Column("id", Integer, primary_key=True))
+
+    def created() -> Column[object]:
+        return Column("created_at", UTCDateTime, nullable=False)
+
+    Table(
+        "searches", md,
+        Column("id", Integer, primary_key=True),
+        Column("run_id", String, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("strategy", String, nullable=False),
+        Column("strategy_package", String, nullable=False),
+        Column("strategy_version", String, nullable=False),
+        Column("params", JSONType, nullable=False),
+        Column("verifiers", JSONType, nullable=False),
+        Column("settings_hash", String, nullable=False),
+        Column("budget", Integer, nullable=False),
+        Column("samples", Integer, nullable=False),
+        Column("total_steps", Integer, nullable=False),
+        Column("reads_metadata", JSONType, nullable=False),
+        created(),
+        UniqueConstraint("run_id", "settings_hash", "budget"),
+    )
+    Table(
+        "search_picks", md,
+        Column("id", Integer, primary_key=True),
+        Column("search_id", Integer, ForeignKey("searches.id", ondelete="CASCADE"), nullable=False),
+        Column("prompt_id", Integer, ForeignKey("prompts.id", ondelete="RESTRICT"), nullable=False, index=True),
+        Column("sample_index", Integer, nullable=False),
+        Column("image_path", String, nullable=False),
+        Column("image_sha256", String, nullable=False),
+        Column("prompt_text", String, nullable=True),
+        Column("ledger", JSONType, nullable=False),
+        Column("details", JSONType, nullable=False),
+        created(),
+        UniqueConstraint("search_id", "prompt_id", "sample_index"),
+    )
+    Table(
+        "search_traces", md,
+        Column("id", Integer, primary_key=True),
+        Column("pick_id", Integer, ForeignKey("search_picks.id", ondelete="CASCADE"), nullable=False, unique=True),
+        Column("sha256", String, nullable=False),
+        Column("events", JSONType, nullable=False),
+        created(),
+    )
+    Table(
+        "search_evaluations", md,
+        Column("id", Integer, primary_key=True),
+        Column("pick_id", Integer, ForeignKey("search_picks.id", ondelete="CASCADE"), nullable=False),
+        Column("backend", String, nullable=False),
+        Column("settings_hash", String, nullable=False),
+        Column("correct", Boolean, nullable=False),
+        Column("reason", String, nullable=False),
+        Column("details", JSONType, nullable=False),
+        Column("detections", JSONType, nullable=True),
+        created(),
+        UniqueConstraint("pick_id", "backend", "settings_hash"),
+    )
+    for name in ("searches", "search_picks", "search_traces", "search_evaluations"):
+        md.tables[name].create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
               _v1_initial),
@@ -263,6 +329,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "preparations: the checkpoint a strategy's prepare stage made for a run", _v3_preparations),
     Migration(4, "candidates' image paths relative to the run folder; run_folders: where each run folder is",
               _v4_relative_image_paths),
+    Migration(5, "searches, search_picks, search_traces, search_evaluations: what search strategies made",
+              _v5_searches),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

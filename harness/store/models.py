@@ -9,14 +9,18 @@
                                                 and the run generated with: `stepwise run --strategy`)
     runs ─ run_folders                         (where the run's images folder is: image paths are
                                                 relative to it)
+    runs ─< searches ─< search_picks ─┬─ search_traces       (a search strategy's picks, one per
+                                      └─< search_evaluations  GenEval sample, with their ledgers,
+                                                              traces and verdicts: `harness.search`)
 
 Expensive work is stored once per candidate: a candidate is one generated image of one
 prompt in one run; its GenEval verdict and its verifier scores are keyed by what produced
 them (backend or verifier name, plus a hash of their settings), so adding a verifier or
 changing a threshold adds rows and reuses everything else.
 
-Deleting a run deletes its candidates, their evaluations and scores, its results and its
-preparations (ON DELETE CASCADE). A suite or prompt that a run still uses cannot be deleted (RESTRICT).
+Deleting a run deletes its candidates, their evaluations and scores, its results, its
+preparations and its searches with their picks (ON DELETE CASCADE). A suite or prompt that a
+run still uses cannot be deleted (RESTRICT).
 
 Changing a model here needs a migration in `harness.store.migrations` (the test
 `test_store_migrations.py::test_migrations_build_the_models` compares the two).
@@ -33,7 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from harness.store.types import NAMING_CONVENTION, JSONType, UTCDateTime, utcnow
 
 __all__ = ["Base", "Candidate", "Evaluation", "Preparation", "Prompt", "Result", "Run", "RunFolder", "SchemaVersion",
-           "Suite", "VerifierScore"]
+           "Search", "SearchEvaluation", "SearchPick", "SearchTrace", "Suite", "VerifierScore"]
 
 
 class Base(DeclarativeBase):
@@ -262,3 +266,92 @@ class Preparation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     run: Mapped[Run] = relationship()
+
+
+class Search(Base):
+    """A search strategy's settings on a run, at one budget (`harness.search`; `stepwise run --strategy NAME
+    --budget B`). The run is the generator configuration, shared with pool runs of it.
+
+    strategy / strategy_package / strategy_version / params: the plug-in and its canonical params.
+    verifiers: {name: settings hash} of the verifiers it was given.
+    settings_hash: sha256 of all of that and `samples` (`harness.search.store.SearchSpec`); with the
+        budget it names the search. budget: B, at most best-of-B's generator compute per sample.
+    samples: GenEval samples per prompt (picks per prompt). total_steps: the generator's steps per image.
+    reads_metadata: the plug-ins ("strategy:NAME", "verifier:NAME", "generator:NAME") that declared
+        `reads_metadata` and were handed the suite's structured records.
+    """
+
+    __tablename__ = "searches"
+    __table_args__ = (UniqueConstraint("run_id", "settings_hash", "budget"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    strategy: Mapped[str]
+    strategy_package: Mapped[str]
+    strategy_version: Mapped[str]
+    params: Mapped[dict[str, Any]]
+    verifiers: Mapped[dict[str, Any]]
+    settings_hash: Mapped[str]
+    budget: Mapped[int]
+    samples: Mapped[int]
+    total_steps: Mapped[int]
+    reads_metadata: Mapped[list[str]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run] = relationship()
+
+
+class SearchPick(Base):
+    """The image a search made for one GenEval sample of a prompt, and what it cost.
+
+    image_path / image_sha256: the picked image, saved as the runner saves candidates.
+    prompt_text: the prompt the image was generated from when the strategy rewrote it (else None).
+    ledger: the compute the harness counted (`harness.search.ledger.Ledger.to_json`).
+    details: what the strategy returned with the pick (JSON).
+    """
+
+    __tablename__ = "search_picks"
+    __table_args__ = (UniqueConstraint("search_id", "prompt_id", "sample_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="RESTRICT"), index=True)
+    sample_index: Mapped[int]
+    image_path: Mapped[str]
+    image_sha256: Mapped[str]
+    prompt_text: Mapped[str | None]
+    ledger: Mapped[dict[str, Any]]
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    search: Mapped[Search] = relationship()
+    prompt: Mapped[Prompt] = relationship()
+
+
+class SearchTrace(Base):
+    """A pick's trace: the JSON events of its search (`harness.search.ledger`), and their sha256."""
+
+    __tablename__ = "search_traces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pick_id: Mapped[int] = mapped_column(ForeignKey("search_picks.id", ondelete="CASCADE"), unique=True)
+    sha256: Mapped[str]
+    events: Mapped[list[Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SearchEvaluation(Base):
+    """GenEval's verdict on a pick, by one evaluator backend and settings hash (as `Evaluation`)."""
+
+    __tablename__ = "search_evaluations"
+    __table_args__ = (UniqueConstraint("pick_id", "backend", "settings_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pick_id: Mapped[int] = mapped_column(ForeignKey("search_picks.id", ondelete="CASCADE"))
+    backend: Mapped[str]
+    settings_hash: Mapped[str]
+    correct: Mapped[bool]
+    reason: Mapped[str]
+    details: Mapped[dict[str, Any]]
+    detections: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -27,14 +27,20 @@ re-checks a sample with the models (`stepwise validate`, `stepwise leaderboard b
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from harness.hashing import content_sha256
 from harness.submissions.compute import STRATEGIES, recompute
 from harness.submissions.consistency import CHECKS, Records, consistency_problems, declared_ranges
 from harness.submissions.export import Export, ExportError, parse_export
+from harness.submissions.folder_checks import (
+    MAX_EXPORT_BYTES,
+    MAX_IMAGE_BYTES,
+    SubmissionError,
+    check_images,
+    folder_error,
+    suite_metadata,
+)
 from harness.submissions.manifest import SLUG, read_manifest
 from harness.submissions.model import (
     MANIFEST_NAME,
@@ -50,17 +56,6 @@ from harness.submissions.paths import PathProblem, confined
 __all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry",
            "names_verifier", "preparation_disagreements", "suite_metadata"]
 
-MAX_EXPORT_BYTES = 50 * 1024 * 1024
-MAX_IMAGE_BYTES = 16 * 1024 * 1024
-MAX_IMAGE_PROBLEMS = 20
-
-
-class SubmissionError(ValueError):
-    """A submission folder that does not load; `problems` says every reason found."""
-
-    def __init__(self, problems: list[ValidationProblem]) -> None:
-        super().__init__("\n".join(map(str, problems)))
-        self.problems = problems
 
 
 def load_all(root: Path) -> tuple[list[Entry], list[ValidationProblem]]:
@@ -90,7 +85,7 @@ def load_entry(folder: Path, *, slug: str | None = None) -> Entry:
     slug = folder.name if slug is None else slug
 
     def fail(file: str, *messages: str) -> SubmissionError:
-        return _fail(folder, file, *messages)
+        return folder_error(folder, file, *messages)
 
     if folder.is_symlink():
         raise fail("", "is a symlink; an entry must be a real folder")
@@ -113,10 +108,6 @@ def load_entry(folder: Path, *, slug: str | None = None) -> Entry:
     return _reproduced(folder, slug, manifest)
 
 
-def _fail(folder: Path, file: str, *messages: str) -> SubmissionError:
-    return SubmissionError([ValidationProblem(folder, file, m) for m in messages])
-
-
 def _reported(folder: Path, slug: str, manifest: Manifest) -> Entry:
     scores = dict(manifest.scores or {})
     if "overall" not in scores and all(t in scores for t in TASKS):
@@ -132,19 +123,23 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
     try:
         path = confined(folder, name)
     except PathProblem as err:
-        raise _fail(folder, MANIFEST_NAME, f"export.path: {err}") from None
+        raise folder_error(folder, MANIFEST_NAME, f"export.path: {err}") from None
     if not path.is_file():
-        raise _fail(folder, MANIFEST_NAME, f"export.path: {name!r} does not exist in the folder")
+        raise folder_error(folder, MANIFEST_NAME, f"export.path: {name!r} does not exist in the folder")
     size = path.stat().st_size
     if size > MAX_EXPORT_BYTES:
-        raise _fail(folder, name, f"is {size} bytes; an export may have at most {MAX_EXPORT_BYTES}")
+        raise folder_error(folder, name, f"is {size} bytes; an export may have at most {MAX_EXPORT_BYTES}")
+    if _is_search_export(path):  # a search strategy's picks, not a pool (harness.submissions.search_load)
+        from harness.submissions.search_load import load_search_entry
+
+        return load_search_entry(folder, slug, manifest, path)
     try:
         with open(path, encoding="utf-8") as fp:
             export = parse_export(fp)
     except UnicodeDecodeError as err:
-        raise _fail(folder, name, f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise folder_error(folder, name, f"is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except ExportError as err:
-        raise _fail(folder, name, *err.problems) from None
+        raise folder_error(folder, name, *err.problems) from None
 
     # In this order, each step only once the previous passed: agreement needs whole prompts (to know
     # m), and hashing thousands of images is not worth it for an export that is refused anyway.
@@ -153,7 +148,7 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
         problems += [ValidationProblem(folder, MANIFEST_NAME, m) for m in _agreement(export, manifest)]
     sizes: dict[str, tuple[int, int]] = {}
     if not problems:
-        image_problems, sizes = _images(folder, export, name)
+        image_problems, sizes = check_images(folder, export.records, name)
         problems += image_problems
     ranges = declared_ranges(list(export.header.verifiers))
     if not problems:
@@ -170,11 +165,14 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
                  preparation=export.header.preparation, verification=verification, header=export.header)
 
 
-def suite_metadata(prompts: int) -> list[dict]:
-    """GenEval's suite of `prompts` prompts (`_coverage` has checked it is one), by prompt index."""
-    from harness.prompts import geneval_suite
+def _is_search_export(path: Path) -> bool:
+    from harness.submissions.search_export import is_search_header
 
-    return geneval_suite(per_task=(prompts - 80) // 5)
+    try:
+        with open(path, encoding="utf-8") as fp:
+            return is_search_header(fp.readline(1 << 20))
+    except (OSError, UnicodeDecodeError):
+        return False  # parse_export says what is wrong
 
 
 def _coverage(export: Export, manifest: Manifest) -> list[str]:
@@ -286,55 +284,3 @@ def preparation_disagreements(alignment: str, guidance: str, preparation: Prepar
                         f"{verifier!r}: inconsistent; it must name it ({verifier!r}, or a label with it as a "
                         f"'-'-separated part, e.g. 'ft-{verifier}')")
     return problems
-
-
-def _images(folder: Path, export: Export,
-            export_name: str) -> tuple[list[ValidationProblem], dict[str, tuple[int, int]]]:
-    """Each named image is a file in the folder whose sha256 is its record's, and a readable image of
-    at most MAX_PIXELS; returns the problems and {sha256: (width, height)} of the shipped images."""
-    from harness.images import ImageFileError, image_size
-
-    problems: list[ValidationProblem] = []
-    digests: dict[str, str] = {}  # path -> sha256 (identical images share a file)
-    sizes: dict[str, tuple[int, int]] = {}
-    for r in export.records:
-        if r.image is None:
-            continue
-        if len(problems) >= MAX_IMAGE_PROBLEMS:
-            problems.append(ValidationProblem(folder, "", f"stopped after {MAX_IMAGE_PROBLEMS} image problems"))
-            break
-        where = f"prompt {r.prompt_index:05d} sample {r.sample_index}"
-        if r.image not in digests:
-            try:
-                digests[r.image] = _sha256(confined(folder, r.image))
-            except PathProblem as err:  # named by the export: the path itself may point anywhere
-                problems.append(ValidationProblem(folder, export_name, f"{where}: image {err}"))
-                continue
-            except ValueError as err:
-                problems.append(ValidationProblem(folder, r.image, f"{where}: {err}"))
-                continue
-        if digests[r.image] != r.sha256:
-            problems.append(ValidationProblem(
-                folder, r.image, f"{where}: the file's sha256 is {digests[r.image][:12]}…, the record says "
-                                 f"{r.sha256[:12]}…; this is not the image that was judged"))
-        elif r.sha256 not in sizes:
-            try:
-                sizes[r.sha256] = image_size(folder / r.image)
-            except ImageFileError as err:
-                problems.append(ValidationProblem(folder, r.image, f"{where}: {str(err).split(': ', 1)[-1]}"))
-    return problems, sizes
-
-
-def _sha256(path: Path) -> str:
-    """sha256 of a regular file of at most MAX_IMAGE_BYTES; ValueError saying why not."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ValueError("the image file does not exist") from None
-    except OSError as err:
-        raise ValueError(f"cannot read the image ({err.strerror})") from None
-    if not os.path.isfile(path):
-        raise ValueError("is not a regular file")
-    if info.st_size > MAX_IMAGE_BYTES:
-        raise ValueError(f"the image is {info.st_size} bytes; at most {MAX_IMAGE_BYTES}")
-    return content_sha256(path)

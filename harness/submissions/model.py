@@ -31,6 +31,8 @@ __all__ = [
     "Manifest",
     "PreparedCheckpoint",
     "Protocol",
+    "SearchInfo",
+    "SearchPickRecord",
     "Source",
     "System",
     "TrainingRecord",
@@ -200,6 +202,43 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class SearchPickRecord:
+    """What a search export says about one pick besides its image and verdict (`ImageRecord`)."""
+
+    prompt_index: int
+    sample_index: int
+    ledger: dict[str, Any]  # the compute the harness counted (harness.search.ledger.Ledger JSON)
+    trace_sha256: str  # sha256 of the pick's trace events (canonical JSON), in the traces file
+    prompt_used: str | None  # the rewritten prompt the image came from, or None (the original)
+    details: dict[str, Any]  # what the strategy returned with it
+
+
+@dataclass(frozen=True)
+class SearchInfo:
+    """A reproduced entry made by a search strategy (`stepwise run --strategy NAME --budget B`)."""
+
+    strategy: str
+    package: str
+    version: str
+    params: dict[str, Any]
+    settings_hash: str
+    budget: int  # B: at most best-of-B's generator compute per sample
+    samples: int  # picks per prompt
+    total_steps: int  # the generator's steps per image (a best-of-n selection costs n x total_steps NFE)
+    verifiers: dict[str, str]  # name -> settings hash
+    reads_metadata: tuple[str, ...]  # plug-ins that declared reading the suite's metadata
+    prompt_rewriting: bool  # some pick came from a rewritten prompt
+    nfe: float  # mean generator candidate-steps per pick
+    seconds: float  # mean seconds per pick (the whole search)
+    generator_seconds: float
+    verifier_seconds: float
+    generator: dict[str, Any]  # the export header's generator (name, package, version, params)
+    picks: tuple[SearchPickRecord, ...]  # in (prompt, sample) order
+    traces: str  # the traces file, relative to the folder
+    previews: dict[str, str]  # sha256 -> shipped image path, for images the traces name (previews seen)
+
+
+@dataclass(frozen=True)
 class Entry:
     """What the site renders for one submission folder."""
 
@@ -223,6 +262,8 @@ class Entry:
     verification: Verification | None = None
     # Reproduced: the export's header (run, evaluator and verifier settings), for the re-check; else None.
     header: Any = None
+    # Reproduced by a search strategy: its settings, compute and picks (`images` are the picks); None otherwise.
+    search: SearchInfo | None = None
 
 
 @dataclass(frozen=True)

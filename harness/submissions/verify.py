@@ -324,7 +324,7 @@ class Rechecker:
     def recheck(self, entry: Entry) -> Entry:
         """`entry` with its verification filled in; SubmissionError (naming the images) when a re-judged
         verdict differs or a re-scored score leaves the tolerance. Reported entries are returned as they are."""
-        from harness.submissions.load import SubmissionError, suite_metadata
+        from harness.submissions.folder_checks import SubmissionError, suite_metadata
 
         base = entry.verification
         if entry.manifest.kind != "reproduced" or base is None or entry.header is None:
@@ -353,7 +353,12 @@ class Rechecker:
                                     self.plan.batch_size, verdicts)
                 images_done = len(picked)
         scores: dict[str, tuple[int, int]] = {}
-        for name in sorted(header.verifiers):
+        if entry.search is not None:
+            # A search's verifier calls and compute are in its traces and ledgers, not in per-image scores:
+            # only running the search again on the recorded seeds shows its picks are what it makes.
+            missing.append(f"search {entry.search.strategy}: its picks, traces and ledgers are checked for "
+                           "consistency only; confirming them means running the search again")
+        for name in sorted(header.verifiers) if entry.search is None else ():
             done = 0
             if picked:
                 try:
@@ -383,7 +388,7 @@ class Rechecker:
 def recheck_all(entries: Sequence[Entry], plan: RecheckPlan, log: Callable[[str], None] | None = None
                 ) -> tuple[list[Entry], list[ValidationProblem]]:
     """Every entry re-checked (reported ones as they are); the refused ones' problems instead of them."""
-    from harness.submissions.load import SubmissionError
+    from harness.submissions.folder_checks import SubmissionError
 
     checker = Rechecker(plan, log)
     kept: list[Entry] = []

@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IMAGE_PLACEHOLDER",
     "TOP_K",
+    "GeneratedAnswer",
     "Turn",
     "YesNoAnswer",
     "YesNoEngine",
@@ -158,6 +159,15 @@ class YesNoAnswer:
         if token not in self.top_tokens:
             return 0.0
         return self.top_probs[self.top_tokens.index(token)] / sum(self.top_probs)
+
+
+@dataclass(frozen=True)
+class GeneratedAnswer:
+    """A generated answer (`YesNoEngine.generate_text`): the first token's distribution and the text."""
+
+    first: YesNoAnswer  # what `answer` gives for the same query
+    text: str  # the greedy continuation, special tokens skipped, stripped
+    tokens: int  # tokens generated (up to the end-of-turn token or max_new_tokens)
 
 
 def _as_answer(token: str) -> Answer:
@@ -404,6 +414,67 @@ class YesNoEngine:
             for row, mask in zip(prepared.input_ids.tolist(), prepared.attention_mask.tolist(), strict=True):
                 out.append([token for token, real in zip(row, mask, strict=True) if real])
         return out
+
+    def generate_text(self, queries: Sequence[YesNoQuery], max_new_tokens: int = 40) -> list[GeneratedAnswer]:
+        """Greedy answers of up to `max_new_tokens` tokens (stopping at the end of the turn), with the
+        first token's distribution; `batch_size` queries per batch. The pad layout decodes with the
+        model's forward and its KV cache (positions counted from the mask, as `answer` does); the
+        native layout calls transformers' `generate(do_sample=False)`."""
+        import torch
+
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        for i, query in enumerate(queries):
+            try:
+                check_turns(query.turns)
+            except ValueError as err:
+                raise ValueError(f"query {i}: {err}") from None
+        if self.padding_side != "left":
+            raise ValueError("generate_text needs left padding (every row ends at its answer position)")
+        stop = {t for t in (self.tokenizer.convert_tokens_to_ids(QWEN_1_5_SEP), self.tokenizer.eos_token_id)
+                if isinstance(t, int) and t != self.tokenizer.unk_token_id}
+        out: list[GeneratedAnswer] = []
+        cache: dict[int, Any] = {}
+        for first in range(0, len(queries), self.batch_size):
+            batch = list(queries[first:first + self.batch_size])
+            prepared = self._pad_batch(batch, cache) if self.layout == "pad" else self._native_batch(batch, cache)
+            with torch.inference_mode():
+                steps = self._greedy(prepared, max_new_tokens)
+            answers = self._answers(steps[0])
+            ids = torch.stack([step.argmax(-1) for step in steps], dim=1).tolist()
+            for answer, row in zip(answers, ids, strict=True):
+                cut = next((i for i, t in enumerate(row) if t in stop), len(row))
+                text = self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
+                out.append(GeneratedAnswer(answer, text, min(cut + 1, len(row))))
+            cache.clear()
+        return out
+
+    def _greedy(self, batch: _Batch, max_new_tokens: int) -> list[torch.Tensor]:
+        """Per generated position, the (B, vocab) float32 logits of greedy decoding (call under inference mode)."""
+        import torch
+
+        if self.layout == "native":
+            kwargs = {k: v for k, v in batch.kwargs.items() if k != "position_ids"}
+            result = self.model.generate(**kwargs, max_new_tokens=max_new_tokens, do_sample=False,
+                                         output_logits=True, return_dict_in_generate=True)
+            self.forward_passes += len(result.logits)
+            return [step.float() for step in result.logits]
+        kwargs = dict(batch.kwargs)
+        mask = batch.attention_mask
+        positions = kwargs["position_ids"]
+        result = self.model(**kwargs, logits_to_keep=1, use_cache=True)
+        self.forward_passes += 1
+        steps = [result.logits[:, -1].float()]
+        embed = self.model.get_input_embeddings()
+        for _ in range(max_new_tokens - 1):
+            token = steps[-1].argmax(-1, keepdim=True)
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            result = self.model(inputs_embeds=embed(token), attention_mask=mask, position_ids=positions,
+                                past_key_values=result.past_key_values, logits_to_keep=1, use_cache=True)
+            self.forward_passes += 1
+            steps.append(result.logits[:, -1].float())
+        return steps
 
     # -- the pad layout -------------------------------------------------------------------------
 

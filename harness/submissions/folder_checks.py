@@ -1,0 +1,92 @@
+"""Checks an entry folder's loaders share, pool and search exports alike: the error that lists every
+problem, size caps, the suite's metadata, and the shipped images (confined, hashed, sized).
+
+Below `load` and `search_load` (each imports this; neither imports the other's helpers).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.hashing import content_sha256
+from harness.submissions.model import ImageRecord, ValidationProblem
+from harness.submissions.paths import PathProblem, confined
+
+__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "check_images", "folder_error", "suite_metadata"]
+
+MAX_EXPORT_BYTES = 50 * 1024 * 1024
+MAX_IMAGE_BYTES = 16 * 1024 * 1024
+MAX_IMAGE_PROBLEMS = 20
+
+
+class SubmissionError(ValueError):
+    """A submission folder that does not load; `problems` says every reason found."""
+
+    def __init__(self, problems: list[ValidationProblem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+def folder_error(folder: Path, file: str, *messages: str) -> SubmissionError:
+    return SubmissionError([ValidationProblem(folder, file, m) for m in messages])
+
+
+def suite_metadata(prompts: int) -> list[dict]:
+    """GenEval's suite of `prompts` prompts (`_coverage` has checked it is one), by prompt index."""
+    from harness.prompts import geneval_suite
+
+    return geneval_suite(per_task=(prompts - 80) // 5)
+
+
+def check_images(folder: Path, records: Sequence[ImageRecord],
+                 export_name: str) -> tuple[list[ValidationProblem], dict[str, tuple[int, int]]]:
+    """Each named image is a file in the folder whose sha256 is its record's, and a readable image of
+    at most MAX_PIXELS; returns the problems and {sha256: (width, height)} of the shipped images."""
+    from harness.images import ImageFileError, image_size
+
+    problems: list[ValidationProblem] = []
+    digests: dict[str, str] = {}  # path -> sha256 (identical images share a file)
+    sizes: dict[str, tuple[int, int]] = {}
+    for r in records:
+        if r.image is None:
+            continue
+        if len(problems) >= MAX_IMAGE_PROBLEMS:
+            problems.append(ValidationProblem(folder, "", f"stopped after {MAX_IMAGE_PROBLEMS} image problems"))
+            break
+        where = f"prompt {r.prompt_index:05d} sample {r.sample_index}"
+        if r.image not in digests:
+            try:
+                digests[r.image] = _sha256(confined(folder, r.image))
+            except PathProblem as err:  # named by the export: the path itself may point anywhere
+                problems.append(ValidationProblem(folder, export_name, f"{where}: image {err}"))
+                continue
+            except ValueError as err:
+                problems.append(ValidationProblem(folder, r.image, f"{where}: {err}"))
+                continue
+        if digests[r.image] != r.sha256:
+            problems.append(ValidationProblem(
+                folder, r.image, f"{where}: the file's sha256 is {digests[r.image][:12]}…, the record says "
+                                 f"{r.sha256[:12]}…; this is not the image that was judged"))
+        elif r.sha256 not in sizes:
+            try:
+                sizes[r.sha256] = image_size(folder / r.image)
+            except ImageFileError as err:
+                problems.append(ValidationProblem(folder, r.image, f"{where}: {str(err).split(': ', 1)[-1]}"))
+    return problems, sizes
+
+
+def _sha256(path: Path) -> str:
+    """sha256 of a regular file of at most MAX_IMAGE_BYTES; ValueError saying why not."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ValueError("the image file does not exist") from None
+    except OSError as err:
+        raise ValueError(f"cannot read the image ({err.strerror})") from None
+    if not os.path.isfile(path):
+        raise ValueError("is not a regular file")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"the image is {info.st_size} bytes; at most {MAX_IMAGE_BYTES}")
+    return content_sha256(path)
