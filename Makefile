@@ -34,9 +34,9 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py --out $(DEMO_DIR)
 
-# The documentation site (docs/ -> site-docs/); the CLI reference page is regenerated first.
+# The documentation site (docs/ -> site-docs/); the generated reference pages (CLI, store) first.
 docs: $(VENV)/.installed
-	$(BIN)/python -m harness.cli_reference docs/reference/cli.md
+	$(BIN)/python -m harness.docs_reference docs/reference
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.installed

@@ -12,32 +12,41 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli_reference
+from harness import docs_reference
 
 REPO = Path(__file__).resolve().parents[1]
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 
 
-def test_cli_reference_matches_the_commands() -> None:
-    page = REPO / "docs" / "reference" / "cli.md"
-    assert page.read_text(encoding="utf-8") == cli_reference.render(), (
-        "docs/reference/cli.md is out of date: run `make docs`")
+def test_generated_reference_pages_match_the_code() -> None:
+    for name, render in docs_reference.PAGES.items():
+        page = REPO / "docs" / "reference" / name
+        assert page.read_text(encoding="utf-8") == render(), f"docs/reference/{name} is out of date: run `make docs`"
+
+
+def test_store_page_lists_every_table_and_column() -> None:
+    from harness.store.models import Base
+
+    text = docs_reference.render_store()
+    for table in Base.metadata.tables.values():
+        assert f"## {table.name}\n" in text
+        for column in table.columns:
+            assert f"| `{column.name}` |" in text
 
 
 def test_cli_reference_covers_every_command() -> None:
     from harness.cli import COMMANDS
 
-    text = cli_reference.render()
+    text = docs_reference.render()
     for name in COMMANDS:
         assert f"## stepwise {name} {{#stepwise-{name}}}" in text
 
 
-def test_cli_reference_check_mode_reports_drift(tmp_path: Path) -> None:
-    stale = tmp_path / "cli.md"
-    stale.write_text("# old\n")
-    assert cli_reference.main(["--check", str(stale)]) == 1
-    assert cli_reference.main([str(stale)]) == 0
-    assert cli_reference.main(["--check", str(stale)]) == 0
+def test_reference_check_mode_reports_drift(tmp_path: Path) -> None:
+    (tmp_path / "cli.md").write_text("# old\n")
+    assert docs_reference.main(["--check", str(tmp_path)]) == 1
+    assert docs_reference.main([str(tmp_path)]) == 0
+    assert docs_reference.main(["--check", str(tmp_path)]) == 0
 
 
 @pytest.mark.skipif(not MKDOCS.exists() and shutil.which("mkdocs") is None, reason="mkdocs (dev extra) not installed")

@@ -1,5 +1,5 @@
 """Strategy plug-ins: the built-ins, `stepwise curve --strategy`, the plug-in list groups, the run specs,
-and the README's "your first strategy" example, run exactly as printed.
+and the docs' "your first strategy" example (docs/plugins/), run exactly as printed.
 
 The store is written directly with the store API (no model, no image): a few prompts, candidates
 with verdicts, and scores of two scripted verifiers, the oracle and PARM (made by the real `parm`
@@ -479,23 +479,23 @@ def test_training_specs_with_one_out_share_one_checkpoint() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the README's first strategy, exactly as printed
+# the docs' first strategy (docs/plugins/strategy.md), exactly as printed
 
 
-def readme_example(name: str) -> str:
-    """The code block that follows `<!-- example: NAME -->` in README.md."""
-    readme = (REPO / "README.md").read_text()
-    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w+\n(.*?)```", readme, re.S)
-    assert match, f"README.md has no example {name}"
+def docs_example(name: str) -> str:
+    """The code block that follows `<!-- example: NAME -->` in the plug-in author's guide (docs/plugins/)."""
+    pages = "".join(page.read_text() for page in sorted((REPO / "docs" / "plugins").glob("*.md")))
+    match = re.search(rf"<!-- example: {re.escape(name)} -->\n```\w+\n(.*?)```", pages, re.S)
+    assert match, f"docs/plugins/ has no example {name}"
     return match.group(1)
 
 
 @pytest.fixture
-def readme_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
-    """The README's package "installed" without pip: its module on sys.path and a dist-info with the
+def docs_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
+    """The docs' example package "installed" without pip: its module on sys.path and a dist-info with the
     entry points of its pyproject.toml block (what pip would leave in site-packages)."""
-    code = readme_example("my_strategies/__init__.py")
-    project = tomllib.loads(readme_example("pyproject.toml"))["project"]
+    code = docs_example("my_strategies/__init__.py")
+    project = tomllib.loads(docs_example("pyproject.toml"))["project"]
     (tmp_path / "src" / "my_strategies").mkdir(parents=True)
     (tmp_path / "src" / "my_strategies" / "__init__.py").write_text(code)
     info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
@@ -512,38 +512,38 @@ def readme_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: No
     sys.modules.pop("my_strategies", None)
 
 
-def test_readme_first_strategy_runs_as_printed(readme_package: str, stored: StoredPool) -> None:
-    assert len(readme_example("my_strategies/__init__.py").splitlines()) <= 20  # the heading's promise
-    with registry.configured([readme_package]):
+def test_docs_first_strategy_runs_as_printed(docs_package: str, stored: StoredPool) -> None:
+    assert len(docs_example("my_strategies/__init__.py").splitlines()) <= 20  # the heading's promise
+    with registry.configured([docs_package]):
         cls = registry.strategies.get("mean-of-two")
-        assert registry.strategies.info("mean-of-two").package == readme_package
+        assert registry.strategies.info("mean-of-two").package == docs_package
         strategy = cls(parse_params(cls.Params, {"first": "scripted", "second": "plain"}))
         assert isinstance(strategy, Strategy) and strategy.verifiers == ("scripted", "plain")
 
-    code, output = stepwise("strategies", "list", "--plugin", readme_package)
+    code, output = stepwise("strategies", "list", "--plugin", docs_package)
     assert code == 0, output
     assert re.search(r"mean-of-two +my-strategies 0\.1\.0", output)
     assert "first: str = 'orm'  One verifier." in output
 
-    data = curve_json(stored, "--plugin", readme_package, "--strategy", "mean-of-two",
+    data = curve_json(stored, "--plugin", docs_package, "--strategy", "mean-of-two",
                       "--strategy-param", "mean-of-two:first=scripted", "--strategy-param", "mean-of-two:second=plain")
     mean = (stored.scores["scripted"] + stored.scores["plain"]) / 2
     assert {n: r["overall"] for n, r in data["mean-of-two"].items()} == pytest.approx(expected_overall(mean, stored))
     recorded = [r for r in results(stored) if r.strategy == "mean-of-two"]
     assert {r.verifier for r in recorded} == {"scripted+plain"} and len(recorded) == N_CANDIDATES
-    assert recorded[0].details["strategy"]["package"] == readme_package
+    assert recorded[0].details["strategy"]["package"] == docs_package
     assert set(recorded[0].details["verifier_settings_hashes"]) == {"scripted", "plain"}
 
 
 # ---------------------------------------------------------------------------------------------
-# the README's first search strategy, exactly as printed
+# the docs' first search strategy (docs/plugins/search-strategy.md), exactly as printed
 
 
 @pytest.fixture
-def readme_search_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
-    """The README's search example "installed" without pip, like `readme_package`."""
-    code = readme_example("my_search/__init__.py")
-    project = tomllib.loads(readme_example("search-pyproject.toml"))["project"]
+def docs_search_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
+    """The docs' search example "installed" without pip, like `docs_package`."""
+    code = docs_example("my_search/__init__.py")
+    project = tomllib.loads(docs_example("search-pyproject.toml"))["project"]
     (tmp_path / "src" / "my_search").mkdir(parents=True)
     (tmp_path / "src" / "my_search" / "__init__.py").write_text(code)
     info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
@@ -560,21 +560,21 @@ def readme_search_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isola
     sys.modules.pop("my_search", None)
 
 
-def test_readme_first_search_strategy_runs_as_printed(readme_search_package: str, tmp_path: Path,
+def test_docs_first_search_strategy_runs_as_printed(docs_search_package: str, tmp_path: Path,
                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
     from harness.plugins import SearchStrategy
 
-    code = readme_example("my_search/__init__.py")
+    code = docs_example("my_search/__init__.py")
     assert len(code.splitlines()) <= 32  # "in about 30 lines"
-    with registry.configured([readme_search_package]):
+    with registry.configured([docs_search_package]):
         cls = registry.strategies.get("halve-at-half")
         assert isinstance(cls(cls.Params()), SearchStrategy)
-    output = stepwise("strategies", "list", "--plugin", readme_search_package)[1]
+    output = stepwise("strategies", "list", "--plugin", docs_search_package)[1]
     assert re.search(r"halve-at-half +my-search 0\.1\.0", output)
 
     flags = runner_plugins.tiny_model_flags(tmp_path_factory)
     db = f"sqlite:///{tmp_path / 's.db'}"
-    code_, output = stepwise("run", "--plugin", readme_search_package, "--generator", "shapes-stepper",
+    code_, output = stepwise("run", "--plugin", docs_search_package, "--generator", "shapes-stepper",
                              "--per-task", "1", "--prompts", "0,80", "--strategy", "halve-at-half",
                              "--strategy-param", "verifier=scripted", "--budget", "4", "--db", db,
                              "--out", str(tmp_path / "out"), *flags)
