@@ -174,7 +174,8 @@ The keys, with the flag each one stands for (this table is generated from the ru
 
 def render_run_spec() -> str:
     """The run-spec page: every key `stepwise run --spec` accepts, with its flag and the flag's help."""
-    from harness.commands.run import SPEC_KEYS, run_command
+    from harness.commands.run import run_command
+    from harness.run_spec import SPEC_KEYS
 
     by_name = {param.name: param for param in run_command.params}
     aliases = {"params": "params", "verifiers": "verifiers", "verifier_params": "verifier_params",

@@ -10,7 +10,7 @@ import runner_plugins
 from click.testing import CliRunner
 
 from harness.cli import main
-from harness.commands.generate import MANIFEST_NAME, png_bytes
+from harness.generation import MANIFEST_NAME, png_bytes
 from harness.geneval.folder import scan_image_folder
 from harness.plugins import GenerationRequest
 from harness.prompts import geneval_suite, write_suite

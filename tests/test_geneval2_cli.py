@@ -17,7 +17,7 @@ from geneval2_synthetic import RECORDS, write_data
 from helpers import stepwise
 from PIL import Image
 
-from harness.commands.generate import metadata_bytes
+from harness.generation import metadata_bytes
 from harness.generators.folder import METADATA_NAME, SAMPLES_DIR, prompt_dir_name, sample_name
 from harness.geneval2.soft_tifa import ImageScores, Row, figures, geometric_mean
 from harness.geneval2.summary import parse_results, summarize

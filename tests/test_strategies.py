@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session
 
 from harness import registry
 from harness.commands.options import options_from_flags
-from harness.commands.run import build_config, merged, read_spec, strategy_from
 from harness.geneval.evaluator import EvaluatorSpec
 from harness.plugins import Strategy, VerifierScore, parse_params
+from harness.run_spec import build_config, merged, read_spec, strategy_from
 from harness.runner import verifier_settings_hashes
 from harness.scaling import curve as scaling_curve
 from harness.scaling import task_scores

@@ -59,13 +59,16 @@ def analyze(pool_path: Path | None, run_id: str | None, ns_text: str | None, jso
 
     from harness.analysis.report import analysis_json, render_text, score_probabilities, with_stored_scores
     from harness.analysis.report import analyze as analyze_pool
-    from harness.commands.curve import parse_ns, read_jsonl_pool, read_store_pool
+    from harness.commands.curve import mapped_errors, store_pool
+    from harness.commands.options import parse_ns
+    from harness.curves import read_jsonl_pool, write_json
 
     if (pool_path is None) == (run_id is None):
         raise click.UsageError("give exactly one of --from-jsonl POOL.jsonl and --run RUN_ID")
     verifiers = tuple(store_flags["verifiers"])
     if pool_path is not None:
-        pool = read_jsonl_pool(pool_path)
+        with mapped_errors():
+            pool = read_jsonl_pool(pool_path)
         names = list(verifiers) or list(pool.scores)
         missing = [v for v in names if v not in pool.scores]
         if missing:
@@ -74,7 +77,7 @@ def analyze(pool_path: Path | None, run_id: str | None, ns_text: str | None, jso
     else:
         if not verifiers:
             raise click.UsageError("--run needs the --verifier names (and --verifier-param values) the run used")
-        stored = read_store_pool(run_id or "", **store_flags, strategy_verifiers=verifiers)
+        stored = store_pool(run_id or "", store_flags, verifiers, verifiers)
         pool = with_stored_scores(stored.pool, stored.prompt_scores)
         names = list(verifiers)
     ns = parse_ns(ns_text) if ns_text else None
@@ -85,13 +88,12 @@ def analyze(pool_path: Path | None, run_id: str | None, ns_text: str | None, jso
         raise click.ClickException(str(err)) from None
     click.echo(render_text(report, f"{label}\n" if label else ""))
     if json_path is not None:
-        from harness.commands.curve import write_json
-
         data = analysis_json(report)
         if label:
             data["label"] = label
         json.dumps(data, allow_nan=False)  # strict JSON: undefined values are null, never NaN
-        write_json(json_path, data)
+        with mapped_errors():
+            write_json(json_path, data)
         click.echo(f"report written to {json_path}", err=True)
     if plot_dir is not None:
         from harness.analysis.plots import write_plots

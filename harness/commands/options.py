@@ -134,20 +134,13 @@ def parse_verifier_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:
 
 
 def parse_prompts(text: str | list[int] | None) -> list[int] | None:
-    """'0,80..84' (or a TOML list) -> suite indices."""
-    if text is None or isinstance(text, list):
-        return text
-    values: list[int] = []
+    """'0,80..84' (or a TOML list) -> suite indices (`harness.run_spec.prompt_indices`), as a flag's error."""
+    from harness.run_spec import SpecUsageError, prompt_indices
+
     try:
-        for part in text.split(","):
-            if ".." in part:
-                low, high = (int(x) for x in part.split("..", 1))
-                values.extend(range(low, high + 1))
-            elif part.strip():
-                values.append(int(part))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use e.g. 0..9 or 0,80,81", param_hint="--prompts") from None
-    return values
+        return prompt_indices(text)
+    except SpecUsageError as err:
+        raise click.BadParameter(str(err), param_hint=err.param_hint) from None
 
 
 def recheck_options(f: F) -> F:
@@ -192,3 +185,20 @@ def recheck_plan(flags: dict[str, Any]) -> Any:
                        verifier_params=parse_verifier_params(values["recheck_params"]), device=values["device"],
                        tolerance=values["score_tolerance"])
     return plan, tuple(values["plugins"])
+
+
+def parse_ns(text: str) -> list[int]:
+    """'1..20', '1,2,4,8' or '4' -> sorted distinct positive ints."""
+    values: set[int] = set()
+    try:
+        for part in text.split(","):
+            if ".." in part:
+                low, high = (int(x) for x in part.split("..", 1))
+                values.update(range(low, high + 1))
+            else:
+                values.add(int(part))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. 1..20 or 1,2,4,8", param_hint="--n") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"{text!r}: n must be >= 1", param_hint="--n")
+    return sorted(values)

@@ -7,13 +7,14 @@ link between the run and the checkpoint (`harness.preparation`).
 With `--strategy NAME --budget B` (a search strategy, e.g. `parm-prune`), the strategy makes one image
 per GenEval sample while generating (`harness.search.runner`), at each budget given; a search
 strategy with a prepare stage trains first and searches with the checkpoint.
+
+Flags in; `harness.run_spec` merges them with the spec and builds the run; this prints.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,60 +29,20 @@ from harness.commands.options import (
     threshold_options,
 )
 
-# Keys a TOML run spec may hold (the flags' names, with underscores); flags override them.
-SPEC_KEYS = {
-    "generator", "params", "suite", "per_task", "prompts", "pool", "verifiers", "verifier_params", "backend",
-    "detector", "detector_config", "clip_arch", "clip_weights", "db", "out", "seed", "plugins", "batch_size",
-    "device", "strategy", "strategy_params", "budget", "samples",
-}
-DEFAULTS: dict[str, Any] = {"suite": "geneval", "per_task": 100, "seed": 0, "backend": "mmdet",
-                            "clip_arch": "ViT-L-14-quickgelu", "batch_size": 8}
 
+@contextlib.contextmanager
+def mapped_errors() -> Iterator[None]:
+    """`harness.run_spec`'s errors as click's: usage errors with their flag, file problems as one line."""
+    from harness.run_spec import SpecError, SpecUsageError
 
-def read_spec(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fp:
-            spec = tomllib.load(fp)
-    except OSError as err:
-        raise click.ClickException(f"{path}: cannot read ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise click.ClickException(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise click.ClickException(f"{path}: not valid TOML ({err})") from None
-    except RecursionError:
-        raise click.ClickException(f"{path}: not valid TOML (nested too deeply to read)") from None
-    if not spec:
-        raise click.ClickException(f"{path}: empty; a run spec gives at least generator and pool")
-    unknown = sorted(set(spec) - SPEC_KEYS)
-    if unknown:
-        raise click.ClickException(f"{path}: unknown key(s) {', '.join(unknown)}; "
-                                   f"accepted: {', '.join(sorted(SPEC_KEYS))}")
-    return spec
-
-
-def merged(spec: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
-    """Spec values, then flags that were given on top; params tables merge key by key."""
-    out = {**DEFAULTS, **spec}
-    for key, value in flags.items():
-        if value is None or value == () or value == {}:
-            continue
-        if key in ("params", "verifier_params", "strategy_params"):
-            base = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in dict(out.get(key, {})).items()}
-            for k, v in value.items():
-                base[k] = {**base.get(k, {}), **v} if isinstance(v, Mapping) else v
-            out[key] = base
-        else:
-            out[key] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def default_db(db: str | None, out: Path) -> str | None:
-    """Under torchrun with no --db (and no $STEPWISE_DB), each rank writes OUT/stepwise-rank{R}.db."""
-    if db or os.environ.get("STEPWISE_DB") or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return db
-    out.mkdir(parents=True, exist_ok=True)
-    rank = int(os.environ.get("RANK", "0"))
-    return f"sqlite:///{(out / f'stepwise-rank{rank}.db').resolve()}"
+        yield
+    except SpecUsageError as err:
+        if err.param_hint:
+            raise click.BadParameter(str(err), param_hint=err.param_hint) from None
+        raise click.UsageError(str(err)) from None
+    except SpecError as err:
+        raise click.ClickException(str(err)) from None
 
 
 @click.command("run")
@@ -138,99 +99,20 @@ def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params
     reflect): one image per GenEval sample (--samples, 4) made while generating, judged by GenEval
     and stored with its trace and compute ledger; --pool is not used. Resumable and sharded as pools.
     """
+    from harness.run_spec import build_config, merged, read_spec, search_from, strategy_from
+
     thresholds = {k: flags.pop(k) for k in THRESHOLD_FLAGS}
-    spec = read_spec(spec_path) if spec_path else {}
     given = {**flags, "params": parse_pairs(params, "--param"),
              "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text),
              "strategy_params": parse_pairs(strategy_params, "--strategy-param")}
-    values = merged(spec, given)
-    strategy, strategy_values = strategy_from(values)
-    plugins = values.get("plugins") or None
-    search = search_from(values, strategy, plugins)
-    config = build_config(values, options_from_flags(**thresholds), need_pool=search is None)
+    with mapped_errors():
+        spec = read_spec(spec_path) if spec_path else {}
+        values = merged(spec, given)
+        strategy, strategy_values = strategy_from(values)
+        plugins = values.get("plugins") or None
+        search = search_from(values, strategy, plugins)
+        config = build_config(values, options_from_flags(**thresholds), need_pool=search is None)
     execute(config, plugins, strategy, strategy_values, search)
-
-
-def budgets_of(values: Mapping[str, Any]) -> list[int]:
-    """The budgets from --budget flags or a spec's `budget` (an integer or a list of them)."""
-    raw = values.get("budget")
-    if raw is None:
-        return []
-    items = raw if isinstance(raw, list | tuple) else [raw]
-    if not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in items):
-        raise click.UsageError(f"`budget` must be an integer >= 1 or a list of them, got {raw!r}")
-    return list(items)
-
-
-def search_from(values: Mapping[str, Any], strategy: str | None, plugins: list[str] | None) -> Any:
-    """A SearchConfig when `strategy` is a search strategy (then --budget is required), else None
-    (then --budget and --samples are refused)."""
-    import contextlib
-
-    from harness import registry
-    from harness.plugins import is_search_strategy
-    from harness.search.runner import SearchConfig
-
-    budgets = budgets_of(values)
-    is_search = False
-    if strategy is not None:
-        try:
-            with registry.configured(plugins) if plugins else contextlib.nullcontext():
-                is_search = is_search_strategy(registry.strategies.get(strategy))
-        except registry.PluginError as err:
-            raise click.ClickException(str(err)) from None
-    if not is_search:
-        if budgets or values.get("samples") is not None:
-            raise click.UsageError("--budget and --samples (or `budget` / `samples` in the spec) are for search "
-                                   "strategies (--strategy parm-prune, step-beam, smc, adaptive-n, reflect)")
-        return None
-    if not budgets:
-        raise click.UsageError(f"search strategy {strategy!r} needs --budget B (or `budget` in the --spec file): at "
-                               "most best-of-B's generator compute per GenEval sample")
-    samples = values.get("samples")
-    if samples is not None and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 1):
-        raise click.UsageError(f"`samples` must be an integer >= 1, got {samples!r}")
-    assert strategy is not None
-    return SearchConfig(strategy, dict(values.get("strategy_params") or {}), tuple(budgets),
-                        int(samples) if samples is not None else 4)
-
-
-def strategy_from(values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
-    """(strategy name or None, its params) from the merged spec and flags."""
-    strategy = values.get("strategy")
-    params = values.get("strategy_params") or {}
-    if not isinstance(params, Mapping):
-        raise click.UsageError("`strategy_params` in the --spec file must be a table")
-    if strategy is None and params:
-        raise click.UsageError("--strategy-param (or `strategy_params`) needs --strategy (or `strategy`)")
-    if strategy is not None and (not isinstance(strategy, str) or not strategy):
-        raise click.UsageError(f"`strategy` must be a strategy name, got {strategy!r}")
-    return strategy, dict(params)
-
-
-def build_config(values: Mapping[str, Any], options: Any, *, need_pool: bool = True) -> Any:
-    from harness.geneval.evaluator import EvaluatorSpec
-    from harness.runner import RunConfig
-
-    for key in ("generator", "pool") if need_pool else ("generator",):
-        if values.get(key) is None:
-            raise click.UsageError(f"--{key} is required (or `{key}` in the --spec file)")
-    try:
-        evaluator = EvaluatorSpec(backend=values["backend"], detector=values.get("detector"),
-                                  detector_config=values.get("detector_config"), clip_arch=values["clip_arch"],
-                                  clip_weights=values.get("clip_weights"), options=options,
-                                  device=values.get("device"))
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    out = Path(values.get("out") or "stepwise-out")
-    return RunConfig(
-        generator=values["generator"], evaluator=evaluator, pool=int(values.get("pool") or 1),
-        params=dict(values.get("params") or {}), verifiers=tuple(values.get("verifiers") or ()),
-        verifier_params={k: dict(v) for k, v in dict(values.get("verifier_params") or {}).items()},
-        suite=values["suite"], per_task=int(values["per_task"]), prompts=parse_prompts(values.get("prompts")),
-        seed=int(values["seed"]), db=default_db(values.get("db"), out), out=out,
-        batch_size=int(values["batch_size"]),
-    )
 
 
 def execute(config: Any, plugins: list[str] | None, strategy: str | None = None,
