@@ -63,11 +63,12 @@ def test_a_geneval2_pool_is_judged_by_soft_tifa_and_curves_are_exact(tmp_path: P
         with Session(engine) as s:
             tags = list(s.scalars(select(Prompt.tag).order_by(Prompt.index)))
             assert tags == [f"atoms={r['atom_count']}" for r in RECORDS]
-            rows = s.execute(select(Evaluation, Candidate, Prompt).join(Candidate, Evaluation.candidate_id == Candidate.id)
+            rows = s.execute(select(Evaluation, Candidate, Prompt)
+                             .join(Candidate, Evaluation.candidate_id == Candidate.id)
                              .join(Prompt, Candidate.prompt_id == Prompt.id)
                              .order_by(Prompt.index, Candidate.sample_index)).all()
             assert len(rows) == 3 * POOL
-            for e, c, p in rows:
+            for e, _, p in rows:
                 assert (e.backend, e.settings_hash) == (EVALUATOR_NAME, spec.key())
                 assert e.score == geometric_mean(e.details["soft_scores"]) == e.details["soft_tifa_gm"]
                 assert e.correct == all(e.details["tifa_scores"])
