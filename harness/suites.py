@@ -12,6 +12,11 @@ name of the suite's headline figure ("overall" for GenEval, "soft_tifa_gm" for G
 `overall_mean`, "groups" (the unweighted mean of the groups' means: GenEval's overall, whatever
 a task's size) or "prompts" (the mean over prompts: GenEval 2's Soft-TIFA GM).
 
+Optional: `geneval_evaluator: ClassVar[bool] = True` says that the suite is judged by GenEval's
+detector evaluator, configured by the run's GenEval flags (`--backend`, `--detector`, thresholds),
+which the runner then builds and hands over as `context.geneval`; readers of stored verdicts
+(`harness.suite_store`) take those flags for it too. Without it the flags are not read.
+
 A `Verdict` holds the per-image `score` (what best-of-n curves take the expectation of: GenEval's
 0/1 correctness, GenEval 2's Soft-TIFA GM), a `correct` flag (GenEval's verdict; GenEval 2: every
 question's most likely answer right, TIFA = 1), a `reason` ("" when correct) and JSON `details`.

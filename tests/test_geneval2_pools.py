@@ -84,6 +84,7 @@ def test_a_geneval2_pool_is_judged_by_soft_tifa_and_curves_are_exact(tmp_path: P
         engine.dispose()
 
     assert run(cfg).evaluated == 0  # resumed: nothing left to judge
+    check_stored_suite(cfg, summary.run_id, tiny, spec)
     outcome = pool.outcomes
     assert outcome.dtype == np.float64 and not np.isin(outcome, (0.0, 1.0)).all()
     keys = pool.scores["plain"]
@@ -95,6 +96,38 @@ def test_a_geneval2_pool_is_judged_by_soft_tifa_and_curves_are_exact(tmp_path: P
     figures = aggregate(per_prompt[0], pool.tags, overall="soft_tifa_gm", overall_mean="prompts")
     assert figures["soft_tifa_gm"] == pytest.approx(outcome.mean(), abs=1e-12)  # n=1: the pool's mean GM
     assert list(figures) == ["atoms=3", "atoms=4", "atoms=6", "soft_tifa_gm"]
+
+
+def check_stored_suite(cfg: RunConfig, run_id: str, tiny: Path, spec: SoftTifaSpec) -> None:
+    """A reader finds the run's suite and its verdicts: alone, by the suite params, or refuses when unsure."""
+    from harness import suite_store
+    from harness.store import NewEvaluation, add_evaluations
+
+    def no_flags() -> None:
+        raise AssertionError("a geneval2 reader must not build GenEval's evaluator")
+
+    engine = open_store(cfg.db)
+    try:
+        with Session(engine) as s:
+            found = suite_store.resolve(s, run_id, geneval_spec=no_flags, suite_params={})
+            assert (found.name, found.backend, found.key) == ("geneval2", EVALUATOR_NAME, spec.key())
+            assert (found.overall, found.overall_mean, found.is_geneval_judged) == ("soft_tifa_gm", "prompts", False)
+            given = suite_store.resolve(s, run_id, geneval_spec=no_flags, device="cpu",
+                                        suite_params={"model": str(tiny), "dtype": "float32"})
+            assert given == found
+            with pytest.raises(ValueError, match="unknown parameter 'modle'"):
+                suite_store.resolve(s, run_id, geneval_spec=no_flags, suite_params={"modle": "x"})
+        with Session(engine) as s, s.begin():  # a second judging, e.g. another dtype
+            cid = s.scalars(select(Candidate.id).where(Candidate.run_id == run_id)).first()
+            add_evaluations(s, EVALUATOR_NAME, "0" * 64, [NewEvaluation(cid, False, "x", score=0.5)])
+        with Session(engine) as s:
+            with pytest.raises(ValueError, match=r"verdicts by several evaluator settings: soft-tifa .*9 verdicts.*"
+                                                 r"give the --suite-param values"):
+                suite_store.resolve(s, run_id, geneval_spec=no_flags, suite_params={})
+            assert suite_store.resolve(s, run_id, geneval_spec=no_flags, device="cpu",
+                                       suite_params={"model": str(tiny), "dtype": "float32"}) == found
+    finally:
+        engine.dispose()
 
 
 def _plain_hash() -> str:

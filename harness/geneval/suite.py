@@ -55,6 +55,8 @@ class GenevalSuite:
     description: ClassVar[str] = "GenEval: six tasks, an object detector and a colour classifier judge each image."
     overall: ClassVar[str] = "overall"
     overall_mean: ClassVar[str] = "groups"
+    # Judged by GenEval's evaluator, configured by the run's GenEval flags (--backend, --detector, ...).
+    geneval_evaluator: ClassVar[bool] = True
 
     def __init__(self, params: Params) -> None:
         self.params = params
