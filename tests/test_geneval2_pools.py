@@ -148,6 +148,10 @@ def test_bad_suite_input_is_one_line(tmp_path: Path, tiny: Path) -> None:
         run(config(tmp_path, tiny, suite="geneval3"))
     with pytest.raises(RunError, match="geneval suite needs the GenEval evaluator settings"):
         run(config(tmp_path, tiny, suite="geneval", suite_params={}))
+    from harness.search.runner import SearchConfig, run_search
+
+    with pytest.raises(RunError, match="search strategies judge their picks with GenEval's evaluator; suite"):
+        run_search(cfg, SearchConfig("parm-prune", {}, (2,), 1))
 
 
 def test_suites_are_a_plugin_kind_listed_without_imports() -> None:
