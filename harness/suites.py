@@ -156,15 +156,14 @@ def aggregate(per_prompt: np.ndarray | Sequence[float], groups: Sequence[str], *
 
     from harness.scaling import task_scores
 
-    figures = task_scores(per_prompt, groups)
-    del figures["overall"]
-    if overall_mean == "groups":
-        values = np.stack([np.asarray(v, dtype=float) for v in figures.values()]).mean(axis=0)
-    elif overall_mean == "prompts":
-        values = np.asarray(per_prompt, dtype=float).mean(axis=-1)
-    else:
+    if overall_mean not in OVERALL_MEANS:
         raise ValueError(f"overall_mean must be one of {', '.join(OVERALL_MEANS)}, not {overall_mean!r}")
-    figures[overall] = float(values) if np.ndim(values) == 0 else values
+    figures = task_scores(per_prompt, groups)  # "groups": its overall, the very floats GenEval's tables show
+    mean = figures.pop("overall")
+    if overall_mean == "prompts":
+        mean = np.asarray(per_prompt, dtype=float).mean(axis=-1)
+        mean = float(mean) if np.ndim(mean) == 0 else mean
+    figures[overall] = mean
     return figures
 
 
