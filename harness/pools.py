@@ -49,6 +49,14 @@ class Pool:
     # candidate, the score's details.
     step_scores: dict[str, np.ndarray] | None = None
     details: dict[str, list[list[dict[str, Any]]]] | None = None
+    # The suite's per-candidate score (`harness.suites.Verdict.score`, store pools): float (P, m), 0 where
+    # invalid; None: the outcome is `correct` (GenEval's verdict, as in a JSONL pool).
+    outcome: np.ndarray | None = None
+
+    @property
+    def outcomes(self) -> np.ndarray:
+        """What a best-of-n curve takes the expectation of: the suite's score, else `correct`."""
+        return self.outcome if self.outcome is not None else self.correct
 
     @property
     def sizes(self) -> np.ndarray:

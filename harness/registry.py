@@ -3,6 +3,7 @@
     generators  Registry[type[Generator]]        entry-point group stepwise.generators
     verifiers   Registry[type[Verifier]]         entry-point group stepwise.verifiers
     strategies  Registry[type[Strategy]]         entry-point group stepwise.strategies
+    suites      Registry[type[Suite]]            entry-point group stepwise.suites
     backends    Registry[type[DetectorBackend]]  built-in GenEval detector backends only
 
 A registry entry is a placeholder: a "module:attr" string (built-ins, registered below with a
@@ -41,6 +42,7 @@ from harness import __version__
 if TYPE_CHECKING:
     from harness.geneval.backends.base import DetectorBackend
     from harness.plugins import Generator, Strategy, Verifier
+    from harness.suites import Suite
 
 __all__ = [
     "ALLOW_ENV",
@@ -64,6 +66,7 @@ __all__ = [
     "require_plugin",
     "reset",
     "strategies",
+    "suites",
     "verifiers",
 ]
 
@@ -74,6 +77,7 @@ GROUPS: dict[str, str] = {
     "generator": "stepwise.generators",
     "verifier": "stepwise.verifiers",
     "strategy": "stepwise.strategies",
+    "suite": "stepwise.suites",
 }
 AUTOLOAD_ENV = "STEPWISE_DISABLE_PLUGIN_AUTOLOAD"
 ALLOW_ENV = "STEPWISE_PLUGINS"
@@ -119,7 +123,7 @@ class PluginRequiredError(PluginError):
 class PluginInfo:
     """One registered or discovered plug-in, from metadata alone. Sorts by kind, name, package."""
 
-    kind: str  # "generator", "verifier", "strategy" or "backend"
+    kind: str  # "generator", "verifier", "strategy", "suite" or "backend"
     name: str
     package: str  # distribution name, e.g. "stepwise-bench"
     version: str  # distribution version
@@ -219,7 +223,7 @@ def discover(kinds: Iterable[str] | None = None, *, plugins: Iterable[str] | Non
              include_disabled: bool = False) -> list[PluginInfo]:
     """Entry-point plug-ins of installed packages, sorted, from package metadata alone (no import).
 
-    kinds: a subset of GROUPS' keys (default: all three). plugins: an allowlist of package names
+    kinds: a subset of GROUPS' keys (default: all of them). plugins: an allowlist of package names
     added to the environment's. include_disabled: also list installed plug-ins that are not
     enabled (their `enabled` is False).
     """
@@ -529,11 +533,13 @@ verifiers: Registry[type[Verifier]] = Registry("verifier", "harness.plugins:Veri
 strategies: Registry[type[Strategy]] = Registry("strategy", ("harness.plugins:Strategy",
                                                              "harness.plugins:SearchStrategy"), GROUPS["strategy"])
 backends: Registry[type[DetectorBackend]] = Registry("backend", "harness.geneval.backends.base:DetectorBackend")
+suites: Registry[type[Suite]] = Registry("suite", "harness.suites:Suite", GROUPS["suite"])
 
 REGISTRIES: dict[str, Registry[Any]] = {
     "generator": generators,
     "verifier": verifiers,
     "strategy": strategies,
+    "suite": suites,
     "backend": backends,
 }
 
@@ -543,6 +549,13 @@ backends.register("mmdet", "harness.geneval.backends.mmdet_backend:MMDetBackend"
 backends.register("hf", "harness.geneval.backends.hf_backend:HFMask2FormerBackend",
                   description="Mask2Former Swin-S via transformers (HF weights, not GenEval's), "
                               "post-processed as mmdet does.")
+
+suites.register("geneval", "harness.geneval.suite:GenevalSuite",
+                description="GenEval: 553 prompts in six tasks, judged by an object detector and a colour "
+                            "classifier (overall: the mean over tasks).")
+suites.register("geneval2", "harness.geneval2.suite:Geneval2Suite",
+                description="GenEval 2: 800 prompts from the user's data file (data=PATH), Soft-TIFA on Qwen3-VL "
+                            "(overall: Soft-TIFA GM).")
 
 generators.register("showo", "harness.generators.showo.generator:ShowoGenerator",
                     description="Show-o (Phi-1.5 + MAGVIT-v2 tokens, MaskGIT decoding), the paper's baseline; "

@@ -1,4 +1,4 @@
-"""The runner: fill a run's candidate pool, evaluate it with GenEval and score it with verifiers.
+"""The runner: fill a run's candidate pool, evaluate it with its suite's evaluator and score it with verifiers.
 
     config = RunConfig(generator="solid", params={"size": "64"}, pool=4, verifiers=("brightness",),
                        evaluator=EvaluatorSpec(backend="hf", ...), db="sqlite:///stepwise.db", out=Path("out"))
@@ -6,7 +6,13 @@
 
 For every prompt of this rank's shard that is not complete in the store, the runner generates
 only the missing sample indices, evaluates the candidates that lack a verdict and scores those
-that lack a verifier's score, then writes that prompt's rows in ONE transaction. So a run killed
+that lack a verifier's score, then writes that prompt's rows in ONE transaction.
+
+The suite is a plug-in (`harness.suites`, `registry.suites`): `config.suite` names it ("geneval",
+"geneval2", a third-party one) or is a GenEval-format metadata .jsonl; `config.suite_params` are its
+parameters (geneval2: `data`, the suite folder). Its records are the prompts, its `group` their
+stored tag, and its evaluator judges every candidate; verdicts are filed under the evaluator's name
+and key, with the verdict's score (GenEval: 1.0 / 0.0; GenEval 2: Soft-TIFA GM). So a run killed
 at any moment resumes where it stopped, raising the pool or adding a verifier reuses every stored
 row, and the final rows are the same as an uninterrupted run's: a candidate's seed depends only
 on (run seed, prompt index, sample index), and its image is stored under its sha256.
@@ -25,6 +31,7 @@ whole pool), and its stored rows for the prompt are replaced. Its settings hash 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -43,8 +50,8 @@ if TYPE_CHECKING:
     from harness.plugins import Generator, Verifier
     from harness.store import RunSpec
     from harness.store.models import Candidate
+    from harness.suites import Suite, SuiteEvaluator, Verdict
 
-SUITES = ("geneval",)
 _SEED_MASK = (1 << 63) - 1  # candidates.seed is a signed 64-bit column
 
 
@@ -61,18 +68,20 @@ class RunConfig:
     """Everything `stepwise run` is told (flags or a TOML run spec)."""
 
     generator: str
-    evaluator: EvaluatorSpec
+    evaluator: EvaluatorSpec | None  # GenEval's settings (the run's flags); None for a suite judged otherwise
     pool: int
     params: Mapping[str, Any] = field(default_factory=dict)
     verifiers: Sequence[str] = ()
     verifier_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    suite: str = "geneval"
-    per_task: int = 100
+    suite: str = "geneval"  # a suite plug-in's name, or a GenEval-format metadata .jsonl
+    suite_params: Mapping[str, Any] = field(default_factory=dict)  # the suite plug-in's parameters
+    per_task: int = 100  # geneval's per_task (unless suite_params gives it)
     prompts: Sequence[int] | None = None  # work on these suite indices only (None: all)
     seed: int = 0
     db: str | None = None
     out: Path = Path("stepwise-out")
-    batch_size: int = 8  # images per detector call
+    batch_size: int = 8  # images per evaluator call
+    device: str | None = None  # of the suite's evaluator models, unless the suite's params say otherwise
 
 
 @dataclass(frozen=True)
@@ -310,23 +319,72 @@ class PromptWork:
         return not (self.generate or self.evaluate or any(self.score.values()))
 
 
-def suite_samples(config: RunConfig) -> list[dict[str, Any]]:
-    from harness.prompts import geneval_suite, read_metadata
-
+def load_suite(config: RunConfig) -> Suite:
+    """The run's suite plug-in, built with its params; RunError on an unknown suite or bad params."""
+    values = dict(config.suite_params)
     if config.suite.endswith(".jsonl"):  # a metadata file, e.g. `stepwise prompts train`'s; per_task unused
-        try:
-            return read_metadata(Path(config.suite))
-        except OSError as err:
-            raise RunError(f"cannot read suite file {config.suite}: {err.strerror}") from None
-        except ValueError as err:  # names the file and line
-            raise RunError(str(err)) from None
-    if config.suite not in SUITES:
-        raise RunError(f"unknown suite {config.suite!r}; available: {', '.join(SUITES)} or a metadata .jsonl file")
-    return geneval_suite(per_task=config.per_task)
+        name, values = "geneval", {**values, "data": config.suite}
+    else:
+        name = config.suite
+        if name == "geneval":
+            values.setdefault("per_task", config.per_task)
+    try:
+        cls, params, _ = _plugin("suite", name, values)
+    except RunError as err:
+        if name != config.suite or name in _suite_names():
+            raise
+        raise RunError(f"{err} (or a GenEval-format metadata .jsonl file)") from None
+    return instantiate("suite", name, cls, params)  # type: ignore[no-any-return]
+
+
+def _suite_names() -> list[str]:
+    from harness import registry
+
+    return registry.suites.names()
+
+
+def suite_records(suite: Suite, config: RunConfig) -> list[dict[str, Any]]:
+    """The suite's records, every one checked for "prompt"; read errors as one RunError line."""
+    try:
+        records = suite.records()
+    except OSError as err:
+        where = getattr(err, "filename", None) or config.suite
+        raise RunError(f"cannot read suite file {where}: {err.strerror}") from None
+    except ValueError as err:  # names the file and line
+        raise RunError(str(err)) from None
+    for i, record in enumerate(records):
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+            raise RunError(f"suite {config.suite!r}: record {i} has no \"prompt\" string")
+    if not records:
+        raise RunError(f"suite {config.suite!r} has no prompts")
+    return records
+
+
+def suite_samples(config: RunConfig) -> list[dict[str, Any]]:
+    """The records of the run's suite (its prompts, in order)."""
+    return suite_records(load_suite(config), config)
+
+
+def suite_evaluator(config: RunConfig, suite: Suite | None = None) -> SuiteEvaluator:
+    """The evaluator of the run's suite, in the run's context; builds no model."""
+    from harness.suites import EvaluatorContext
+
+    suite = suite or load_suite(config)
+    device = config.device or (config.evaluator.device if config.evaluator is not None else None)
+    try:
+        return suite.evaluator(EvaluatorContext(geneval=config.evaluator, batch_size=config.batch_size,
+                                                device=device))
+    except ValueError as err:
+        raise RunError(f"suite {config.suite!r}: {err}") from None
+
+
+def evaluator_key(config: RunConfig) -> str:
+    """The key the run's verdicts are filed under (what a verdict-reading verifier's hash includes)."""
+    return suite_evaluator(config).key()
 
 
 def plan(engine: Engine, run_id: str, prompt_ids: Mapping[int, int], samples: Sequence[dict[str, Any]],
-         config: RunConfig, verifiers: Sequence[LoadedVerifier]) -> list[PromptWork]:
+         config: RunConfig, verifiers: Sequence[LoadedVerifier], evaluator: SuiteEvaluator) -> list[PromptWork]:
     """The work left for `prompt_ids` ({suite index: prompt id}), from three store queries."""
     from sqlalchemy.orm import Session
 
@@ -337,8 +395,7 @@ def plan(engine: Engine, run_id: str, prompt_ids: Mapping[int, int], samples: Se
         stored = stored_samples(s, run_id)
         for pid, item in work.items():
             item.generate = [i for i in range(config.pool) if i not in stored.get(pid, set())]
-        for cand in missing_evaluations(s, run_id, config.evaluator.backend, config.evaluator.key(),
-                                        max_samples=config.pool):
+        for cand in missing_evaluations(s, run_id, evaluator.name, evaluator.key(), max_samples=config.pool):
             if cand.prompt_id in work:
                 work[cand.prompt_id].evaluate.append(cand)
         for v in verifiers:
@@ -420,6 +477,24 @@ def _evaluate(models: Models, spec: EvaluatorSpec, items: list[Item], metadata: 
     return out
 
 
+def _judge(evaluator: SuiteEvaluator, items: list[Item], metadata: dict[str, Any],
+           batch_size: int) -> list[tuple[Item, Verdict]]:
+    """The suite evaluator's verdict of each item, `batch_size` images per call, each checked."""
+    from harness.suites import check_verdict
+
+    out = []
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        verdicts = evaluator.judge([Path(item.path) for item in batch], [metadata] * len(batch))
+        if len(verdicts) != len(batch):
+            raise RunError(f"evaluator {evaluator.name!r} returned {len(verdicts)} verdicts for {len(batch)} images")
+        try:
+            out.extend((item, check_verdict(v, f"image {item.path}")) for item, v in zip(batch, verdicts, strict=True))
+        except ValueError as err:
+            raise RunError(str(err)) from None
+    return out
+
+
 @dataclass(frozen=True)
 class Scored:
     """One verifier's judgement of one item, ready to store."""
@@ -474,7 +549,6 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
     """
     from sqlalchemy.orm import Session
 
-    from harness.geneval.detections import detections_to_json
     from harness.store import (
         NewCandidate,
         NewEvaluation,
@@ -489,10 +563,10 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
     new = _generate(ctx.generator(), work, ctx.config, ctx.images_dir, ctx.wants_previews) if work.generate else []
     bars.update("generate", len(new))
     to_eval = [_stored_item(c, ctx.config.out) for c in work.evaluate] + new
-    verdicts = _evaluate(ctx.models, ctx.config.evaluator, to_eval, work.metadata, ctx.config.batch_size)
+    verdicts = _judge(ctx.evaluator, to_eval, work.metadata, ctx.config.batch_size) if to_eval else []
     bars.update("evaluate", len(verdicts))
-    # Evaluated before scoring: verifiers that need GenEval's verdict (the oracle) read it from here.
-    correct = {item.sample_index: bool(v.correct) for item, _, v in verdicts}
+    # Evaluated before scoring: verifiers that need the suite's verdict (the oracle) read it from here.
+    correct = {item.sample_index: bool(v.correct) for item, v in verdicts}
     correct.update(_stored_verdicts(engine, work, ctx, known=correct))
     scored: dict[str, list[Scored]] = {}
     for v in sorted(ctx.verifiers, key=lambda v: bool(v.reads)):  # combining verifiers after their inputs
@@ -504,7 +578,7 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
             scored[v.name] = _score(v, todo, work.metadata["prompt"], correct)
         bars.update("score", len(todo))
 
-    spec = ctx.config.evaluator
+    evaluator = ctx.evaluator
     with Session(engine) as s, s.begin():
         out = ctx.config.out  # the store keeps paths relative to the run folder: it may move
         ids = add_candidates(s, run_id, work.prompt_id, [
@@ -514,9 +588,9 @@ def process_prompt(engine: Engine, run_id: str, work: PromptWork, ctx: RunContex
         def cid(item: Item) -> int:
             return item.candidate_id if item.candidate_id is not None else ids[item.sample_index]
 
-        add_evaluations(s, spec.backend, spec.key(), [
-            NewEvaluation(cid(i), bool(v.correct), v.reason, dict(v.details), detections_to_json(d))
-            for i, d, v in verdicts])
+        add_evaluations(s, evaluator.name, evaluator.key(), [
+            NewEvaluation(cid(i), bool(v.correct), v.reason, _verdict_details(v, i), _detections(v, i), float(v.score))
+            for i, v in verdicts])
         for v in ctx.verifiers:
             write = replace_verifier_scores if v.reads else add_verifier_scores
             write(s, v.name, v.settings_hash, [
@@ -572,13 +646,13 @@ def _stored_verdicts(engine: Engine, work: PromptWork, ctx: RunContext, known: M
               for c in work.score.get(v.name, []) if c.sample_index not in known}
     if not wanted:
         return {}
-    spec = ctx.config.evaluator
+    evaluator = ctx.evaluator
     with Session(engine) as s:
-        found = stored_verdicts(s, list(wanted.values()), spec.backend, spec.key())
+        found = stored_verdicts(s, list(wanted.values()), evaluator.name, evaluator.key())
     lacking = sorted(sample for sample, cid in wanted.items() if cid not in found)
     if lacking:  # plan() puts every candidate without a verdict in `evaluate`: this is a bug, not the user's
-        raise RunError(f"prompt {work.index:05d}: no stored verdict for sample(s) {lacking} by {spec.backend} "
-                       f"({spec.key()[:12]}…)")
+        raise RunError(f"prompt {work.index:05d}: no stored verdict for sample(s) {lacking} by {evaluator.name} "
+                       f"({evaluator.key()[:12]}…)")
     return {sample: found[cid] for sample, cid in wanted.items()}
 
 
@@ -610,7 +684,7 @@ class RunContext:
     generator_cls: Any
     generator_params: Any
     verifiers: list[LoadedVerifier]
-    models: Models
+    evaluator: SuiteEvaluator
     images_dir: Path
     _generator: Any = None
 
@@ -624,6 +698,20 @@ class RunContext:
             self._generator = instantiate("generator", self.config.generator, self.generator_cls,
                                           self.generator_params)
         return self._generator  # type: ignore[no-any-return]
+
+
+def _verdict_details(verdict: Verdict, item: Item) -> dict[str, Any]:
+    from harness.store.data import json_details
+
+    try:
+        return json_details("the suite evaluator", verdict.details, f"image {item.path}")
+    except ValueError as err:
+        raise RunError(str(err)) from None
+
+
+def _detections(verdict: Verdict, item: Item) -> dict[str, Any] | None:
+    return None if verdict.detections is None else _verdict_details(
+        dataclasses.replace(verdict, details=verdict.detections), item)
 
 
 def run_spec(config: RunConfig, samples: list[dict[str, Any]], provenance: Mapping[str, str],
@@ -646,13 +734,16 @@ def register_run(engine: Engine, config: RunConfig) -> str:
     """Store the run's suite, prompts and run row as `run(config)` does (idempotent), before any
     candidate exists, so that rows about the run (a prepared checkpoint's link) can precede its work."""
     _, params, provenance = _plugin("generator", config.generator, config.params)
-    run_id, _ = prepare(engine, config, suite_samples(config), provenance, params)
+    suite = load_suite(config)
+    run_id, _ = prepare(engine, config, suite_records(suite, config), provenance, params, suite)
     return run_id
 
 
 def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
-            provenance: Mapping[str, str], params: Any) -> tuple[str, dict[int, int]]:
-    """Store the suite, its prompts and the run (idempotent); (run id, {suite index: prompt id})."""
+            provenance: Mapping[str, str], params: Any, suite: Suite | None = None) -> tuple[str, dict[int, int]]:
+    """Store the suite, its prompts and the run (idempotent); (run id, {suite index: prompt id}).
+
+    A prompt's stored tag is its group in the suite (`suite.group(record)`; GenEval: the task tag)."""
     from sqlalchemy.orm import Session
 
     from harness import __version__
@@ -661,9 +752,10 @@ def prepare(engine: Engine, config: RunConfig, samples: list[dict[str, Any]],
 
     spec = run_spec(config, samples, provenance, params)
     with Session(engine) as s, s.begin():
-        suite = get_or_create_suite(s, config.suite, spec.suite_hash)
-        new = [NewPrompt(i, x["tag"], x["prompt"], x) for i, x in enumerate(samples)]
-        ids = add_prompts(s, suite.id, new)
+        stored = get_or_create_suite(s, config.suite, spec.suite_hash)
+        suite = suite or load_suite(config)
+        new = [NewPrompt(i, str(suite.group(x)), x["prompt"], x) for i, x in enumerate(samples)]
+        ids = add_prompts(s, stored.id, new)
         get_or_create_run(s, spec, __version__)
         record_run_folder(s, spec.run_id, config.out)  # --out is where this run's images are now
     return spec.run_id, dict(enumerate(ids))
@@ -680,15 +772,16 @@ def selected(config: RunConfig, n_prompts: int, shard: Shard) -> list[int]:
 def run(config: RunConfig, *, shard: Shard | None = None, engine: Engine | None = None,
         log: Any = None) -> RunSummary:
     """Fill, evaluate and score this shard's part of the run; returns what was done."""
-    from harness.geneval.evaluator import Models
     from harness.store import StoreError, open_store
 
     if config.pool < 1:
         raise RunError(f"--pool must be >= 1, got {config.pool}")
     shard = shard or Shard.from_env()
     gen_cls, gen_params, provenance = _plugin("generator", config.generator, config.params)
-    verifiers = load_verifiers(config.verifiers, config.verifier_params, config.evaluator.key())
-    samples = suite_samples(config)
+    suite = load_suite(config)
+    evaluator = suite_evaluator(config, suite)
+    verifiers = load_verifiers(config.verifiers, config.verifier_params, evaluator.key())
+    samples = suite_records(suite, config)
     indices = selected(config, len(samples), shard)
     own_engine = engine is None
     if engine is None:
@@ -697,12 +790,12 @@ def run(config: RunConfig, *, shard: Shard | None = None, engine: Engine | None 
         except StoreError as err:
             raise RunError(str(err)) from None
     try:
-        run_id, prompt_ids = prepare(engine, config, samples, provenance, gen_params)
+        run_id, prompt_ids = prepare(engine, config, samples, provenance, gen_params, suite)
         mine = {i: prompt_ids[i] for i in indices}
-        work = plan(engine, run_id, mine, samples, config, verifiers)
+        work = plan(engine, run_id, mine, samples, config, verifiers, evaluator)
         images_dir = config.out / "images"
         images_dir.mkdir(parents=True, exist_ok=True)
-        ctx = RunContext(config, gen_cls, gen_params, verifiers, Models(config.evaluator), images_dir)
+        ctx = RunContext(config, gen_cls, gen_params, verifiers, evaluator, images_dir)
         summary = RunSummary(run_id, prompts=len(mine), written=len(work))
         bars = Bars(_totals(work, verifiers))
         try:

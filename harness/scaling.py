@@ -37,6 +37,7 @@ import numpy as np
 __all__ = [
     "PairedResult",
     "bootstrap_intervals",
+    "bootstrap_means",
     "curve",
     "expected_accuracy",
     "lexicographic_keys",
@@ -75,6 +76,22 @@ def _as_mask(mask: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
             raise ValueError(f"{name} must be boolean (or 0/1), got dtype {arr.dtype}")
         arr = arr.astype(bool)
     return arr
+
+
+def _as_outcome(outcome: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """GenEval's bool verdicts, or a suite's real-valued per-candidate scores (finite, >= 0), as float64.
+
+    The exact best-of-n expectation is linear in the outcome, so a real-valued score (GenEval 2's
+    Soft-TIFA GM) goes through the same closed form as a 0/1 verdict.
+    """
+    arr = np.asarray(outcome)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.floating):
+        return _as_mask(arr, shape, name).astype(np.float64)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} like keys, got {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"{name} must be boolean (or 0/1), or finite real scores >= 0")
+    return arr.astype(np.float64)
 
 
 def _check_pool(keys: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -235,7 +252,8 @@ def curve(
     """Expected best-of-n accuracy of every prompt for each subset size in `ns`.
 
     keys: (P, m) real, higher is better; NaN is allowed only in invalid cells.
-    correct: (P, m) bool, the GenEval verdict of each candidate.
+    correct: (P, m) bool, the GenEval verdict of each candidate, or float: a suite's per-candidate
+        score (finite, >= 0; GenEval 2's Soft-TIFA GM), whose expectation over the pick is returned.
     ns: (K,) subset sizes, each 1 <= n <= m_p for every prompt.
     valid: (P, m) bool, default all True.
     Returns (K, P) float64.
@@ -250,10 +268,10 @@ def curve(
     [[0.6667, 0.6667], [0.0, 0.0]]
     """
     keys, valid, counts = _check_pool(keys, valid)
-    correct = _as_mask(correct, keys.shape, "correct")
+    correct = _as_outcome(correct, keys.shape, "correct")
     ns = _check_ns(ns, counts)
     ranked = _rank(keys, valid, counts)
-    scorrect = np.take_along_axis(correct & valid, ranked.order, axis=1).astype(np.float64)
+    scorrect = np.take_along_axis(np.where(valid, correct, 0.0), ranked.order, axis=1)
     # sum over groups of (group weight) x (group mean correct) == sum over ranks of
     # (rank weight) x (its group's mean correct): the tie-sharing moves onto `correct`.
     tied_correct = ranked.group_mean(scorrect)
@@ -400,6 +418,18 @@ def _boot_tag_means(values: np.ndarray, strata: _Strata, rng: np.random.Generato
         picks = col_start + rng.integers(0, col_size, size=(b, n_prompts))
         out[lo : lo + b] = _tag_means(grouped[:, picks], strata).transpose(1, 0, 2)
     return out
+
+
+def bootstrap_means(per_prompt: np.ndarray, tags: Sequence[str], rng: np.random.Generator,
+                    n_boot: int = 2000) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(tag names, (n_boot, R, T) tag means of stratified resamples, (T,) prompts per tag) for
+    (..., P) values flattened to R rows: what `bootstrap_intervals` draws, for callers that weigh
+    the tags otherwise (`harness.suites.intervals`). Same resamples for the same rng state."""
+    values = _check_scores(per_prompt, tags)
+    _check_boot(rng, n_boot, 0.95)
+    strata = _strata(tags)
+    rows = values.reshape(-1, values.shape[-1])
+    return strata.names, _boot_tag_means(rows, strata, rng, n_boot), strata.sizes.astype(np.float64)
 
 
 def _percentiles(stats: np.ndarray, level: float) -> np.ndarray:

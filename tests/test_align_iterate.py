@@ -2,7 +2,7 @@
 
 The tiny random-weight detector finds nothing it is asked for, so every image is judged "no" and a
 real pool has no DPO pairs. The two-round tests therefore script the verdicts in one documented
-place: `harness.runner._evaluate` still runs the tiny detector on every saved image (detections are
+place: `harness.runner._judge` still runs the tiny detector on every saved image (detections are
 stored as usual), and only each verdict's `correct` is replaced by "sample index is even" (reason
 "scripted"). With a pool of 2 every prompt then has one "yes" and one "no" image, so curation makes
 one pair per prompt. The "no pairs" test uses the detector's real (all "no") verdicts.
@@ -50,13 +50,14 @@ def iterate_args(setup: dict[str, Any], workdir: Path, *extra: str) -> list[str]
 
 def script_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Even sample indices "yes", odd ones "no" (see the module docstring); the detector still runs."""
-    real = harness.runner._evaluate
+    real = harness.runner._judge
 
-    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any, Any]]:
-        return [(item, det, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0, reason="scripted"))
-                for item, det, verdict in real(*args, **kwargs)]
+    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return [(item, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0,
+                                           score=float(item.sample_index % 2 == 0), reason="scripted"))
+                for item, verdict in real(*args, **kwargs)]
 
-    monkeypatch.setattr(harness.runner, "_evaluate", scripted)
+    monkeypatch.setattr(harness.runner, "_judge", scripted)
 
 
 def count_generate(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -298,13 +298,14 @@ def test_iterative_dpo_trains_its_rounds_then_runs_with_the_last(tiny: dict[str,
 
     import harness.runner
 
-    real = harness.runner._evaluate
+    real = harness.runner._judge
 
-    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any, Any]]:
-        return [(item, det, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0, reason="scripted"))
-                for item, det, verdict in real(*args, **kwargs)]
+    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return [(item, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0,
+                                           score=float(item.sample_index % 2 == 0), reason="scripted"))
+                for item, verdict in real(*args, **kwargs)]
 
-    monkeypatch.setattr(harness.runner, "_evaluate", scripted)
+    monkeypatch.setattr(harness.runner, "_judge", scripted)
     code, output = stepwise("prompts", "train", "--per-task", "1", "-o", str(tmp_path / "prompts"))
     assert code == 0, output
     suite = tmp_path / "prompts" / "evaluation_metadata.jsonl"

@@ -68,21 +68,27 @@ def engine_on(url: str) -> Iterator[Engine]:
 
 def write_rows(engine: Engine, *, version_1: bool = False) -> str:
     """A run with 3 candidates, their verdicts and "clip" scores j / 4. version_1: the store is at
-    schema 1, whose verifier_scores has no `details`: the scores are written as that schema's rows."""
+    schema 1, whose verifier_scores has no `details` and evaluations no `score`: those are written as
+    that schema's rows."""
     with Session(engine) as s, s.begin():
         suite = get_or_create_suite(s, SPEC.suite_name, SPEC.suite_hash)
         (pid,) = add_prompts(s, suite.id, [NewPrompt(0, "counting", "a photo of two cats", {"tag": "counting"})])
         run_id = get_or_create_run(s, SPEC, code_version="old").id
         ids = add_candidates(s, run_id, pid, [NewCandidate(j, f"{j}.png", f"{j:064x}") for j in range(3)])
-        add_evaluations(s, "hf", "e" * 64, [NewEvaluation(c, j == 1, "" if j == 1 else "wrong count")
-                                            for j, c in ids.items()])
         if version_1:
-            # The table as the store has it (reflected), not as today's model declares it.
+            # The tables as the store has them (reflected), not as today's models declare them.
+            verdicts = Table("evaluations", MetaData(), autoload_with=s.connection())
+            s.execute(verdicts.insert(), [{"candidate_id": c, "backend": "hf", "settings_hash": "e" * 64,
+                                           "correct": j == 1, "reason": "" if j == 1 else "wrong count",
+                                           "details": {}, "detections": None, "created_at": utcnow()}
+                                          for j, c in ids.items()])
             table = Table("verifier_scores", MetaData(), autoload_with=s.connection())
             s.execute(table.insert(), [{"candidate_id": c, "verifier": "clip", "settings_hash": "c" * 64,
                                         "score": j / 4, "step_scores": [], "cost": {}, "created_at": utcnow()}
                                        for j, c in ids.items()])
         else:
+            add_evaluations(s, "hf", "e" * 64, [NewEvaluation(c, j == 1, "" if j == 1 else "wrong count")
+                                                for j, c in ids.items()])
             add_verifier_scores(s, "clip", "c" * 64, [NewScore(c, j / 4) for j, c in ids.items()])
     return run_id
 
@@ -147,6 +153,31 @@ def test_migration_2_gives_verifier_scores_details(store_url: str) -> None:
             assert s.scalars(select(VerifierScore).where(VerifierScore.settings_hash == "p" * 64)).all() == []
     finally:
         engine.dispose()
+
+
+def test_migration_6_gives_geneval_verdicts_their_score(store_url: str) -> None:
+    """A store at version 5 (GenEval verdicts without `score`) upgrades: each verdict's score is its
+    correctness, 1.0 or 0.0, so curves read the same numbers; a suite's real-valued score is kept."""
+    from harness.store.models import Evaluation
+
+    with engine_on(store_url) as engine:
+        assert upgrade(engine, target=5) == 5
+        with engine.connect() as conn:
+            assert "score" not in {c["name"] for c in inspect(conn).get_columns("evaluations")}
+            assert "score" not in {c["name"] for c in inspect(conn).get_columns("search_evaluations")}
+        run_id = write_rows(engine, version_1=True)  # schema 1's evaluations and schema 5's agree
+        assert upgrade(engine) == SCHEMA_VERSION >= 6
+        with Session(engine) as s, s.begin():
+            rows = s.scalars(select(Evaluation).order_by(Evaluation.id)).all()
+            assert [(r.correct, r.score) for r in rows] == [(False, 0.0), (True, 1.0), (False, 0.0)]
+            ids = [c.id for c in s.scalars(select(Candidate).where(Candidate.run_id == run_id))]
+            add_evaluations(s, "soft-tifa", "f" * 64, [NewEvaluation(ids[0], False, "1 of 3", score=0.42),
+                                                        NewEvaluation(ids[1], True)])
+            with pytest.raises(ValueError, match=r"verdict score -0\.5 is not a finite number >= 0"):
+                add_evaluations(s, "soft-tifa", "g" * 64, [NewEvaluation(ids[2], False, score=-0.5)])
+        with Session(engine) as s:
+            new = s.scalars(select(Evaluation).where(Evaluation.backend == "soft-tifa").order_by(Evaluation.id)).all()
+            assert [(r.correct, r.score) for r in new] == [(False, 0.42), (True, 1.0)]
 
 
 def test_a_failed_migration_leaves_the_previous_version(store_url: str) -> None:

@@ -117,7 +117,7 @@ def merge_into(src: Any, dst: Any) -> dict[str, int]:
         verdicts: dict[tuple[str, str], list[Any]] = defaultdict(list)
         for e in evaluations:
             verdicts[(e.backend, e.settings_hash)].append(
-                NewEvaluation(cand_map[e.candidate_id], e.correct, e.reason, e.details, e.detections))
+                NewEvaluation(cand_map[e.candidate_id], e.correct, e.reason, e.details, e.detections, e.score))
         for (backend, key), rows in verdicts.items():
             add_evaluations(t, backend, key, rows)
         scored: dict[tuple[str, str], list[Any]] = defaultdict(list)

@@ -25,6 +25,7 @@ KIND_WORDS: dict[str, str] = {
     "generators": "generator",
     "verifiers": "verifier",
     "strategies": "strategy",
+    "suites": "suite",
     "backends": "backend",
 }
 
@@ -107,7 +108,7 @@ def _row(info: PluginInfo) -> dict[str, Any]:
               help="Import each plug-in, check it and show its parameters (may import torch; exit 1 on a failure).")
 @plugin_option
 def list_command(kind: str, as_json: bool, load: bool, plugins: tuple[str, ...]) -> None:
-    """List generators, verifiers, strategies and detector backends (KIND, default all).
+    """List generators, verifiers, strategies, suites and detector backends (KIND, default all).
 
     Reads names, packages and versions from metadata only, without importing any plug-in.
     """

@@ -98,6 +98,7 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
     if final.exists() and not force:
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
 
+    _check_suite(db, run_id)  # before the evaluator flags: another suite's run needs none, and is refused
     spec, keys = stored_settings(evaluator_flags, verifiers, verifier_params, plugins)
     export = _read(db, run_id, spec, keys, max_samples, _recorded(verifiers, verifier_params, plugins), run_dir)
     export, alignment, reward_guidance = _with_preparation(
@@ -112,6 +113,13 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
                   if prepared is not None else "")
     click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] "
                f"({strategy} at n = {n}, {len(entry.images)} candidates{checkpoint})")
+
+
+def _check_suite(db: str | None, run_id: str) -> None:
+    from harness.commands.stored import read_store
+    from harness.submissions.build import SubmitError, check_geneval_suite
+
+    read_store(db, lambda s: check_geneval_suite(s, run_id), (SubmitError,))
 
 
 def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None,

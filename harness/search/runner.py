@@ -297,6 +297,10 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
     from harness.store.folders import relative_image_path
 
     budgets = check_budgets(list(search.budgets))
+    if config.evaluator is None:
+        raise RunError(f"search strategies judge their picks with GenEval's evaluator; suite {config.suite!r} is "
+                       "judged otherwise (searches on other suites are not supported yet: use a pool, "
+                       "`stepwise run --pool N`, and `stepwise curve`)")
     if search.samples < 1:
         raise RunError(f"--samples must be >= 1, got {search.samples}")
     shard = shard or Shard.from_env()

@@ -182,7 +182,9 @@ def add_pick_evaluations(s: Session, backend: str, settings_hash: str,
     now = utcnow()
     rows = [{"pick_id": pid, "backend": backend, "settings_hash": settings_hash, "correct": bool(correct),
              "reason": reason, "details": dict(details), "detections": None if detections is None else dict(detections),
-             "created_at": now} for pid, correct, reason, details, detections in verdicts]
+             # GenEval's verdicts (searches run on GenEval suites): the score is the correctness
+             "score": 1.0 if correct else 0.0, "created_at": now}
+            for pid, correct, reason, details, detections in verdicts]
     return _insert_missing(s, _table(SearchEvaluation), rows, ("pick_id", "backend", "settings_hash"))
 
 

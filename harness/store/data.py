@@ -124,6 +124,14 @@ class NewEvaluation:
     reason: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
     detections: Mapping[str, Any] | None = None
+    score: float | None = None  # the suite's per-image figure; None: GenEval's, 1.0 when correct else 0.0
+
+    def stored_score(self) -> float:
+        if self.score is None:
+            return 1.0 if self.correct else 0.0
+        if not is_finite(self.score) or self.score < 0:
+            raise ValueError(f"candidate {self.candidate_id}: verdict score {self.score!r} is not a finite number >= 0")
+        return float(self.score)
 
 
 @dataclass(frozen=True)
@@ -303,12 +311,13 @@ def stored_samples(s: Session, run_id: str) -> dict[int, set[int]]:
 
 
 def add_evaluations(s: Session, backend: str, settings_hash: str, evaluations: Sequence[NewEvaluation]) -> int:
-    """Store GenEval verdicts by one backend + settings hash; returns how many were new."""
+    """Store verdicts by one evaluator (backend) + settings hash; returns how many were new."""
     _check_unique([e.candidate_id for e in evaluations], "evaluations")
     now = utcnow()
     rows = [{"candidate_id": e.candidate_id, "backend": backend, "settings_hash": settings_hash,
              "correct": bool(e.correct), "reason": e.reason, "details": dict(e.details),
-             "detections": None if e.detections is None else dict(e.detections), "created_at": now}
+             "detections": None if e.detections is None else dict(e.detections), "score": e.stored_score(),
+             "created_at": now}
             for e in evaluations]
     return _insert_missing(s, _table(Evaluation), rows, ("candidate_id", "backend", "settings_hash"))
 
@@ -560,7 +569,7 @@ def pool_arrays(
     require_complete: a candidate without a verdict by (backend, settings_hash) or without a
         score from every verifier is an error (True), or is left out (False).
 
-    Returns `Pool(prompt_ids, tags, correct, valid, scores, ...)`: prompts in suite order, those
+    Returns `Pool(prompt_ids, tags, correct, valid, scores, outcome, ...)`: prompts in suite order, those
     with at least one usable candidate only, each named f"{index:05d}" (GenEval's folder
     name); each row holds its candidates by sample index, packed left; `valid` marks the
     cells that hold one (a ragged pool), `correct` is False and scores are 0 elsewhere.
@@ -585,7 +594,7 @@ def pool_arrays(
 
     query = (
         select(Prompt.index, Prompt.tag, Candidate.id, Candidate.sample_index, Evaluation.correct,
-               Candidate.cost)
+               Candidate.cost, Evaluation.score)
         .select_from(Candidate)
         .join(Prompt, Candidate.prompt_id == Prompt.id)
         .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id, Evaluation.backend == backend,
@@ -605,6 +614,9 @@ def pool_arrays(
     sample = np.fromiter((r[3] for r in rows), dtype=np.int64, count=len(rows))
     judged = np.fromiter((r[4] is not None for r in rows), dtype=bool, count=len(rows))
     correct = np.fromiter((bool(r[4]) for r in rows), dtype=bool, count=len(rows))
+    # the verdict's score (migration 6 wrote 1.0 / 0.0 for GenEval's); a None never written reads as `correct`
+    outcome = np.fromiter((float(r[6]) if r[6] is not None else float(bool(r[4])) for r in rows), dtype=np.float64,
+                          count=len(rows))
     gen_seconds = _cost_values([r[5] for r in rows], "seconds")
     gen_passes = _cost_values([r[5] for r in rows], "forward_passes")
 
@@ -659,6 +671,8 @@ def pool_arrays(
     valid[row, col] = True
     correct_arr = np.zeros(shape, dtype=bool)
     correct_arr[row, col] = correct[keep]
+    outcome_arr = np.zeros(shape)
+    outcome_arr[row, col] = outcome[keep]
     score_arrs: dict[str, np.ndarray] = {}
     for name, score in values.items():
         arr = np.zeros(shape)
@@ -679,6 +693,7 @@ def pool_arrays(
         tags=[tag_of[int(p)] for p in prompts],
         correct=correct_arr,
         valid=valid,
+        outcome=outcome_arr,
         scores=score_arrs,
         generator_seconds=cells(gen_seconds) if known else None,
         # 0 forward passes is what a plug-in reports when it does not know

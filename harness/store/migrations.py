@@ -322,6 +322,16 @@ def _v5_searches(conn: Connection) -> None:
         md.tables[name].create(conn)
 
 
+def _v6_verdict_scores(conn: Connection) -> None:
+    """Version 6: `evaluations.score` and `search_evaluations.score`, a verdict's per-image figure in a
+    suite's own terms (`harness.suites.Verdict.score`: GenEval 2's Soft-TIFA GM). Every verdict before
+    it is GenEval's, whose score is its correctness: 1.0 or 0.0, so older rows mean what they meant."""
+    double = Double().compile(dialect=conn.dialect)
+    for table in ("evaluations", "search_evaluations"):
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN score {double}"))
+        conn.execute(text(f"UPDATE {table} SET score = CASE WHEN correct THEN 1.0 ELSE 0.0 END"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: suites, prompts, runs, candidates, evaluations, verifier_scores, results",
               _v1_initial),
@@ -331,6 +341,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _v4_relative_image_paths),
     Migration(5, "searches, search_picks, search_traces, search_evaluations: what search strategies made",
               _v5_searches),
+    Migration(6, "evaluations.score, search_evaluations.score: a verdict's per-image figure (GenEval: 1.0 or 0.0)",
+              _v6_verdict_scores),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

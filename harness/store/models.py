@@ -163,9 +163,14 @@ class Candidate(Base):
 
 
 class Evaluation(Base):
-    """A GenEval verdict on a candidate by one evaluator backend with one settings hash.
+    """A suite evaluator's verdict on a candidate, by one evaluator with one settings hash.
 
-    settings_hash: `harness.geneval.evaluator.EvaluatorSpec.key()` (settings + model files).
+    backend: the evaluator's name (`harness.suites.SuiteEvaluator.name`): GenEval's detector backend
+        ("mmdet", "hf"), or another suite's evaluator ("soft-tifa").
+    settings_hash: the evaluator's `key()` (settings + model files; GenEval: `EvaluatorSpec.key()`).
+    correct: the suite's pass/fail. score: its per-image figure, what best-of-n curves take the
+        expectation of (GenEval: 1.0 or 0.0, as `correct`; GenEval 2: Soft-TIFA GM); always written
+        (migration 6 filled older rows from `correct`).
     details: the rest of the result record (e.g. per-clause outcomes, colours).
     detections: the raw detections the verdict was judged from (for re-scoring without a model).
     """
@@ -182,6 +187,8 @@ class Evaluation(Base):
     details: Mapped[dict[str, Any]]
     detections: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Last: migration 6 appended it. The suite's per-image figure (GenEval: 1.0 when correct, else 0.0).
+    score: Mapped[float | None]
 
     candidate: Mapped[Candidate] = relationship()
 
@@ -355,3 +362,4 @@ class SearchEvaluation(Base):
     details: Mapped[dict[str, Any]]
     detections: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    score: Mapped[float | None]  # as `Evaluation.score` (migration 6)

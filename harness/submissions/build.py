@@ -123,6 +123,20 @@ def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict
     return out
 
 
+def check_geneval_suite(s: Any, run_id: str) -> None:
+    """SubmitError unless the run's suite is judged by GenEval's evaluator: an export holds GenEval's
+    verdicts and detections, and the leaderboard re-checks them (other suites' entries: not yet)."""
+    from harness import suite_store
+
+    try:
+        name = suite_store.run_suite_name(s, run_id)
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
+    if not suite_store.uses_geneval_evaluator(suite_store.suite_class(name)):
+        raise SubmitError(f"run {run_id[:12]}… is on suite {name!r}, not judged by GenEval's evaluator; leaderboard "
+                          "entries hold GenEval verdicts only for now (curves and analyze work on any suite)")
+
+
 def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
              max_samples: int | None = None, verifier_settings: Mapping[str, Any] | None = None,
              run_dir: Path | None = None) -> RunExport:
@@ -140,6 +154,7 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     from harness.store.data import judged_candidates
     from harness.store.folders import RunFolderError, locate_run_folder
 
+    check_geneval_suite(s, run_id)
     try:
         rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
     except ValueError as err:
