@@ -22,7 +22,9 @@ rule only, applied with `stepwise curve --strategy NAME`.
 
 And one for generators: a generator that also implements `start / advance / preview / fork /
 keep / finish` (`SteppingGenerator`) supports *step control*, so a search strategy can drive it
-while images are being made (prune, branch, resample). `supports_step_control(g)` tells.
+while images are being made (prune, branch, resample). `supports_step_control(g)` tells. One that
+also implements `start_mixed(request, mixes)` can start from given initial noise (noise search);
+`supports_initial_noise(g)` tells.
 
 Search strategies: a strategy class that defines
 
@@ -81,6 +83,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "Generator",
+    "NoiseMix",
     "ParamInfo",
     "ParamsError",
     "SearchProblem",
@@ -99,6 +102,7 @@ __all__ = [
     "params_schema",
     "parse_params",
     "reads_metadata",
+    "supports_initial_noise",
     "supports_step_control",
 ]
 
@@ -283,6 +287,22 @@ def supports_step_control(generator: Any) -> bool:
     """Whether a generator (class or instance) implements the `SteppingGenerator` methods."""
     return all(callable(getattr(generator, name, None))
                for name in ("start", "advance", "preview", "fork", "keep", "finish"))
+
+
+# One row's initial noise as a mix of the noises seeds draw: ((seed, weight), ...), i.e.
+# sum(weight * noise(seed)). Weights whose squares sum to 1 over distinct seeds keep the mix a draw of
+# the same Gaussian (the noises are independent), which is how noise search moves around a pivot.
+NoiseMix = tuple[tuple[int, float], ...]
+
+
+def supports_initial_noise(generator: Any) -> bool:
+    """Whether a stepping generator can start rows from given initial noise (`start_mixed`).
+
+    `start_mixed(request, mixes)` is `start(request)` except that row i's initial noise is `mixes[i]`
+    (a `NoiseMix`) instead of its seed's draw; `request.seeds[i]` still seeds the row's later noise
+    (stochastic samplers). The diffusers generator has it; Show-o and Janus (discrete tokens, no
+    initial noise) do not."""
+    return supports_step_control(generator) and callable(getattr(generator, "start_mixed", None))
 
 
 def reads_metadata(plugin: Any) -> bool:

@@ -614,6 +614,9 @@ strategies.register("parm-prune", "strategies.search.parm_prune:ParmPruneStrateg
 strategies.register("step-beam", "strategies.search.beam:StepBeamStrategy",
                     description="Search: beam search over generation steps, a verifier on previews, forks of the "
                                 "k best.")
+strategies.register("noise-search", "strategies.search.noise:NoiseSearchStrategy",
+                    description="Search: over the initial noise (Ma et al. 2025), random (= best-of-n) or zero-order "
+                                "(neighbours of a pivot noise).")
 strategies.register("smc", "strategies.search.smc:SmcStrategy",
                     description="Search: particle resampling by intermediate rewards in the style of FK steering.")
 strategies.register("adaptive-n", "strategies.search.adaptive:AdaptiveNStrategy",

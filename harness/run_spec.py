@@ -48,7 +48,7 @@ def prompt_indices(text: str | list[int] | None) -> list[int] | None:
 SPEC_KEYS = {
     "generator", "params", "suite", "per_task", "prompts", "pool", "verifiers", "verifier_params", "backend",
     "detector", "detector_config", "clip_arch", "clip_weights", "db", "out", "seed", "plugins", "batch_size",
-    "device", "strategy", "strategy_params", "budget", "samples",
+    "device", "strategy", "strategy_params", "budget", "samples", "suite_params",
 }
 DEFAULTS: dict[str, Any] = {"suite": "geneval", "per_task": 100, "seed": 0, "backend": "mmdet",
                             "clip_arch": "ViT-L-14-quickgelu", "batch_size": 8}
@@ -81,7 +81,7 @@ def merged(spec: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in flags.items():
         if value is None or value == () or value == {}:
             continue
-        if key in ("params", "verifier_params", "strategy_params"):
+        if key in ("params", "verifier_params", "strategy_params", "suite_params"):
             base = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in dict(out.get(key, {})).items()}
             for k, v in value.items():
                 base[k] = {**base.get(k, {}), **v} if isinstance(v, Mapping) else v
@@ -131,7 +131,8 @@ def search_from(values: Mapping[str, Any], strategy: str | None, plugins: list[s
     if not is_search:
         if budgets or values.get("samples") is not None:
             raise SpecUsageError("--budget and --samples (or `budget` / `samples` in the spec) are for search "
-                                   "strategies (--strategy parm-prune, step-beam, smc, adaptive-n, reflect)")
+                                 "strategies (--strategy parm-prune, step-beam, smc, adaptive-n, reflect, "
+                                 "noise-search)")
         return None
     if not budgets:
         raise SpecUsageError(f"search strategy {strategy!r} needs --budget B (or `budget` in the --spec file): at "
@@ -157,6 +158,27 @@ def strategy_from(values: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]
     return strategy, dict(params)
 
 
+def suite_params_of(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The suite plug-in's parameters (`--suite-param` / `suite_params`), e.g. geneval2's data and model."""
+    params = values.get("suite_params") or {}
+    if not isinstance(params, Mapping):
+        raise SpecUsageError("`suite_params` in the --spec file must be a table")
+    return dict(params)
+
+
+def judged_by_geneval(suite: str) -> bool:
+    """Whether the suite's candidates are judged by GenEval's evaluator (the detector flags apply): `geneval`,
+    a GenEval-format metadata .jsonl, or a suite plug-in that declares it. An unknown name counts as GenEval's
+    here; the runner names the suites there are."""
+    from harness import registry
+    from harness.suite_store import suite_class, uses_geneval_evaluator
+
+    try:
+        return uses_geneval_evaluator(suite_class(suite))
+    except (registry.PluginError, ValueError):
+        return True
+
+
 def build_config(values: Mapping[str, Any], options: Any, *, need_pool: bool = True) -> Any:
     from harness.geneval.evaluator import EvaluatorSpec
     from harness.runner import RunConfig
@@ -164,19 +186,22 @@ def build_config(values: Mapping[str, Any], options: Any, *, need_pool: bool = T
     for key in ("generator", "pool") if need_pool else ("generator",):
         if values.get(key) is None:
             raise SpecUsageError(f"--{key} is required (or `{key}` in the --spec file)")
-    try:
-        evaluator = EvaluatorSpec(backend=values["backend"], detector=values.get("detector"),
-                                  detector_config=values.get("detector_config"), clip_arch=values["clip_arch"],
-                                  clip_weights=values.get("clip_weights"), options=options,
-                                  device=values.get("device"))
-    except ValueError as err:
-        raise SpecUsageError(str(err)) from None
+    evaluator = None
+    if judged_by_geneval(str(values["suite"])):  # another suite's evaluator takes --suite-param, not these flags
+        try:
+            evaluator = EvaluatorSpec(backend=values["backend"], detector=values.get("detector"),
+                                      detector_config=values.get("detector_config"), clip_arch=values["clip_arch"],
+                                      clip_weights=values.get("clip_weights"), options=options,
+                                      device=values.get("device"))
+        except ValueError as err:
+            raise SpecUsageError(str(err)) from None
     out = Path(values.get("out") or "stepwise-out")
     return RunConfig(
         generator=values["generator"], evaluator=evaluator, pool=int(values.get("pool") or 1),
         params=dict(values.get("params") or {}), verifiers=tuple(values.get("verifiers") or ()),
         verifier_params={k: dict(v) for k, v in dict(values.get("verifier_params") or {}).items()},
-        suite=values["suite"], per_task=int(values["per_task"]), prompts=prompt_indices(values.get("prompts")),
+        suite=values["suite"], suite_params=suite_params_of(values), per_task=int(values["per_task"]),
+        prompts=prompt_indices(values.get("prompts")),
         seed=int(values["seed"]), db=default_db(values.get("db"), out), out=out,
-        batch_size=int(values["batch_size"]),
+        batch_size=int(values["batch_size"]), device=values.get("device"),
     )

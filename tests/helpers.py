@@ -110,3 +110,21 @@ colors = 0.86
 position = 0.29
 color_attr = 0.45
 """
+
+
+def install_without_pip(root: Path, monkeypatch: Any, module: str, code: str, project: dict[str, Any]) -> str:
+    """A package "installed" without pip, as the docs' example packages are: `module` (its `code`) on
+    sys.path, and a dist-info with the entry points of its pyproject `project` table (what pip would
+    leave in site-packages). Returns the distribution's name."""
+    (root / "src" / module).mkdir(parents=True)
+    (root / "src" / module / "__init__.py").write_text(code)
+    info = root / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+             for group, eps in project["entry-points"].items()]
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    monkeypatch.syspath_prepend(str(root / "src"))
+    monkeypatch.syspath_prepend(str(root / "site"))
+    return str(project["name"])
+

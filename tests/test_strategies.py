@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 import runner_plugins
-from helpers import stepwise
+from helpers import install_without_pip, stepwise
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -63,7 +63,8 @@ GENEVAL_DEFAULTS = {"threshold": 0.3, "counting_threshold": 0.9, "max_objects": 
                     "position_threshold": 0.1}
 PARM_FLAGS = ("--verifier-param", "parm:model=m")
 BUILTINS = ["baseline", "best-of-n", "dpo", "iterative-dpo", "oracle", "parm", "random"]  # selection rules
-SEARCHES = ["adaptive-n", "parm-prune", "reflect", "smc", "step-beam"]  # search strategies (test_search.py)
+# search strategies (test_search.py, test_noise_search.py)
+SEARCHES = ["adaptive-n", "noise-search", "parm-prune", "reflect", "smc", "step-beam"]
 # what the strategies with a prepare stage require (their selection needs none of it)
 REQUIRED = {"dpo": {"pairs": "data/dpo.jsonl"}, "iterative-dpo": {"train_suite": "train/evaluation_metadata.jsonl"}}
 
@@ -494,20 +495,11 @@ def docs_example(name: str) -> str:
 def docs_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
     """The docs' example package "installed" without pip: its module on sys.path and a dist-info with the
     entry points of its pyproject.toml block (what pip would leave in site-packages)."""
-    code = docs_example("my_strategies/__init__.py")
     project = tomllib.loads(docs_example("pyproject.toml"))["project"]
-    (tmp_path / "src" / "my_strategies").mkdir(parents=True)
-    (tmp_path / "src" / "my_strategies" / "__init__.py").write_text(code)
-    info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
-             for group, eps in project["entry-points"].items()]
-    (info / "entry_points.txt").write_text("\n".join(lines))
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    name = install_without_pip(tmp_path, monkeypatch, "my_strategies", docs_example("my_strategies/__init__.py"),
+                               project)
     registry.reset()
-    yield project["name"]
+    yield name
     registry.reset()
     sys.modules.pop("my_strategies", None)
 

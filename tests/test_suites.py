@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import runner_plugins
-from helpers import stepwise
+from helpers import install_without_pip, stepwise
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,19 +33,10 @@ def colors_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """The docs' example package "installed" without pip: its module on sys.path and a dist-info with the
     entry points of its pyproject.toml block (what pip would leave in site-packages)."""
     project = tomllib.loads(docs_example("my_suites/pyproject.toml"))["project"]
-    (tmp_path / "src" / "my_suites").mkdir(parents=True)
-    (tmp_path / "src" / "my_suites" / "__init__.py").write_text(docs_example("my_suites/__init__.py"))
-    info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
-             for group, eps in project["entry-points"].items()]
-    (info / "entry_points.txt").write_text("\n".join(lines))
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    name = install_without_pip(tmp_path, monkeypatch, "my_suites", docs_example("my_suites/__init__.py"), project)
     runner_plugins.register_isolated(monkeypatch)
     registry.reset()
-    yield project["name"]
+    yield name
     registry.reset()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,19 +214,12 @@ EVALUATOR_KEYS = ("backend", "detector", "detector_config", "clip_arch", "clip_w
                   *THRESHOLD_FLAGS)
 
 
-@contextlib.contextmanager
-def mapped_errors() -> Iterator[None]:
-    """The library's errors as click's: one line for data problems, usage errors with their flag."""
+def mapped_errors() -> contextlib.AbstractContextManager[None]:
+    """`harness.curves`'s errors as click's (`click_errors`)."""
+    from harness.commands.options import click_errors
     from harness.curves import CurveError, CurveUsageError
 
-    try:
-        yield
-    except CurveUsageError as err:
-        if err.param_hint:
-            raise click.BadParameter(str(err), param_hint=err.param_hint) from None
-        raise click.UsageError(str(err)) from None
-    except CurveError as err:
-        raise click.ClickException(str(err)) from None
+    return click_errors(CurveError, CurveUsageError)
 
 
 def parse_strategy_params(items: tuple[str, ...]) -> dict[str, dict[str, str]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,19 @@ def parse_ns(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise click.BadParameter(f"{text!r}: n must be >= 1", param_hint="--n")
     return sorted(values)
+
+
+@contextlib.contextmanager
+def click_errors(domain: type[Exception], usage: type[Exception]) -> Iterator[None]:
+    """A library's errors as click's: `usage` ones (with their `param_hint` flag, if any) as usage
+    errors, other `domain` ones as one line (`harness.curves`, `harness.run_spec`)."""
+    try:
+        yield
+    except usage as err:
+        hint = getattr(err, "param_hint", None)
+        if hint:
+            raise click.BadParameter(str(err), param_hint=hint) from None
+        raise click.UsageError(str(err)) from None
+    except domain as err:
+        raise click.ClickException(str(err)) from None
+

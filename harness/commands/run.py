@@ -14,7 +14,7 @@ Flags in; `harness.run_spec` merges them with the spec and builds the run; this 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,12 @@ from harness.commands.options import (
 )
 
 
-@contextlib.contextmanager
-def mapped_errors() -> Iterator[None]:
-    """`harness.run_spec`'s errors as click's: usage errors with their flag, file problems as one line."""
+def mapped_errors() -> contextlib.AbstractContextManager[None]:
+    """`harness.run_spec`'s errors as click's (`click_errors`)."""
+    from harness.commands.options import click_errors
     from harness.run_spec import SpecError, SpecUsageError
 
-    try:
-        yield
-    except SpecUsageError as err:
-        if err.param_hint:
-            raise click.BadParameter(str(err), param_hint=err.param_hint) from None
-        raise click.UsageError(str(err)) from None
-    except SpecError as err:
-        raise click.ClickException(str(err)) from None
+    return click_errors(SpecError, SpecUsageError)
 
 
 @click.command("run")
@@ -50,7 +43,9 @@ def mapped_errors() -> Iterator[None]:
               help="TOML run spec with the same fields (params and verifier_params as tables); flags override.")
 @click.option("--generator", default=None, help="Generator plug-in name (see `stepwise list`).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Generator parameter. Repeatable.")
-@click.option("--suite", default=None, help="Prompt suite [default: geneval].")
+@click.option("--suite", default=None, help="Prompt suite [default: geneval]; `stepwise list suites` shows them.")
+@click.option("--suite-param", "suite_params", multiple=True, metavar="KEY=VALUE",
+              help="Parameter of the suite plug-in, e.g. geneval2's data=DIR and model=PATH. Repeatable.")
 @click.option("--per-task", type=click.IntRange(min=0), default=None,
               help="Prompts per GenEval task after the 80 single objects [default: 100, GenEval's].")
 @click.option("--prompts", "prompts_text", default=None, metavar="0..9,80",
@@ -84,7 +79,8 @@ def mapped_errors() -> Iterator[None]:
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="With a search strategy: GenEval samples (picks) per prompt [4, GenEval's].")
 def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params: tuple[str, ...],
-                prompts_text: str | None, strategy_params: tuple[str, ...], **flags: Any) -> None:
+                prompts_text: str | None, strategy_params: tuple[str, ...], suite_params: tuple[str, ...],
+                **flags: Any) -> None:
     """Generate --pool candidates per prompt, judge each with GenEval, score each with every --verifier.
 
     Everything goes to the store; images go to OUT/images named by sha256. Re-running the
@@ -96,7 +92,7 @@ def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params
     Under torchrun the checkpoint must already be finished (prepare it in one process first).
 
     --strategy NAME --budget B runs a search strategy (parm-prune, step-beam, smc, adaptive-n,
-    reflect): one image per GenEval sample (--samples, 4) made while generating, judged by GenEval
+    reflect, noise-search): one image per GenEval sample (--samples, 4) made while generating, judged by GenEval
     and stored with its trace and compute ledger; --pool is not used. Resumable and sharded as pools.
     """
     from harness.run_spec import build_config, merged, read_spec, search_from, strategy_from
@@ -104,7 +100,8 @@ def run_command(spec_path: Path | None, params: tuple[str, ...], verifier_params
     thresholds = {k: flags.pop(k) for k in THRESHOLD_FLAGS}
     given = {**flags, "params": parse_pairs(params, "--param"),
              "verifier_params": parse_verifier_params(verifier_params), "prompts": parse_prompts(prompts_text),
-             "strategy_params": parse_pairs(strategy_params, "--strategy-param")}
+             "strategy_params": parse_pairs(strategy_params, "--strategy-param"),
+             "suite_params": parse_pairs(suite_params, "--suite-param")}
     with mapped_errors():
         spec = read_spec(spec_path) if spec_path else {}
         values = merged(spec, given)

@@ -183,7 +183,7 @@ class MeteredGenerator:
 
     def __init__(self, generator: Any, ledger: Ledger, trace: Trace, max_nfe: int,
                  on_metadata: Callable[[str], None] = lambda who: None) -> None:
-        from harness.plugins import accepts_feedback, reads_metadata
+        from harness.plugins import accepts_feedback, reads_metadata, supports_initial_noise
 
         self._generator = generator
         self._ledger = ledger
@@ -192,6 +192,7 @@ class MeteredGenerator:
         self.total_steps = int(generator.total_steps)
         self.accepts_feedback = accepts_feedback(generator)
         self.reads_metadata = reads_metadata(generator)
+        self.supports_initial_noise = supports_initial_noise(generator)
         self._on_metadata = on_metadata
 
     @contextmanager
@@ -215,6 +216,9 @@ class MeteredGenerator:
         return number, [self._trace.paths[number][r] for r in rows]
 
     def start(self, request: GenerationRequest) -> Any:
+        return self._start(request, self._generator.start)
+
+    def _start(self, request: GenerationRequest, begin: Callable[[GenerationRequest], Any]) -> Any:
         import dataclasses as dc
 
         if request.metadata and not self.reads_metadata:
@@ -224,13 +228,24 @@ class MeteredGenerator:
         if request.feedback is not None and not self.accepts_feedback:
             request = dc.replace(request, feedback=None)
         with self._timed():
-            traj = self._generator.start(request)
+            traj = begin(request)
         self._trace.trajs.append(traj)
         paths = self._trace.new_paths(len(traj))
         self._trace.paths.append(paths)
         self._trace.add("start", traj=len(self._trace.trajs) - 1, rows=list(range(len(traj))), paths=list(paths),
                         seeds=[int(s) for s in request.seeds], prompt=request.prompt,
                         feedback=request.feedback is not None, total_steps=self.total_steps)
+        return traj
+
+    def start_mixed(self, request: GenerationRequest, mixes: Sequence[Sequence[tuple[int, float]]]) -> Any:
+        """`start` from given initial noise (`harness.plugins.supports_initial_noise`); the trace records
+        each row's mix."""
+        if not self.supports_initial_noise:
+            raise ValueError(f"generator {type(self._generator).__name__} cannot start from given initial noise "
+                                "(no `start_mixed`): noise search needs a diffusion or flow generator (diffusers)")
+        traj = self._start(request, lambda r: self._generator.start_mixed(r, mixes))
+        self._trace.add("noise", traj=len(self._trace.trajs) - 1,
+                        mixes=[[[int(s), float(w)] for s, w in mix] for mix in mixes])
         return traj
 
     def advance(self, traj: Any, rows: Sequence[int], steps: int = 1) -> None:

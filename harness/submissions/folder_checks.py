@@ -6,6 +6,7 @@ Below `load` and `search_load` (each imports this; neither imports the other's h
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,11 +34,45 @@ def folder_error(folder: Path, file: str, *messages: str) -> SubmissionError:
     return SubmissionError([ValidationProblem(folder, file, m) for m in messages])
 
 
-def suite_metadata(prompts: int) -> list[dict]:
-    """GenEval's suite of `prompts` prompts (`_coverage` has checked it is one), by prompt index."""
+@functools.lru_cache(maxsize=64)
+def geneval_per_task_options(prompts: int) -> tuple[int, ...]:
+    """The `per_task` values whose GenEval suite has `prompts` prompts. Not simply (prompts - 80) / 5:
+    exact duplicate prompts are dropped (the default per_task = 100 gives 553, not 580), so sizes are
+    looked up, from the smallest per_task that could give them until the sizes are well past it
+    (each per_task adds up to 5 prompts, duplicates take a few away)."""
     from harness.prompts import geneval_suite
 
-    return geneval_suite(per_task=(prompts - 80) // 5)
+    if prompts < 80:
+        return ()
+    found = []
+    per_task = -(-(prompts - 80) // 5)
+    while True:
+        size = len(geneval_suite(per_task=per_task))
+        if size == prompts:
+            found.append(per_task)
+        elif size > prompts + 25:
+            return tuple(found)
+        per_task += 1
+
+
+def geneval_suite_of(prompts: int, suite_hash: str | None = None) -> list[dict] | None:
+    """GenEval's suite of `prompts` prompts (with this content hash, when given), or None."""
+    from harness.prompts import geneval_suite
+    from harness.store import content_hash
+
+    for per_task in geneval_per_task_options(prompts):
+        samples = geneval_suite(per_task=per_task)
+        if suite_hash is None or content_hash(samples) == suite_hash:
+            return samples
+    return None
+
+
+def suite_metadata(prompts: int, suite_hash: str | None = None) -> list[dict]:
+    """GenEval's suite of `prompts` prompts (`_coverage` has checked it is one), by prompt index."""
+    samples = geneval_suite_of(prompts, suite_hash)
+    if samples is None:
+        raise ValueError(f"no GenEval suite has {prompts} prompts")
+    return samples
 
 
 def check_images(folder: Path, records: Sequence[ImageRecord],

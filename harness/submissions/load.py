@@ -152,7 +152,7 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
         problems += image_problems
     ranges = declared_ranges(list(export.header.verifiers))
     if not problems:
-        records = Records(export, suite_metadata(export.header.prompts), sizes, ranges)
+        records = Records(export, suite_metadata(export.header.prompts, export.header.suite_hash), sizes, ranges)
         problems += [ValidationProblem(folder, name, m) for m in consistency_problems(records)]
     if problems:
         raise SubmissionError(problems)
@@ -177,18 +177,18 @@ def _is_search_export(path: Path) -> bool:
 
 def _coverage(export: Export, manifest: Manifest) -> list[str]:
     """The export is a whole run of GenEval's suite: every prompt, the same m candidates each."""
-    from harness.prompts import geneval_suite
-    from harness.store import content_hash
+    from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
 
     head = export.header
     if head.suite != "geneval":
         return [f"suite {head.suite!r}: only runs of GenEval's suite ('geneval') can be recomputed here"]
-    per_task, rest = divmod(head.prompts - 80, 5)
-    if head.prompts < 80 or rest:
-        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (80 + 5 x per-task prompts)"]
-    samples = geneval_suite(per_task=per_task)
-    if content_hash(samples) != head.suite_hash:
+    if not geneval_per_task_options(head.prompts):
+        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
+                "--per-task K` sizes)"]
+    found = geneval_suite_of(head.prompts, head.suite_hash)
+    if found is None:
         return [f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite"]
+    samples = found
 
     problems: list[str] = []
     by_prompt: dict[int, list[int]] = defaultdict(list)

@@ -91,7 +91,7 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -
         previews, more = _previews(folder, export, traces_path)
         problems += more
     if not problems:
-        records = Records(export, suite_metadata(export.header.prompts), sizes, {})  # type: ignore[arg-type]
+        records = Records(export, suite_metadata(export.header.prompts, export.header.suite_hash), sizes, {})  # type: ignore[arg-type]
         problems += [ValidationProblem(folder, name, m) for m in consistency_problems(records)]
     if problems:
         raise SubmissionError(problems)
@@ -99,18 +99,18 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -
 
 
 def _coverage(export: SearchExport) -> list[str]:
-    from harness.prompts import geneval_suite
-    from harness.store import content_hash
+    from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
 
     head, m = export.header, export.search.samples
     if head.suite != "geneval":
         return [f"suite {head.suite!r}: only searches over GenEval's suite ('geneval') can be recomputed here"]
-    per_task, rest = divmod(head.prompts - 80, 5)
-    if head.prompts < 80 or rest:
-        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (80 + 5 x per-task prompts)"]
-    samples = geneval_suite(per_task=per_task)
-    if content_hash(samples) != head.suite_hash:
+    if not geneval_per_task_options(head.prompts):
+        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
+                "--per-task K` sizes)"]
+    found = geneval_suite_of(head.prompts, head.suite_hash)
+    if found is None:
         return [f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite"]
+    samples = found
     problems: list[str] = []
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for r in export.records:

@@ -349,8 +349,8 @@ class Rechecker:
                 missing.append(f"evaluator ({header.evaluator_backend}): {err}")
             else:
                 self.log(f"{entry.slug}: re-judging {len(picked)} of {total} images with {spec.backend}")
-                problems += rejudge(models, spec, entry.folder, picked, suite_metadata(header.prompts),
-                                    self.plan.batch_size, verdicts)
+                suite = suite_metadata(header.prompts, header.suite_hash)
+                problems += rejudge(models, spec, entry.folder, picked, suite, self.plan.batch_size, verdicts)
                 images_done = len(picked)
         scores: dict[str, tuple[int, int]] = {}
         if entry.search is not None:

@@ -212,6 +212,19 @@ class DiffusersGenerator:
             rows = [self.sampler.new_row(cond, seed) for seed in request.seeds]
         return DiffusionTrajectories(request, cond, rows)
 
+    def start_mixed(self, request: GenerationRequest, mixes: Sequence[Sequence[tuple[int, float]]]
+                    ) -> DiffusionTrajectories:
+        """`start` with row i's initial latents the mix `mixes[i]` of seeds' draws (`harness.plugins.
+        supports_initial_noise`); a mix of one seed at weight 1 is exactly `start`'s row."""
+        import torch
+
+        if len(mixes) != len(request.seeds):
+            raise ValueError(f"start_mixed: {len(mixes)} noise mixes for {len(request.seeds)} seeds")
+        with torch.inference_mode():
+            cond = self.family.encode(request.prompt)
+            rows = [self.sampler.mixed_row(cond, seed, mix) for seed, mix in zip(request.seeds, mixes, strict=True)]
+        return DiffusionTrajectories(request, cond, rows)
+
     def _rows(self, traj: DiffusionTrajectories, rows: Sequence[int], what: str, *, unique: bool) -> list[Row]:
         bad = [i for i in rows if not isinstance(i, int) or not 0 <= i < len(traj.rows)]
         if bad:

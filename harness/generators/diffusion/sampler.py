@@ -18,6 +18,7 @@ with no fork is exactly the loop `generate()` runs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,19 @@ class Sampler:
         generator = torch.Generator(device=self.family.device).manual_seed(int(seed))
         latents = self.family.initial_latents(generator, cond)
         return Row(cond, int(seed), generator, copy.deepcopy(self.template), latents)
+
+    def mixed_row(self, cond: Conditioning, seed: int, mix: Sequence[tuple[int, float]]) -> Row:
+        """A row at step 0 whose initial latents are sum(weight * the latents seed s draws) over `mix`;
+        its own stream (later noise draws of stochastic samplers) comes from `seed`."""
+        import torch
+
+        row = self.new_row(cond, seed)
+        latents = torch.zeros_like(row.latents, dtype=torch.float32)
+        for source, weight in mix:
+            drawn = torch.Generator(device=self.family.device).manual_seed(int(source))
+            latents += float(weight) * self.family.initial_latents(drawn, cond).float()
+        row.latents = latents.to(row.latents.dtype)
+        return row
 
     def chunks(self, rows: list[Row]) -> list[list[Row]]:
         size = self.batch_size
