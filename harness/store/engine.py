@@ -27,7 +27,10 @@ calls `make_engine` itself.
 from __future__ import annotations
 
 import os
+import random
 import re
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -200,6 +203,27 @@ def _read_only_url(url: URL, path: str) -> URL:
     return url.set(database=f"file:{path}", query=query)
 
 
+def _while_locked(cursor: Any, pragma: str) -> None:
+    """Run `pragma`, retrying while another connection holds the lock it needs.
+
+    SQLite does not call the busy handler where waiting could deadlock, and switching the
+    journal mode while other processes open the same new file is such a place: several
+    torchrun ranks starting on one empty store got "database is locked" at once, however
+    long busy_timeout was. So wait here, with jitter, for as long as busy_timeout promises.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.01
+    while True:
+        try:
+            cursor.execute(pragma)
+            return
+        except sqlite3.OperationalError as err:
+            if ("locked" not in str(err) and "busy" not in str(err)) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause * (1 + random.random()))
+        pause = min(pause * 2, 0.5)
+
+
 def _configure_sqlite(engine: Engine, read_only: bool = False) -> None:
     """Pragmas on each new connection of THIS engine, and SQLAlchemy-controlled BEGIN IMMEDIATE
     (a plain BEGIN on a read-only store, which no lock to write can be taken on)."""
@@ -214,7 +238,7 @@ def _configure_sqlite(engine: Engine, read_only: bool = False) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")  # first: WAL needs a lock
             cursor.execute("PRAGMA foreign_keys = ON")
             if not read_only:  # switching the journal mode writes the file
-                cursor.execute("PRAGMA journal_mode = WAL")  # an in-memory database answers "memory"
+                _while_locked(cursor, "PRAGMA journal_mode = WAL")  # an in-memory database answers "memory"
                 cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
