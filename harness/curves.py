@@ -66,6 +66,8 @@ class StorePool(NamedTuple):
     evaluator_settings_hash: str
     verifier_settings_hashes: dict[str, str]
     prompt_scores: list[dict[str, list[Any]]]  # per prompt, {verifier: VerifierScores} (strategies.keys)
+    overall: str = "overall"  # the suite's headline figure (GenEval 2: soft_tifa_gm)
+    overall_mean: str = "groups"  # how it averages: over groups (GenEval's tasks) or over prompts
 
 
 # Rows that are not "best of n by a verifier": their strategy, and what plays the verifier.
@@ -199,7 +201,7 @@ def selection_rows(pool: Any, verifiers: list[str], strategies: list[LoadedStrat
         scored_by = tuple(v for v in st.verifiers if v not in REFERENCE_ROWS)
         rows[st.name] = Row(key, st.name, "+".join(st.verifiers) or "none", scored_by, settings_hash,
                             {**st.about, "verifier_settings_hashes": own})
-    for name, key in (("random", np.zeros_like(pool.correct, dtype=float)), ("oracle", pool.correct.astype(float))):
+    for name, key in (("random", np.zeros_like(pool.correct, dtype=float)), ("oracle", pool.outcomes.astype(float))):
         if name not in rows:
             rows[name] = Row(key, *REFERENCE_ROWS[name], (), None, {})
     return rows
@@ -256,8 +258,8 @@ def compare_strategies(key_a: Any, key_b: Any, pool: Any, ns: list[int], rng: An
     from harness.scaling import curve as scaling_curve
     from harness.scaling import paired_comparison
 
-    per_a = scaling_curve(key_a, pool.correct, ns, valid=pool.valid)
-    per_b = scaling_curve(key_b, pool.correct, ns, valid=pool.valid)
+    per_a = scaling_curve(key_a, pool.outcomes, ns, valid=pool.valid)
+    per_b = scaling_curve(key_b, pool.outcomes, ns, valid=pool.valid)
     out = {}
     for i, n in enumerate(ns):
         r = paired_comparison(per_a[i], per_b[i], pool.tags, rng, n_boot=n_boot)
@@ -326,7 +328,8 @@ def read_jsonl_pool(pool_path: Path) -> Any:
 
 
 def read_store_pool(db: str | None, run_id: str, backend: str, evaluator_key: str, verifier_keys: dict[str, str],
-                    *, max_samples: int | None = None, strategy_verifiers: tuple[str, ...] = ()) -> StorePool:
+                    *, max_samples: int | None = None, strategy_verifiers: tuple[str, ...] = (),
+                    overall: str = "overall", overall_mean: str = "groups") -> StorePool:
     """A run's pool from the store: verdicts filed under `evaluator_key`, scores under `verifier_keys`
     ({verifier: settings hash}, as `harness.runner.verifier_settings_hashes` gives them; those of
     `strategy_verifiers` also whole, with details, for strategies); with what names those settings, so
@@ -338,7 +341,8 @@ def read_store_pool(db: str | None, run_id: str, backend: str, evaluator_key: st
         pool = pool_arrays(s, run_id, backend, evaluator_key, verifier_keys, max_samples=max_samples)
         prompt_scores = store_scores(s, run_id, pool, {v: verifier_keys[v] for v in strategy_verifiers},
                                      max_samples=max_samples)
-        return StorePool(pool, db, run_id, backend, evaluator_key, verifier_keys, prompt_scores)
+        return StorePool(pool, db, run_id, backend, evaluator_key, verifier_keys, prompt_scores, overall,
+                         overall_mean)
 
     return read_store(db, read, (ValueError,))
 
@@ -575,19 +579,24 @@ def jsonl_rows(pool: Any, pool_path: Path, verifier_rows: list[str], strategies:
     return verifier_rows, jsonl_scores(pool, read_by_strategies)
 
 
-def exact_curves(pool: Any, rows: dict[str, Row], ns: list[int], *, seed: int, n_boot: int) -> Curves:
-    """Every row's curve at once (one bootstrap shares its resamples across them), task scores as means
-    over prompts, overall as the mean over tasks (GenEval's definition)."""
+def exact_curves(pool: Any, rows: dict[str, Row], ns: list[int], *, seed: int, n_boot: int,
+                 overall_mean: str = "groups") -> Curves:
+    """Every row's curve at once (one bootstrap shares its resamples across them), group scores as means
+    over prompts, overall as the mean over groups (GenEval's definition) or, for a suite that says so
+    (`overall_mean="prompts"`, GenEval 2), over prompts. Outcomes are the pool's: GenEval's 0/1 verdict
+    or a suite's real-valued score (the closed form of best-of-n holds for both)."""
     import numpy as np
 
-    from harness.scaling import bootstrap_intervals, task_scores
     from harness.scaling import curve as scaling_curve
+    from harness.suites import aggregate
+    from harness.suites import intervals as suite_intervals
 
     keys = {label: row.key for label, row in rows.items()}
     # (rows, len(ns), P): every curve at once
-    per_prompt = np.stack([scaling_curve(key, pool.correct, ns, valid=pool.valid) for key in keys.values()])
-    scores = task_scores(per_prompt, pool.tags)
-    boot = bootstrap_intervals(per_prompt, pool.tags, np.random.default_rng(seed), n_boot=n_boot)
+    per_prompt = np.stack([scaling_curve(key, pool.outcomes, ns, valid=pool.valid) for key in keys.values()])
+    scores = aggregate(per_prompt, pool.tags, overall_mean=overall_mean)
+    boot = suite_intervals(per_prompt, pool.tags, np.random.default_rng(seed), n_boot=n_boot,
+                           overall_mean=overall_mean)
     low, high = boot["overall"]
     tags = [t for t in scores if t != "overall"]
     table: dict[str, dict[int, dict[str, float]]] = {}

@@ -168,10 +168,12 @@ def test_suites_are_a_plugin_kind_listed_without_imports() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# the commands: prompts -> run on GenEval 2
+# the commands: prompts -> run -> curve -> analyze on GenEval 2
 
 
-def test_run_on_geneval2_from_the_command(tmp_path: Path, tiny: Path) -> None:
+def test_run_curve_analyze_on_geneval2(tmp_path: Path, tiny: Path) -> None:
+    import json
+
     from helpers import stepwise
 
     source = write_data(tmp_path / "geneval2_data.jsonl")
@@ -193,5 +195,28 @@ def test_run_on_geneval2_from_the_command(tmp_path: Path, tiny: Path) -> None:
             pool = pool_arrays(s, run_id, EVALUATOR_NAME, spec.key(), {"plain": _plain_hash()})
     finally:
         engine.dispose()
-    # the verdicts the command stored are the suite evaluator's, one per candidate
-    assert pool.outcomes.shape == (3, POOL) and bool(pool.valid.all())
+    code, output = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", "--n", "1..3", "--json")
+    assert code == 0, output
+    table = json.loads(output[output.index("{"):])
+    expected = curve(pool.scores["plain"], pool.outcomes, [1, 2, 3], valid=pool.valid)
+    for k, n in enumerate((1, 2, 3)):
+        row = table["plain"][str(n)]
+        assert row["overall"] == pytest.approx(expected[k].mean(), abs=1e-12)  # Soft-TIFA GM: mean over prompts
+        assert [row[f"atoms={r['atom_count']}"] for r in RECORDS] == pytest.approx(expected[k].tolist(), abs=1e-12)
+    assert table["oracle"]["3"]["overall"] == pytest.approx(pool.outcomes.max(axis=1).mean(), abs=1e-12)
+    assert table["random"]["2"]["overall"] == pytest.approx(pool.outcomes.mean(), abs=1e-12)
+    # the same with the suite's params given, and a table that names the figure
+    code, text = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", "--n", "1,3",
+                          "--suite-param", f"model={tiny}", "--suite-param", "dtype=float32", "--device", "cpu")
+    assert code == 0, text
+    assert "overall: soft_tifa_gm" in text and "atoms=3" in text
+    code, text = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", "--suite-param", "modle=x")
+    assert code == 1 and "unknown parameter 'modle'" in text
+
+    code, text = stepwise("analyze", "--run", run_id, "--db", db, "--verifier", "plain", "--bootstrap", "100")
+    assert code == 0, text
+    assert "plain" in text
+
+    code, text = stepwise("submit", run_id, "--db", db, "--name", "x", "--slug", "x", "--strategy", "none",
+                          "--out", str(tmp_path / "subs"))
+    assert code == 1 and "is on suite 'geneval2', not judged by GenEval's evaluator" in text, text

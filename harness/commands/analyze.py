@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from harness.commands.options import stored_evaluator_options
+from harness.commands.options import stored_evaluator_options, suite_param_option
 
 
 @click.command()
@@ -29,6 +29,7 @@ from harness.commands.options import stored_evaluator_options
 @click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
               help="With --run: use sample indices below this only [all stored].")
 @stored_evaluator_options("With --run")
+@suite_param_option
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--n", "ns_text", default=None, help="Subset sizes of the regret curve: 1..20 or 1,2,4,8 "
                                                    "[1 .. the smallest prompt's pool].")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from harness.commands.options import THRESHOLD_FLAGS, stored_evaluator_options
+from harness.commands.options import THRESHOLD_FLAGS, stored_evaluator_options, suite_param_option
 
 if TYPE_CHECKING:
     from harness.curves import Searched
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 @click.option("--pool", "max_samples", type=click.IntRange(min=1), default=None,
               help="With --run: use sample indices below this only [all stored].")
 @stored_evaluator_options("With --run")
+@suite_param_option
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--n", "ns_text", default="1..20", show_default=True, help="Subset sizes: 1..20 or 1,2,4,8.")
 @click.option("--json", "as_json", is_flag=True,
@@ -123,7 +124,7 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         for link in links:  # the checkpoint the run's generator loaded, and the strategy that trained it
             click.echo(f"run {link['run_id'][:12]}…: " + lib.describe_link(link), err=True)
         searched = None
-        if run_id is not None:
+        if run_id is not None and run_judged_by_geneval(run_id, store_flags["db"]):  # searches are GenEval-judged
             spec = evaluator_from_flags({k: store_flags[k] for k in EVALUATOR_KEYS})
             searched = lib.read_searches(store_flags["db"], run_id, spec.backend, spec.key(), seed, n_boot)
         if searched is not None and not searched.has_pool:
@@ -149,7 +150,8 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
                                   stored.verifier_settings_hashes if stored is not None else {})
         if compare is not None:
             lib.check_compare(compare, rows)
-        curves = lib.exact_curves(pool, rows, ns, seed=seed, n_boot=n_boot)
+        curves = lib.exact_curves(pool, rows, ns, seed=seed, n_boot=n_boot,
+                                  overall_mean=stored.overall_mean if stored is not None else "groups")
         table, intervals, compute = curves.table, curves.intervals, curves.compute
         if compute_json is not None:
             if curves.per_candidate is None:
@@ -173,6 +175,9 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
                 data.update(lib.adaptive_json(adaptive_verifier or "", adaptive))
             click.echo(json.dumps(data, indent=2))
         else:
+            if stored is not None and stored.overall != "overall":  # the suite's headline figure
+                click.echo(f"overall: {stored.overall} (mean over "
+                           f"{'prompts' if stored.overall_mean == 'prompts' else 'groups'})")
             click.echo(lib.render_table(table, intervals, len(pool.prompt_ids), int(pool.valid.sum()), compute))
             if adaptive is not None:
                 click.echo(lib.render_adaptive(adaptive_verifier or "", adaptive, adaptive_batch,
@@ -195,18 +200,52 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
             click.echo(f"plot written to {plot}", err=True)
 
 
+def run_judged_by_geneval(run_id: str, db: str | None) -> bool:
+    """Whether the run's suite is judged by GenEval's evaluator (an unknown run counts as one: the
+    reader that follows names it)."""
+    from harness import curves as lib
+    from harness import suite_store
+
+    def judged(s: Any) -> bool:
+        try:
+            return suite_store.uses_geneval_evaluator(suite_store.suite_class(suite_store.run_suite_name(s, run_id)))
+        except ValueError:
+            return True
+
+    with mapped_errors():
+        return lib.read_store(db, judged)
+
+
 def store_pool(run_id: str, store_flags: dict[str, Any], verifiers: tuple[str, ...],
                strategy_verifiers: tuple[str, ...] = ()) -> Any:
-    """A run's pool from the store, by the evaluator flags and --verifier-param values the run used
-    (`harness.curves.read_store_pool`); errors as one click line. Also `stepwise analyze`'s reader."""
-    from harness import curves as lib
-    from harness.commands.options import stored_settings
+    """A run's pool from the store (`harness.curves.read_store_pool`), with the verdicts of its suite's
+    evaluator: by the GenEval flags for a GenEval-judged suite, else by --suite-param or the run's one
+    evaluator (`harness.suite_store.resolve`); scores by the --verifier-param values the run used.
+    Errors as one click line. Also `stepwise analyze`'s reader."""
+    import contextlib
 
-    spec, keys = stored_settings({k: store_flags[k] for k in EVALUATOR_KEYS}, verifiers,
-                                 store_flags["verifier_params"], store_flags["plugins"])
+    from harness import curves as lib
+    from harness import registry, suite_store
+    from harness.commands.options import evaluator_from_flags, parse_pairs, parse_verifier_params
+    from harness.runner import RunError, verifier_settings_hashes
+
+    flags = {k: store_flags[k] for k in EVALUATOR_KEYS}
+    suite_params = parse_pairs(tuple(store_flags.get("suite_params") or ()), "--suite-param")
+    plugins = store_flags["plugins"]
     with mapped_errors():
-        return lib.read_store_pool(store_flags["db"], run_id, spec.backend, spec.key(), keys,
-                                   max_samples=store_flags["max_samples"], strategy_verifiers=strategy_verifiers)
+        found = lib.read_store(store_flags["db"], lambda s: suite_store.resolve(
+            s, run_id, geneval_spec=lambda: evaluator_from_flags(flags), suite_params=suite_params,
+            device=store_flags["device"]), (ValueError,))
+    try:
+        with registry.configured(plugins) if plugins else contextlib.nullcontext():
+            keys = verifier_settings_hashes(verifiers, parse_verifier_params(store_flags["verifier_params"]),
+                                            evaluator_key=found.key)
+    except (RunError, registry.PluginError) as err:
+        raise click.ClickException(str(err)) from None
+    with mapped_errors():
+        return lib.read_store_pool(store_flags["db"], run_id, found.backend, found.key, keys,
+                                   max_samples=store_flags["max_samples"], strategy_verifiers=strategy_verifiers,
+                                   overall=found.overall, overall_mean=found.overall_mean)
 
 
 # The flags of `stored_evaluator_options` that name the evaluator settings.

@@ -219,3 +219,11 @@ def click_errors(domain: type[Exception], usage: type[Exception]) -> Iterator[No
     except domain as err:
         raise click.ClickException(str(err)) from None
 
+
+# Readers of a stored run (curve, analyze): the suite's parameters for a suite judged otherwise than by
+# GenEval's evaluator (`harness.suite_store.resolve`).
+suite_param_option = click.option(
+    "--suite-param", "suite_params", multiple=True, metavar="KEY=VALUE",
+    help="With --run on a suite not judged by GenEval's evaluator (geneval2): the suite's parameters the run "
+         "used (e.g. model=PATH), needed when its verdicts are by several settings. Repeatable.")
+
