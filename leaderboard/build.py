@@ -187,20 +187,20 @@ class _Renderer:
 
     def page(self, template: str, path: str, page: str, **values: Any) -> None:
         root = "../" * path.count("/")
-        html = self.env.get_template(template).render(
-            root=root, page=page, version=self.version, score_keys=summarize.SCORE_KEYS,
-            score_labels=summarize.SCORE_LABELS, level_labels=summarize.LEVEL_LABELS, **values,
-        )
+        shared = {"root": root, "page": page, "version": self.version, "score_keys": summarize.SCORE_KEYS,
+                  "score_labels": summarize.SCORE_LABELS, "level_labels": summarize.LEVEL_LABELS}
+        html = self.env.get_template(template).render(**{**shared, **values})  # an entry's own columns win
         _write(self.staging / path, html)
         self.pages += 1
 
 
 def _pick_note(entry: Entry) -> str:
     system = entry.manifest.system
+    what = "correctness" if entry.suite == "geneval" else "Soft-TIFA GM"
     if system.strategy == "best-of-n" and system.verifiers:
-        return (f"“pick” is the expected correctness of the image that best-of-{system.n} by {system.verifiers[0]} "
+        return (f"“pick” is the expected {what} of the image that best-of-{system.n} by {system.verifiers[0]} "
                 f"selects (exact over random {system.n}-subsets of the candidates; rank 1 = its top score).")
-    return "“pick” is the expected correctness of one sample (the mean over the prompt's candidates)."
+    return f"“pick” is the expected {what} of one sample (the mean over the prompt's candidates)."
 
 
 def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str, SiteImage],
@@ -220,7 +220,7 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
                 name = summarize.file_part(task.tag)
                 gallery_pages[task.tag] = f"{quote(entry.slug, safe='')}/{name}.html"
                 r.page("gallery.html", f"entry/{entry.slug}/{name}.html", "gallery", entry=entry, m=entry.manifest,
-                       task=task, selecting=selecting, pick_note=_pick_note(entry),
+                       task=task, selecting=selecting, pick_note=_pick_note(entry), suite=summarize.suite_of(entry),
                        entry_href=f"../{quote(entry.slug, safe='')}.html")
         verifiers_href = _render_verifiers(r, entry) if reproduced else None
         r.page(
@@ -234,6 +234,8 @@ def _render_entries(r: _Renderer, entries: Sequence[Entry], published: dict[str,
             level=summarize.level_of(entry), verification=summarize.verification(entry),
             verifiers_href=verifiers_href,
             search=search_view.search_fields(entry), marks=search_view.marks(entry),
+            score_keys=summarize.score_keys_of(entry), score_labels=summarize.score_labels_of(entry),
+            suite=summarize.suite_of(entry),
         )
 
 
@@ -274,7 +276,9 @@ def _render(
     staging: Path, entries: list[Entry], published: dict[str, SiteImage], version: str
 ) -> tuple[int, list[str]]:
     r = _Renderer(staging, version)
-    r.page("index.html", "index.html", "index", boards=summarize.boards(entries))
+    others = sorted({e.suite for e in entries} - {"geneval"})
+    r.page("index.html", "index.html", "index", boards=summarize.boards(entries),
+           other_suites=[summarize.view(name) for name in others])
     figures = [f for f in (scaling_figures(e) for e in entries if e.manifest.kind == "reproduced" and e.curves) if f]
     headers = {e.slug: summarize.read_export_header(e) for e in entries if e.manifest.kind == "reproduced"}
     search_figures = search_view.search_figures(entries, headers)

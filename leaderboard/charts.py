@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from harness.submissions.model import CurvePoint, Entry
-from leaderboard.summarize import SCORE_KEYS, SCORE_LABELS, cells_of
+from leaderboard.summarize import cells_of, score_labels_of, suite_of
 from leaderboard.svg import Bar, Point, Series, bar_chart, line_chart
 
 # Reference rows computed next to the verifiers; listed after them in legends.
@@ -16,8 +16,10 @@ REFERENCE_CURVES = ("random", "oracle")
 
 def category_bars(entry: Entry) -> Markup:
     cells = cells_of(entry)
-    bars = [Bar(key, SCORE_LABELS[key], cells[key].value, cells[key].low, cells[key].high) for key in SCORE_KEYS]
-    return bar_chart(bars, title=f"GenEval scores of {entry.manifest.name}", chart_id=f"bars-{entry.slug}")
+    labels = score_labels_of(entry)
+    bars = [Bar(key, labels[key], cells[key].value, cells[key].low, cells[key].high) for key in labels]
+    return bar_chart(bars, title=f"{suite_of(entry).title} scores of {entry.manifest.name}",
+                     chart_id=f"bars-{entry.slug}")
 
 
 def _curve_order(entry: Entry) -> list[str]:
@@ -58,15 +60,17 @@ def scaling_figures(entry: Entry) -> ScalingFigures | None:
         return None
     base = entry.slug
     name = entry.manifest.name
+    suite = suite_of(entry)
+    figure = f"{suite.title} {suite.overall_label.lower() if suite.name == 'geneval' else suite.overall_label}"
     xs = [p.x for s in by_n for p in s.points]
-    n_chart = line_chart(by_n, chart_id=f"curve-n-{base}", title=f"{name}: GenEval overall vs n",
-                         x_label="n (candidates per prompt)", y_label="GenEval overall",
+    n_chart = line_chart(by_n, chart_id=f"curve-n-{base}", title=f"{name}: {figure} vs n",
+                         x_label="n (candidates per prompt)", y_label=figure,
                          log_base=_log_base(xs, 2, 8), integer_x=True)
     by_seconds = _series(entry, "seconds")
     seconds_chart = None
     if by_seconds:
         xs = [p.x for s in by_seconds for p in s.points]
         seconds_chart = line_chart(by_seconds, chart_id=f"curve-seconds-{base}",
-                                   title=f"{name}: GenEval overall vs compute", x_label="seconds per prompt",
-                                   y_label="GenEval overall", log_base=_log_base(xs, 10, 10))
+                                   title=f"{name}: {figure} vs compute", x_label="seconds per prompt",
+                                   y_label=figure, log_base=_log_base(xs, 10, 10))
     return ScalingFigures(entry.slug, f"scaling-{base}", n_chart, seconds_chart)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.submissions.model import Entry
-from leaderboard.summarize import SCORE_KEYS, SCORE_LABELS, Cell, cells_of, compare_name
+from leaderboard.summarize import Cell, cells_of, compare_name, score_labels_of
 
 N_BOOT = 2000
 SEED = 0
@@ -51,11 +51,12 @@ def _prompt_keys(entry: Entry) -> dict[int, tuple[str, str]] | None:
 
 def _numbers_only(a: Entry, b: Entry, note: str) -> Comparison:
     cells_a, cells_b = cells_of(a), cells_of(b)
+    labels = score_labels_of(a)
     rows = []
-    for key in SCORE_KEYS:
+    for key in labels if a.suite == b.suite else ("overall",):
         va, vb = cells_a[key].value, cells_b[key].value
-        diff = None if va is None or vb is None else va - vb
-        rows.append(DiffRow(key, SCORE_LABELS[key], cells_a[key], cells_b[key], diff, None, None))
+        diff = None if va is None or vb is None or a.suite != b.suite else va - vb
+        rows.append(DiffRow(key, labels[key], cells_a[key], cells_b[key], diff, None, None))
     return Comparison(compare_name(a.slug, b.slug), a, b, False, tuple(rows), None, 0, note)
 
 
@@ -70,12 +71,16 @@ def _paired(a: Entry, b: Entry, prompts: dict[int, tuple[str, str]]) -> Comparis
     values_a = np.array([a.prompt_correct[i] for i in order], dtype=np.float64)
     values_b = np.array([b.prompt_correct[i] for i in order], dtype=np.float64)
     diff = values_a - values_b
-    result = paired_comparison(values_a, values_b, tags, np.random.default_rng(SEED), n_boot=N_BOOT)
+    # The overall difference is of the suite's headline figure: GenEval's mean of task means (resampled within
+    # tasks), GenEval 2's mean over prompts (one stratum, so every prompt weighs the same).
+    strata = tags if a.suite == "geneval" else ["all"] * len(tags)
+    result = paired_comparison(values_a, values_b, strata, np.random.default_rng(SEED), n_boot=N_BOOT)
     # Per-task intervals of the difference: the same stratified resampling, applied to a - b.
     intervals = bootstrap_intervals(diff, tags, np.random.default_rng(SEED), n_boot=N_BOOT)
     cells_a, cells_b = cells_of(a), cells_of(b)
+    labels = score_labels_of(a)
     rows = []
-    for key in SCORE_KEYS:
+    for key in labels:
         if key == "overall":
             value, low, high = result.difference, result.low, result.high
         elif key in intervals:
@@ -84,15 +89,22 @@ def _paired(a: Entry, b: Entry, prompts: dict[int, tuple[str, str]]) -> Comparis
             low, high = (float(x) for x in intervals[key])
         else:
             value = low = high = None
-        rows.append(DiffRow(key, SCORE_LABELS[key], cells_a[key], cells_b[key], value, low, high))
-    note = (f"Paired bootstrap over {len(order)} shared prompts ({N_BOOT} resamples within each task, "
-            f"seed {SEED}) of the expected correctness of each system's pick.")
+        rows.append(DiffRow(key, labels[key], cells_a[key], cells_b[key], value, low, high))
+    if a.suite == "geneval":
+        note = (f"Paired bootstrap over {len(order)} shared prompts ({N_BOOT} resamples within each task, "
+                f"seed {SEED}) of the expected correctness of each system's pick.")
+    else:
+        note = (f"Paired bootstrap over {len(order)} shared prompts ({N_BOOT} resamples, seed {SEED}) of the "
+                "expected Soft-TIFA GM of each system's pick.")
     return Comparison(compare_name(a.slug, b.slug), a, b, True, tuple(rows), result.p_value, len(order), note)
 
 
 def compare(a: Entry, b: Entry) -> Comparison:
     """One pair, `a.slug < b.slug`: paired when both runs judged the same prompts the same way."""
     backend_a, backend_b = a.manifest.evaluator.backend, b.manifest.evaluator.backend
+    if a.suite != b.suite:
+        return _numbers_only(a, b, f"Different suites ({a.suite} vs {b.suite}): their figures measure different "
+                                   "things; headline figures shown side by side only, no difference.")
     if backend_a != backend_b:
         return _numbers_only(a, b, f"Different evaluator backends ({backend_a} vs {backend_b}): the numbers are "
                                    "not directly comparable; shown side by side only.")

@@ -10,20 +10,41 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
-from harness.submissions.model import TASK_LABELS, TASKS, Entry, ImageRecord, PreparedCheckpoint
+from harness.submissions.model import TASKS, Entry, ImageRecord, PreparedCheckpoint
+from harness.submissions.suites import GENEVAL, SuiteView, view
 from leaderboard.fields import Field, html_id, settings_text
 from leaderboard.images import SiteImage
 from leaderboard.search_view import marks, search_json
 from leaderboard.svg import Box, box_overlay
 
-SCORE_KEYS: tuple[str, ...] = ("overall", *TASKS)
-SCORE_LABELS: dict[str, str] = {"overall": "Overall", **TASK_LABELS}
+# GenEval's columns (the reference suite's); an entry's own are its suite's (`suite_of`).
+SCORE_KEYS: tuple[str, ...] = GENEVAL.keys
+SCORE_LABELS: dict[str, str] = {key: GENEVAL.label(key) for key in SCORE_KEYS}
+
+
+def suite_of(entry: Entry) -> SuiteView:
+    """The suite an entry was judged on, as the site shows it (`harness.submissions.suites`)."""
+    return view(entry.suite)
+
+
+def score_keys_of(entry: Entry) -> tuple[str, ...]:
+    return suite_of(entry).keys
+
+
+def score_labels_of(entry: Entry) -> dict[str, str]:
+    suite = suite_of(entry)
+    return {key: suite.label(key) for key in suite.keys}
+
+
+def css_key(key: str) -> str:
+    """A score key as a class-name part: GenEval's as they are, "atoms=3" as "atoms-3"."""
+    return key if re.fullmatch(r"[a-z0-9_]+", key) else html_id(key)
 
 
 def score_text(value: float | None) -> str:
@@ -78,7 +99,7 @@ class Cell:
 def cells_of(entry: Entry) -> dict[str, Cell]:
     intervals = entry.intervals or {}
     cells = {}
-    for key in SCORE_KEYS:
+    for key in score_keys_of(entry):
         low, high = intervals.get(key, (None, None))
         cells[key] = Cell(value=entry.scores.get(key), low=low, high=high)
     return cells
@@ -108,6 +129,11 @@ class Table:
     section_id: str
     rows: tuple[Row, ...]
     board: str = "rechecked"
+    suite: str = "geneval"  # one table per suite and evaluator backend: never mixed
+    suite_title: str = "GenEval"
+    score_keys: tuple[str, ...] = SCORE_KEYS
+    score_labels: dict[str, str] = field(default_factory=lambda: dict(SCORE_LABELS))
+    css_keys: dict[str, str] = field(default_factory=lambda: {key: key for key in SCORE_KEYS})
 
 
 # The index's three boards, in page order: which entries each holds, its heading and its note.
@@ -164,15 +190,22 @@ def ranked(entries: Sequence[Entry]) -> list[tuple[int, Entry]]:
     return out
 
 
+def _suite_rank(name: str) -> tuple[int, str]:
+    return (0 if name == GENEVAL.name else 1, name)  # GenEval's tables first, as before there were others
+
+
 def tables(entries: Sequence[Entry]) -> list[Table]:
-    """Per board (`BOARDS`, in order), one table per evaluator backend (sorted by name), rows by overall
-    score with ranks within their table. Boards without entries have no table."""
+    """Per board (`BOARDS`, in order), one table per suite (GenEval first) and evaluator backend (sorted by
+    name), rows by overall score with ranks within their table. Boards without entries have no table."""
     out = []
     for board, _title, _note in BOARDS:
         members = [e for e in entries if board_of(e) == board]
-        for backend in sorted({entry.manifest.evaluator.backend for entry in members}):
+        for suite, backend in sorted({(e.suite, e.manifest.evaluator.backend) for e in members},
+                                     key=lambda pair: (_suite_rank(pair[0]), pair[1])):
             rows = []
-            for rank, entry in ranked([e for e in members if e.manifest.evaluator.backend == backend]):
+            shown = view(suite)
+            for rank, entry in ranked([e for e in members
+                                       if (e.suite, e.manifest.evaluator.backend) == (suite, backend)]):
                 system = entry.manifest.system
                 rows.append(Row(
                     rank=rank, slug=entry.slug, href=entry_href(entry.slug), name=entry.manifest.name,
@@ -181,8 +214,11 @@ def tables(entries: Sequence[Entry]) -> list[Table]:
                     cells=cells_of(entry), level=level_of(entry), search=entry.search is not None,
                     marks=marks(entry),
                 ))
-            out.append(Table(backend=backend, section_id=f"{board}-{html_id(backend)}", rows=tuple(rows),
-                             board=board))
+            section = f"{board}-{html_id(backend)}" if suite == GENEVAL.name else f"{board}-{suite}-{html_id(backend)}"
+            out.append(Table(backend=backend, section_id=section, rows=tuple(rows), board=board, suite=suite,
+                             suite_title=shown.title, score_keys=shown.keys,
+                             score_labels={key: shown.label(key) for key in shown.keys},
+                             css_keys={key: css_key(key) for key in shown.keys}))
     return out
 
 
@@ -473,8 +509,8 @@ def galleries(entry: Entry, published: dict[str, SiteImage],
             prompt_index=prompt_index, tag=first.tag, prompt=first.prompt, selected=selected,
             candidates=tuple(candidates), traces=(traces or {}).get(prompt_index, ()),
         ))
-    order = [t for t in TASKS if t in groups] + sorted(t for t in groups if t not in TASKS)
-    return [TaskGallery(tag=t, label=TASK_LABELS.get(t, t), prompts=tuple(groups[t])) for t in order]
+    suite = suite_of(entry)
+    return [TaskGallery(tag=t, label=suite.label(t), prompts=tuple(groups[t])) for t in suite.order(list(groups))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +519,8 @@ def galleries(entry: Entry, published: dict[str, SiteImage],
 
 def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
     m = entry.manifest
-    return {
+    keys = score_keys_of(entry)
+    out = {
         "slug": entry.slug,
         "name": m.name,
         "kind": m.kind,
@@ -506,9 +543,9 @@ def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
             "resolution": m.protocol.resolution,
             "prompt_rewriting": m.protocol.prompt_rewriting,
         },
-        "scores": {key: entry.scores[key] for key in SCORE_KEYS if key in entry.scores},
+        "scores": {key: entry.scores[key] for key in keys if key in entry.scores},
         "intervals": None if entry.intervals is None else {
-            key: list(entry.intervals[key]) for key in SCORE_KEYS if key in entry.intervals
+            key: list(entry.intervals[key]) for key in keys if key in entry.intervals
         },
         "sources": [
             {"citation": s.citation, "table": s.table, "page": s.page, "url": s.url} for s in m.sources
@@ -520,6 +557,9 @@ def entry_json(entry: Entry, rank: int) -> dict[str, Any]:
         "search": search_json(entry),
         "marks": list(marks(entry)),
     }
+    if entry.suite != GENEVAL.name:  # GenEval's entries are as they were before other suites had entries
+        out["suite"] = entry.suite
+    return out
 
 
 def leaderboard_json(entries: Sequence[Entry], version: str) -> dict[str, Any]:
@@ -527,4 +567,9 @@ def leaderboard_json(entries: Sequence[Entry], version: str) -> dict[str, Any]:
     for table in tables(entries):
         by_slug = {e.slug: e for e in entries}
         rows.extend(entry_json(by_slug[row.slug], row.rank) for row in table.rows)
-    return {"format": 1, "stepwise_version": version, "tasks": list(TASKS), "entries": rows}
+    data: dict[str, Any] = {"format": 1, "stepwise_version": version, "tasks": list(TASKS), "entries": rows}
+    others = sorted({e.suite for e in entries if e.suite != GENEVAL.name})
+    if others:  # each other suite's columns ("overall" is its headline figure)
+        data["suites"] = {name: {"title": view(name).title, "overall": view(name).overall_label,
+                                 "groups": list(view(name).groups)} for name in others}
+    return data

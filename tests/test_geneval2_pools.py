@@ -171,7 +171,7 @@ def test_suites_are_a_plugin_kind_listed_without_imports() -> None:
 # the commands: prompts -> run -> curve -> analyze on GenEval 2
 
 
-def test_run_curve_analyze_on_geneval2(tmp_path: Path, tiny: Path) -> None:
+def test_run_curve_analyze_submit_site_on_geneval2(tmp_path: Path, tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     from helpers import stepwise
@@ -217,6 +217,67 @@ def test_run_curve_analyze_on_geneval2(tmp_path: Path, tiny: Path) -> None:
     assert code == 0, text
     assert "plain" in text
 
-    code, text = stepwise("submit", run_id, "--db", db, "--name", "x", "--slug", "x", "--strategy", "none",
-                          "--out", str(tmp_path / "subs"))
-    assert code == 1 and "is on suite 'geneval2', not judged by GenEval's evaluator" in text, text
+    monkeypatch.delenv("STEPWISE_GENEVAL2_DATA", raising=False)  # the data is given where it is meant to be
+    check_entry_and_site(tmp_path, db, run_id, tiny, table)
+
+
+def check_entry_and_site(tmp_path: Path, db: str, run_id: str, tiny: Path, table: dict) -> None:
+    """submit -> validate (re-judged with the tiny Qwen3-VL) -> site, on GenEval 2; forgeries refused."""
+    import json
+    import shutil
+
+    from helpers import stepwise
+
+    from harness.submissions.suites import PUBLISHED_GENEVAL2_SUITE_HASH
+
+    subs, suite = tmp_path / "subs", tmp_path / "suite"
+    code, text = stepwise("submit", run_id, "--db", db, "--name", "Shapes + plain, best of 2", "--slug", "g2",
+                          "--verifier", "plain", "--n", "2", "--out", str(subs), "--backend", "hf")
+    assert code == 2 and "not judged by GenEval's evaluator" in text, text  # detector flags mean nothing here
+    code, text = stepwise("submit", run_id, "--db", db, "--name", "Shapes + plain, best of 2", "--slug", "g2",
+                          "--verifier", "plain", "--n", "2", "--out", str(subs), "--suite-param", f"data={suite}")
+    assert code == 0, text
+    assert f"soft_tifa_gm {table['plain']['2']['overall']:.4f}" in text, text  # the curve's figure at n = 2
+    lines = (subs / "g2" / "export.jsonl").read_text().splitlines()
+    header, first = json.loads(lines[0]), json.loads(lines[1])
+    assert header["suite"]["name"] == "geneval2" and header["evaluator"]["backend"] == "soft-tifa"
+    assert header["evaluator"]["settings"]["model"] == tiny.name  # a local folder by its name only
+    assert first["tag"].startswith("atoms=") and first["detections"] == {}
+    assert first["score"] == geometric_mean(first["details"]["soft_scores"])
+
+    # Re-checked: every image judged again by Soft-TIFA on the model found by name, every score again.
+    code, text = stepwise("validate", str(subs), "--geneval2-data", str(suite), "--models", str(tiny.parent),
+                          "--recheck", "all", "--device", "cpu")
+    assert code == 0, text
+    assert f"re-checked: {3 * POOL} of {3 * POOL} images re-judged" in text, text
+    # Without the data a run of another suite than the published one cannot be checked at all.
+    code, text = stepwise("validate", str(subs), "--recheck", "none")
+    assert code == 1 and "is not the published GenEval 2 suite's" in text and PUBLISHED_GENEVAL2_SUITE_HASH[:12] in text
+
+    site = tmp_path / "site"
+    code, text = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(site), "--recheck", "all",
+                          "--geneval2-data", str(suite), "--models", str(tiny.parent), "--device", "cpu", "--strict")
+    assert code == 0, text
+    index = (site / "index.html").read_text()
+    assert ('id="rechecked-geneval2-soft-tifa" data-backend="soft-tifa" data-board="rechecked" '
+            'data-suite="geneval2"') in index
+    assert ">Soft-TIFA GM</button>" in index and ">3 atoms</button>" in index and 'id="suites-note"' in index
+    data = json.loads((site / "leaderboard.json").read_text())
+    (entry,) = data["entries"]
+    assert entry["suite"] == "geneval2" and entry["table"] == "rechecked"
+    assert entry["scores"]["overall"] == pytest.approx(table["plain"]["2"]["overall"], abs=1e-12)
+    assert data["suites"]["geneval2"]["groups"][0] == "atoms=3"
+    page = (site / "entry" / "g2.html").read_text()
+    assert "GenEval 2 scores of" in page and 'class="suite-score"' in page
+
+    # Forgeries: a score that is not its soft scores' geometric mean; a verdict its TIFA scores contradict.
+    for edit, message in ((lambda r: r.update(score=min(1.0, r["score"] + 0.1)), "is not the geometric mean"),
+                          (lambda r: r.update(correct=not r["correct"]), "but its tifa_scores give")):
+        forged = tmp_path / "forged" / "g2"
+        shutil.rmtree(forged.parent, ignore_errors=True)
+        shutil.copytree(subs / "g2", forged)
+        rows = [json.loads(x) for x in lines]
+        edit(rows[1])
+        (forged / "export.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        code, text = stepwise("validate", str(forged), "--geneval2-data", str(suite), "--recheck", "none")
+        assert code == 1 and message in text, text

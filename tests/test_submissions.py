@@ -504,7 +504,7 @@ def partial_cost(h: dict[str, Any], rs: Records) -> None:
     (set_header(("version",), 2), "is not one this harness reads"),
     (set_header(("suite", "hash"), "0" * 64), "is not that of GenEval's 85-prompt suite"),
     (set_header(("suite", "prompts"), 86), "is no size of GenEval's suite"),
-    (set_header(("suite", "name"), "other"), "only runs of GenEval's suite"),
+    (set_header(("suite", "name"), "other"), "leaderboard entries are of 'geneval' or 'geneval2' runs"),
     (set_header(("run_id",), "not-a-hash"), "run_id is malformed"),
 ])
 def test_export_rejections(entry_copy: Path, edit: Callable[[dict[str, Any], Records], None], message: str) -> None:

@@ -40,7 +40,7 @@ def build(submissions_dir: Path, out: Path, strict: bool, **flags: Any) -> None:
         raise click.BadParameter(f"{submissions_dir} is not a folder", param_hint="--submissions")
     plan, plugins = recheck_plan(flags)
     with registry.configured(plugins) if plugins else contextlib.nullcontext():
-        entries, load_problems = load_all(submissions_dir)
+        entries, load_problems = load_all(submissions_dir, geneval2_data=plan.geneval2_data)
         if plan.count != 0 and any(e.manifest.kind == "reproduced" for e in entries):
             click.echo(f"re-check seed {plan.seed} (--recheck-seed {plan.seed} repeats this draw)", err=True)
         entries, refused = recheck_all(entries, plan, log=lambda m: click.echo(m, err=True))

@@ -77,19 +77,25 @@ def stored_settings(flags: dict[str, Any], verifiers: tuple[str, ...], verifier_
     """(EvaluatorSpec, {verifier: settings hash}): the keys `stepwise run` filed a run's verdicts and
     scores under, from `stored_evaluator_options`' flags and the --verifier/--verifier-param values.
     The verifiers are not built, so no reward model loads; errors become one click line."""
+    spec = evaluator_from_flags(flags)
+    return spec, verifier_keys(verifiers, verifier_params, plugins, spec.key())
+
+
+def verifier_keys(verifiers: tuple[str, ...], verifier_params: tuple[str, ...], plugins: tuple[str, ...],
+                  evaluator_key: str) -> dict[str, str]:
+    """{verifier: settings hash} as `stepwise run` filed the scores, for verdicts filed under `evaluator_key`
+    (a verifier that reads verdicts has it in its hash); errors become one click line."""
     import contextlib
 
     from harness import registry
     from harness.runner import RunError, verifier_settings_hashes
 
-    spec = evaluator_from_flags(flags)
     try:
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
-            keys = verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
-                                            evaluator_key=spec.key())
+            return verifier_settings_hashes(verifiers, parse_verifier_params(verifier_params),
+                                            evaluator_key=evaluator_key)
     except (RunError, registry.PluginError) as err:
         raise click.ClickException(str(err)) from None
-    return spec, keys
 
 
 def options_from_flags(threshold: float, counting_threshold: float, max_objects: int,
@@ -165,11 +171,17 @@ def recheck_options(f: F) -> F:
                      help="Largest accepted |re-scored - stored| verifier score (device and dtype noise)."),
         click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]",
                      help="Allow this plug-in package (a recorded third-party verifier). Repeatable."),
+        click.option("--geneval2-data", "geneval2_data", default=None, metavar="PATH",
+                     type=click.Path(exists=True, path_type=Path),
+                     help="Your copy of the GenEval 2 data (the folder `stepwise prompts geneval2` wrote, or "
+                          "geneval2_data.jsonl), to check GenEval 2 entries' prompts and questions and re-judge "
+                          "their images [$STEPWISE_GENEVAL2_DATA]."),
     ]
     return apply_options(f, decorators)
 
 
-RECHECK_FLAGS = ("recheck", "recheck_seed", "models", "recheck_params", "device", "score_tolerance", "plugins")
+RECHECK_FLAGS = ("recheck", "recheck_seed", "models", "recheck_params", "device", "score_tolerance", "plugins",
+                 "geneval2_data")
 
 
 def recheck_plan(flags: dict[str, Any]) -> Any:
@@ -184,7 +196,7 @@ def recheck_plan(flags: dict[str, Any]) -> Any:
     seed = values["recheck_seed"] if values["recheck_seed"] is not None else fresh_seed()
     plan = RecheckPlan(count=count, seed=seed, models=tuple(values["models"]),
                        verifier_params=parse_verifier_params(values["recheck_params"]), device=values["device"],
-                       tolerance=values["score_tolerance"])
+                       tolerance=values["score_tolerance"], geneval2_data=values["geneval2_data"])
     return plan, tuple(values["plugins"])
 
 

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from harness.commands.options import stored_evaluator_options, stored_settings
+from harness.commands.options import (
+    parse_pairs,
+    stored_evaluator_options,
+    stored_settings,
+    suite_param_option,
+    verifier_keys,
+)
 
 
 @click.command("submit")
@@ -33,6 +39,7 @@ from harness.commands.options import stored_evaluator_options, stored_settings
               help="Label of the reward model that guided alignment, e.g. ft-orm, parm. A prepared run takes the "
                    "verifier that guided its training, or none; a label must name that verifier (ft-orm for orm).")
 @stored_evaluator_options()
+@suite_param_option
 @click.option("--plugin", "plugins", multiple=True, metavar="PKG[==VER]", help="Allow this plug-in package.")
 @click.option("--images/--no-images", default=True, show_default=True,
               help="Copy every candidate's PNG into SLUG/images/ (named by sha256) so the site can show them.")
@@ -56,7 +63,8 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
            verifier_params: tuple[str, ...], strategy: str, n: int | None, max_samples: int | None, alignment: str,
            reward_guidance: str, plugins: tuple[str, ...], images: bool, run_dir: Path | None,
            authors: tuple[str, ...], link: str | None, description: str | None, out: Path, force: bool,
-           search: str | None, budget: int | None, search_settings: str | None, **evaluator_flags: Any) -> None:
+           search: str | None, budget: int | None, search_settings: str | None, suite_params: tuple[str, ...],
+           **evaluator_flags: Any) -> None:
     """Write OUT/SLUG/: submission.toml, export.jsonl and images/ from run RUN_ID in the store.
 
     The evaluator flags and --verifier/--verifier-param name the stored verdicts and scores the
@@ -71,6 +79,11 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
     per GenEval sample with its verdict, ledger and trace hash (export.jsonl), the traces themselves
     (traces.jsonl) and, with --images, the picks and the previews the search saw; system.strategy is
     the search strategy, system.n its budget, system.verifiers the verifiers it used.
+
+    A GenEval 2 run (`stepwise run --suite geneval2`) exports its Soft-TIFA verdicts: each candidate's
+    Soft-TIFA GM and per-question scores; --suite-param model=... names them when the run was judged
+    with several VQA models, and --suite-param data=DIR (the run's suite folder) checks the entry's
+    prompts and questions before it is written. Its entry is ranked in GenEval 2's own table.
     """
     from harness.submissions.manifest import SLUG
 
@@ -98,37 +111,68 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
     if final.exists() and not force:
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
 
-    _check_suite(db, run_id)  # before the evaluator flags: another suite's run needs none, and is refused
-    spec, keys = stored_settings(evaluator_flags, verifiers, verifier_params, plugins)
-    export = _read(db, run_id, spec, keys, max_samples, _recorded(verifiers, verifier_params, plugins), run_dir)
+    suite = _check_suite(db, run_id)  # before the evaluator flags: a GenEval 2 run needs none
+    if suite != "geneval" and _given_evaluator_flags(evaluator_flags):
+        raise click.UsageError(f"run {run_id[:12]}… is on suite {suite!r}, not judged by GenEval's evaluator: its "
+                               "verdicts are named by --suite-param, not by the detector flags")
+    params = parse_pairs(suite_params, "--suite-param")
+    data = Path(params.pop("data")) if params.get("data") else None  # checks the entry; names no verdicts
+    if suite == "geneval":
+        spec, keys = stored_settings(evaluator_flags, verifiers, verifier_params, plugins)
+    else:  # the verdicts' key is the stored suite's evaluator's (a verifier reading verdicts hashes it)
+        spec = None
+        keys = verifier_keys(verifiers, verifier_params, plugins, _suite_key(db, run_id, params))
+    export = _read(db, run_id, spec, keys, max_samples, _recorded(verifiers, verifier_params, plugins), run_dir,
+                   params)
     export, alignment, reward_guidance = _with_preparation(
         export, run_id, verifiers[0] if strategy == "best-of-n" else None, alignment, reward_guidance)
     manifest_text = _manifest_text(export, name=name, authors=authors, link=link, description=description,
                                    strategy=strategy, verifiers=verifiers, n=n, alignment=alignment,
                                    reward_guidance=reward_guidance)
-    entry = _write_and_check(out, slug, export, manifest_text, images=images)
+    entry = _write_and_check(out, slug, export, manifest_text, images=images, geneval2_data=data)
     low, high = entry.intervals["overall"] if entry.intervals else (float("nan"), float("nan"))
     prepared = export.header.preparation
     checkpoint = (f", generator checkpoint {prepared.checkpoint_sha256[:12]}… by {prepared.strategy}"
                   if prepared is not None else "")
-    click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] "
+    figure = "soft_tifa_gm" if suite == "geneval2" else "overall"
+    click.echo(f"{final}: {figure} {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] "
                f"({strategy} at n = {n}, {len(entry.images)} candidates{checkpoint})")
 
 
-def _check_suite(db: str | None, run_id: str) -> None:
+def _check_suite(db: str | None, run_id: str) -> str:
     from harness.commands.stored import read_store
-    from harness.submissions.build import SubmitError, check_geneval_suite
+    from harness.submissions.build import SubmitError, check_exportable_suite
 
-    read_store(db, lambda s: check_geneval_suite(s, run_id), (SubmitError,))
+    return str(read_store(db, lambda s: check_exportable_suite(s, run_id), (SubmitError,)))
+
+
+def _suite_key(db: str | None, run_id: str, params: dict[str, str]) -> str:
+    """The key of the run's stored verdicts by its suite's evaluator (`harness.suite_store.resolve`)."""
+    from harness import suite_store
+    from harness.commands.stored import read_store
+
+    def key(s: Any) -> str:
+        try:
+            return suite_store.resolve(s, run_id, geneval_spec=lambda: None, suite_params=params).key
+        except ValueError as err:
+            raise click.ClickException(str(err)) from None
+
+    return str(read_store(db, key, (click.ClickException,)))
+
+
+def _given_evaluator_flags(flags: dict[str, Any]) -> bool:
+    """Whether a GenEval evaluator flag (other than --device) was given on the command line."""
+    return any(_given(name) for name in flags if name != "device")
 
 
 def _read(db: str | None, run_id: str, spec: Any, keys: dict[str, str], max_samples: int | None,
-          recorded: dict[str, Any], run_dir: Path | None) -> Any:
+          recorded: dict[str, Any], run_dir: Path | None, suite_params: dict[str, str]) -> Any:
     from harness.commands.stored import read_store
     from harness.submissions.build import SubmitError, read_run
 
     return read_store(db, lambda s: read_run(s, run_id, spec, keys, max_samples=max_samples,
-                                             verifier_settings=recorded, run_dir=run_dir), (SubmitError,))
+                                             verifier_settings=recorded, run_dir=run_dir,
+                                             suite_params=suite_params), (SubmitError,))
 
 
 def _recorded(verifiers: tuple[str, ...], verifier_params: tuple[str, ...], plugins: tuple[str, ...]) -> dict[str, Any]:
@@ -194,8 +238,9 @@ def _manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: st
     m = len(export.records) // head.prompts
     if description is None:
         how = f"best of {n} by {verifiers[0]}" if strategy == "best-of-n" else "one sample per image"
+        judged = "GenEval 2 Soft-TIFA verdicts" if head.suite == "geneval2" else "GenEval verdicts"
         description = (f"Reproduced with stepwise {head.stepwise_version} from run {head.run_id[:12]}: {how}, "
-                       f"{m} candidates per prompt, GenEval verdicts by {head.evaluator_backend}.")
+                       f"{m} candidates per prompt, {judged} by {head.evaluator_backend}.")
         if head.preparation is not None:
             description += (f" The generator checkpoint was trained by {head.preparation.strategy} (weights sha256 "
                             f"{head.preparation.checkpoint_sha256[:12]}…).")
@@ -224,7 +269,8 @@ def _flag_problem(problem: str, flags: dict[str, str]) -> str:
     return problem
 
 
-def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, images: bool) -> Any:
+def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, images: bool,
+                     geneval2_data: Path | None = None) -> Any:
     from harness.submissions.build import SubmitError, replace_folder, write_folder
     from harness.submissions.load import SubmissionError, load_entry
 
@@ -233,7 +279,7 @@ def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, i
         shutil.rmtree(partial)  # what an interrupted submit left
     try:
         write_folder(partial, export, manifest_text, images=images)
-        entry = load_entry(partial, slug=slug)
+        entry = load_entry(partial, slug=slug, geneval2_data=geneval2_data)
     except (SubmitError, SubmissionError) as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise click.ClickException(str(err)) from None

@@ -41,12 +41,12 @@ def validate(paths: tuple[Path, ...], require_recheck: bool, **flags: Any) -> No
             if not path.exists() and not path.is_symlink():
                 problems.append(ValidationProblem(path, "", "does not exist"))
             elif path.is_dir() and not path.is_symlink() and not (path / MANIFEST_NAME).exists():
-                found, wrong = load_all(path)
+                found, wrong = load_all(path, geneval2_data=plan.geneval2_data)
                 entries += found
                 problems += wrong
             else:
                 try:
-                    entries.append(load_entry(path))
+                    entries.append(load_entry(path, geneval2_data=plan.geneval2_data))
                 except SubmissionError as err:
                     problems += err.problems
         if plan.count != 0 and any(e.manifest.kind == "reproduced" for e in entries):

@@ -60,10 +60,15 @@ class SoftTifaEvaluator:
 def verdict_of(result: Mapping[str, Any]) -> Verdict:
     """A verdict from one of the evaluator's result records."""
     hard = list(result["tifa_scores"])
-    wrong = [q for (q, _), h in zip(result["metadata"]["vqa_list"], hard, strict=True) if not h]
-    reason = "" if not wrong else f"{len(wrong)} of {len(hard)} questions answered otherwise: " + "; ".join(wrong)
-    return Verdict(score=float(result["soft_tifa_gm"]), correct=not wrong, reason=reason,
+    questions = [q for q, _ in result["metadata"]["vqa_list"]]
+    return Verdict(score=float(result["soft_tifa_gm"]), correct=all(hard), reason=reason_of(questions, hard),
                    details={k: result[k] for k in DETAIL_KEYS})
+
+
+def reason_of(questions: Sequence[str], hard: Sequence[int]) -> str:
+    """The verdict's reason: "" when every question's most likely answer is right, else which were not."""
+    wrong = [q for q, h in zip(questions, hard, strict=True) if not h]
+    return "" if not wrong else f"{len(wrong)} of {len(hard)} questions answered otherwise: " + "; ".join(wrong)
 
 
 class Geneval2Suite:

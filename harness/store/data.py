@@ -412,7 +412,7 @@ def judged_candidates(s: Session, run_id: str, backend: str, settings_hash: str,
                       max_samples: int | None = None) -> list[Any]:
     """Every candidate of a run with its prompt and its verdict under these evaluator settings, in
     (prompt index, sample index) order. Rows have: id, index, tag, text, meta, sample_index,
-    image_sha256, image_path, step_previews, cost, correct, reason, detections.
+    image_sha256, image_path, step_previews, cost, correct, reason, detections, score, details.
 
     ValueError, with what to do, when the run is unknown, has no candidates, or a candidate has no
     verdict by these settings (the evaluator flags must be the ones the run used).
@@ -421,7 +421,8 @@ def judged_candidates(s: Session, run_id: str, backend: str, settings_hash: str,
         raise ValueError(f"no run {run_id!r} in the store (`stepwise run` prints the id)")
     query = (select(Candidate.id, Prompt.index, Prompt.tag, Prompt.text, Prompt.meta, Candidate.sample_index,
                     Candidate.image_sha256, Candidate.image_path, Candidate.step_previews, Candidate.cost,
-                    Evaluation.correct, Evaluation.reason, Evaluation.detections)
+                    Evaluation.correct, Evaluation.reason, Evaluation.detections, Evaluation.score,
+                    Evaluation.details)
              .select_from(Candidate).join(Prompt, Candidate.prompt_id == Prompt.id)
              .outerjoin(Evaluation, and_(Evaluation.candidate_id == Candidate.id,
                                          Evaluation.backend == backend, Evaluation.settings_hash == settings_hash))

@@ -21,8 +21,8 @@ from typing import Any
 from harness.submissions.export import Cost, ExportHeader, header_json, parse_preparation, record_json
 from harness.submissions.model import ImageRecord, PreparedCheckpoint
 
-__all__ = ["RunExport", "SubmitError", "choose_preparation", "evaluator_settings", "prepared_checkpoint",
-           "read_run", "recorded_verifiers", "write_folder"]
+__all__ = ["RunExport", "SubmitError", "check_exportable_suite", "choose_preparation", "evaluator_settings",
+           "prepared_checkpoint", "read_run", "recorded_verifiers", "soft_tifa_settings", "write_folder"]
 
 IMAGES_DIR = "images"
 EXPORT_NAME = "export.jsonl"
@@ -123,24 +123,57 @@ def _kept_detections(detections: Mapping[str, Any] | None, floor: float) -> dict
     return out
 
 
-def check_geneval_suite(s: Any, run_id: str) -> None:
-    """SubmitError unless the run's suite is judged by GenEval's evaluator: an export holds GenEval's
-    verdicts and detections, and the leaderboard re-checks them (other suites' entries: not yet)."""
+def check_exportable_suite(s: Any, run_id: str) -> str:
+    """The suite view (`harness.submissions.suites`) of a run's entry: "geneval" for a run judged by
+    GenEval's evaluator, "geneval2"; SubmitError for a run of any other suite (the leaderboard has no
+    checks and no table for it)."""
     from harness import suite_store
+    from harness.submissions.suites import EXPORT_SUITES
 
     try:
         name = suite_store.run_suite_name(s, run_id)
     except ValueError as err:
         raise SubmitError(str(err)) from None
-    if not suite_store.uses_geneval_evaluator(suite_store.suite_class(name)):
-        raise SubmitError(f"run {run_id[:12]}… is on suite {name!r}, not judged by GenEval's evaluator; leaderboard "
-                          "entries hold GenEval verdicts only for now (curves and analyze work on any suite)")
+    plugin = suite_store.plugin_name(name)
+    if suite_store.uses_geneval_evaluator(suite_store.suite_class(name)):
+        return "geneval"
+    if plugin in EXPORT_SUITES:
+        return plugin
+    raise SubmitError(f"run {run_id[:12]}… is on suite {name!r}; leaderboard entries are of "
+                      f"{' or '.join(map(repr, EXPORT_SUITES))} runs (curves and analyze work on any suite)")
+
+
+def soft_tifa_settings(rows: list[Any], key: str) -> dict[str, Any]:
+    """A GenEval 2 export's evaluator settings, from its stored verdicts' details: the VQA model (a
+    local folder by its name), dtype, whether VQAScore was asked, and the settings hash."""
+    first = rows[0].details or {}
+    model = first.get("model")
+    if not isinstance(model, str):
+        raise SubmitError("the run's Soft-TIFA verdicts do not record their VQA model; judge the run again")
+    return {"model": _shown_path(model), "dtype": str(first.get("dtype")),
+            "vqascore": first.get("vqascore") is not None, "settings_hash": key}
+
+
+def _soft_tifa_record(r: Any, scores: dict[str, float], step_scores: dict[str, tuple[float, ...]]) -> ImageRecord:
+    details = r.details or {}
+    soft, hard = details.get("soft_scores"), details.get("tifa_scores")
+    if not isinstance(soft, list) or not isinstance(hard, list) or r.score is None:
+        raise SubmitError(f"prompt {r.index:05d} sample {r.sample_index}: its stored verdict lacks Soft-TIFA's "
+                          "per-question scores; judge the run again")
+    return ImageRecord(prompt_index=int(r.index), tag=r.tag, prompt=r.text, sample_index=int(r.sample_index),
+                       sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason or "",
+                       detections={}, scores=scores, step_scores=step_scores, score=float(r.score),
+                       details={"soft_scores": [float(x) for x in soft], "tifa_scores": [int(x) for x in hard]})
 
 
 def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
              max_samples: int | None = None, verifier_settings: Mapping[str, Any] | None = None,
-             run_dir: Path | None = None) -> RunExport:
+             run_dir: Path | None = None, suite_params: Mapping[str, Any] | None = None) -> RunExport:
     """A run's candidates with their verdicts by `spec` and scores by `verifiers` ({name: settings hash}).
+
+    spec: the GenEval evaluator settings (`EvaluatorSpec`) for a GenEval-judged run. A GenEval 2 run's
+    verdicts are the ones its `suite_params` name (`harness.suite_store.resolve`: the VQA model the run
+    used), or its only ones; `spec` is not read then.
 
     verifier_settings: what the header records of each verifier (`recorded_verifiers`), so that the
     leaderboard can re-score the images with it; None leaves it out (the entry then cannot be re-checked).
@@ -149,18 +182,22 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     """
     from sqlalchemy import func, select
 
-    from harness import __version__
+    from harness import __version__, suite_store
     from harness.store import Candidate, NewPreparation, Prompt, Run, VerifierScore, run_preparations
     from harness.store.data import judged_candidates
     from harness.store.folders import RunFolderError, locate_run_folder
 
-    check_geneval_suite(s, run_id)
+    suite = check_exportable_suite(s, run_id)
     try:
-        rows = judged_candidates(s, run_id, spec.backend, spec.key(), max_samples)
+        if suite == "geneval":
+            backend, key = spec.backend, spec.key()
+        else:
+            stored = suite_store.resolve(s, run_id, geneval_spec=lambda: spec, suite_params=suite_params or {})
+            backend, key = stored.backend, stored.key
+        rows = judged_candidates(s, run_id, backend, key, max_samples)
     except ValueError as err:
         raise SubmitError(str(err)) from None
     run = s.get(Run, run_id)
-    key = spec.key()
     n_prompts = int(s.scalar(select(func.count()).select_from(Prompt).where(Prompt.suite_id == run.suite_id)) or 0)
     scores: dict[int, dict[str, float]] = {r.id: {} for r in rows}
     step_scores: dict[int, dict[str, tuple[float, ...]]] = {r.id: {} for r in rows}
@@ -182,12 +219,17 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
                               f"parameters ({digest[:12]}…), the first prompt {unscored[0].index:05d}; run "
                               "`stepwise run` with that --verifier, or give the --verifier-param it used")
 
-    floor = min(spec.options.threshold, spec.options.counting_threshold)
-    records = [ImageRecord(prompt_index=int(r.index), tag=r.tag, prompt=r.text, sample_index=int(r.sample_index),
-                           sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason or "",
-                           detections=_kept_detections(r.detections, floor), scores=scores[r.id],
-                           step_scores=step_scores[r.id])
-               for r in rows]
+    if suite == "geneval":
+        floor = min(spec.options.threshold, spec.options.counting_threshold)
+        records = [ImageRecord(prompt_index=int(r.index), tag=r.tag, prompt=r.text, sample_index=int(r.sample_index),
+                               sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason or "",
+                               detections=_kept_detections(r.detections, floor), scores=scores[r.id],
+                               step_scores=step_scores[r.id])
+                   for r in rows]
+        settings = evaluator_settings(spec)
+    else:
+        records = [_soft_tifa_record(r, scores[r.id], step_scores[r.id]) for r in rows]
+        settings = soft_tifa_settings(rows, key)
     generator = [_seconds(r.cost) for r in rows]
     costs: list[Cost] | None = None
     if all(g is not None for g in generator) and all(
@@ -197,8 +239,8 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
         run_id=run.id, suite=run.suite.name, suite_hash=run.suite.hash, prompts=n_prompts,
         generator={"name": run.generator, "package": run.generator_package, "version": run.generator_version,
                    "params": dict(run.params)},
-        seed=int(run.seed), evaluator_backend=spec.backend, evaluator_settings_hash=key,
-        evaluator_settings=evaluator_settings(spec), verifiers=dict(verifiers), stepwise_version=__version__,
+        seed=int(run.seed), evaluator_backend=backend, evaluator_settings_hash=key,
+        evaluator_settings=settings, verifiers=dict(verifiers), stepwise_version=__version__,
         verifier_settings=dict(verifier_settings) if verifier_settings is not None else None)
     resolution = run.params.get("resolution")
     links = tuple(NewPreparation(p.strategy, p.settings_hash, dict(p.params), p.checkpoint, p.checkpoint_sha256,

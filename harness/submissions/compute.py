@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.submissions.export import Export
-from harness.submissions.model import TASKS, CurvePoint, System
+from harness.submissions.model import CurvePoint, System
 
 __all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "REFERENCE_ROWS", "STRATEGIES", "Recomputed",
            "recompute", "selecting_key"]
@@ -45,26 +45,36 @@ def selecting_key(system: System) -> str:
 
 
 def recompute(export: Export, system: System) -> Recomputed:
-    """The entry's numbers from a checked export (every prompt with the same m >= system.n candidates)."""
-    from harness.scaling import bootstrap_intervals, curve, task_scores
+    """The entry's numbers from a checked export (every prompt with the same m >= system.n candidates).
 
+    The suite's figures (`harness.submissions.suites`): GenEval's tasks and overall of the 0/1 verdicts;
+    GenEval 2's atomicities and Soft-TIFA GM (the mean over prompts) of the per-image scores, whose
+    oracle is the best score among the n. The headline figure is filed as "overall" either way."""
+    from harness.scaling import curve
+    from harness.submissions.suites import view
+    from harness.suites import aggregate, intervals
+
+    suite = view(export.header.suite)
     records = sorted(export.records, key=lambda r: (r.prompt_index, r.sample_index))
     prompts = sorted({r.prompt_index for r in records})
     m = len(records) // len(prompts)
     shape = (len(prompts), m)  # rows: prompts in suite order, as `pool_arrays` builds them
-    correct = np.array([r.correct for r in records], dtype=bool).reshape(shape)
+    if suite.name == "geneval":
+        outcomes = np.array([r.correct for r in records], dtype=bool).reshape(shape)
+    else:
+        outcomes = np.array([r.outcome for r in records], dtype=np.float64).reshape(shape)
     tags = [records[p * m].tag for p in range(len(prompts))]
     keys = {name: np.array([r.scores[name] for r in records], dtype=np.float64).reshape(shape)
             for name in export.header.verifiers}
     keys.setdefault("random", np.zeros(shape))
-    keys.setdefault("oracle", correct.astype(np.float64))
+    keys.setdefault("oracle", outcomes.astype(np.float64))
     ns = list(range(1, m + 1))
 
-    per_prompt = np.stack([curve(key, correct, ns) for key in keys.values()])  # (V, m, P)
-    scores = task_scores(per_prompt, tags)
-    boot = bootstrap_intervals(per_prompt, tags, np.random.default_rng(BOOTSTRAP_SEED),
-                               n_boot=BOOTSTRAP_RESAMPLES)
-    names = [t for t in TASKS if t in scores] + ["overall"]
+    per_prompt = np.stack([curve(key, outcomes, ns) for key in keys.values()])  # (V, m, P)
+    scores = aggregate(per_prompt, tags, overall_mean=suite.overall_mean)
+    boot = intervals(per_prompt, tags, np.random.default_rng(BOOTSTRAP_SEED), n_boot=BOOTSTRAP_RESAMPLES,
+                     overall_mean=suite.overall_mean)
+    names = [*suite.order([t for t in scores if t != "overall"]), "overall"]
     seconds = _seconds_per_candidate(export, list(keys), len(records))
 
     curves: dict[str, tuple[CurvePoint, ...]] = {}

@@ -20,8 +20,12 @@ line per problem, naming the record (prompt index and sample) and the field:
   (`harness.plugins.Verifier`); a verifier that declares none, or is not installed here, is
   checked for finite scores only, and the entry's verification says so.
 
-`CHECKS` lists them in order; another record kind (a search run's picks) or another suite adds its
-own function to a list of its own. The re-check with the models is `harness.submissions.verify`.
+- `soft-tifa` (GenEval 2, in place of `detections` and `verdicts`): each score is Soft-TIFA GM of its
+  per-question soft_scores, `correct` is TIFA = 1 of its tifa_scores, reasons fit (`check_soft_tifa`).
+
+`CHECKS` lists them in order (`checks_of(suite)` a suite's); another record kind (a search run's
+picks) or another suite adds its own function to a list of its own. The re-check with the models is
+`harness.submissions.verify`.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from typing import Any
 from harness.submissions.export import Export
 from harness.submissions.model import ImageRecord
 
-__all__ = ["CHECKS", "MAX_DETECTIONS", "MAX_PROBLEMS", "Records", "consistency_problems", "declared_ranges",
-           "options_of", "samples_differ", "where"]
+__all__ = ["CHECKS", "GENEVAL2_CHECKS", "MAX_DETECTIONS", "MAX_PROBLEMS", "Records", "checks_of",
+           "consistency_problems", "declared_ranges", "options_of", "samples_differ", "where"]
 
 # Mask2Former keeps its top 100 (query, class) pairs per image (mmdet's test_cfg.max_per_image, and
 # our hf backend); with another mmdet config the cap is that config's, so it is not checked then.
@@ -54,7 +58,7 @@ class Records:
     not declared, or the plug-in is not installed here)."""
 
     export: Export
-    samples: Sequence[Mapping[str, Any]]
+    samples: Sequence[Mapping[str, Any]] | None  # None: a GenEval 2 export checked without its data
     image_sizes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float, float] | None] = field(default_factory=dict)
 
@@ -224,12 +228,59 @@ def check_scores(data: Records) -> list[str]:
     return problems
 
 
+def check_soft_tifa(data: Records) -> list[str]:
+    """GenEval 2: each record's score is the geometric mean of its soft_scores (scipy's gmean, the very
+    computation of the evaluator, so equal to the last bit), `correct` is every tifa_score being 1, the
+    reason is "" exactly when correct; every sample of a prompt answers as many questions. With the
+    suite's data (`Records.samples`), the prompt's question count and the reason's wording are its."""
+    from harness.geneval2.soft_tifa import geometric_mean
+    from harness.geneval2.suite import reason_of
+
+    problems: list[str] = []
+    questions: dict[int, int] = {}
+    for r in sorted(data.export.records, key=lambda x: (x.prompt_index, x.sample_index)):
+        soft, hard = r.details["soft_scores"], r.details["tifa_scores"]
+        expected = geometric_mean(soft)
+        if r.score != expected:
+            problems.append(f"{where(r)}: score {r.score!r} is not the geometric mean of its soft_scores "
+                            f"({expected!r}), which is Soft-TIFA GM")
+        if r.correct != all(hard):
+            problems.append(f"{where(r)}: correct is {str(r.correct).lower()}, but its tifa_scores give "
+                            f"{str(all(hard)).lower()} (TIFA = 1 when every question is answered right)")
+        record = data.samples[r.prompt_index] if data.samples else None
+        if record is not None:
+            asked = [q for q, _ in record["vqa_list"]]
+            if len(asked) != len(hard):
+                problems.append(f"{where(r)}: {len(hard)} questions answered, but the suite's prompt has "
+                                f"{len(asked)}")
+            elif r.reason != reason_of(asked, hard):
+                problems.append(f"{where(r)}: reason {r.reason!r:.80} is not the one its tifa_scores give "
+                                f"({reason_of(asked, hard)!r:.80})")
+        elif (r.reason == "") != r.correct:
+            problems.append(f"{where(r)}: reason {r.reason!r:.80} does not fit correct = {str(r.correct).lower()}")
+        first = questions.setdefault(r.prompt_index, len(hard))
+        if first != len(hard):
+            problems.append(f"{where(r)}: {len(hard)} questions answered, but sample 0 of the prompt answered {first}")
+    return problems
+
+
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("detections", check_detections),
     ("verdicts", check_verdicts),
     ("images", check_image_reuse),
     ("scores", check_scores),
 )
+# GenEval 2's: its verdict's evidence is the per-question scores, not detections.
+GENEVAL2_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("soft-tifa", check_soft_tifa),
+    ("images", check_image_reuse),
+    ("scores", check_scores),
+)
+
+
+def checks_of(suite: str) -> tuple[tuple[str, Check], ...]:
+    """The consistency checks of an export of `suite`."""
+    return GENEVAL2_CHECKS if suite == "geneval2" else CHECKS
 
 
 def consistency_problems(data: Records, checks: Sequence[tuple[str, Check]] = CHECKS) -> list[str]:

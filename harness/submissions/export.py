@@ -38,6 +38,13 @@ Candidates (every other line), the fields of `model.ImageRecord`, plus an option
      "cost": {"generator_seconds": 1.9, "verifier_seconds": {"<verifier>": 0.05}},
      "step_scores": {"<verifier>": [0.4, 0.7]}}
 
+A GenEval 2 export (suite.name "geneval2", evaluator backend "soft-tifa") tags candidates with their
+prompt's atomicity ("atoms=5"), ships no detections ({}), and adds the per-image figure and its evidence
+(`harness.submissions.suites`):
+
+    {..., "tag": "atoms=5", "detections": {}, "score": 0.74,
+     "details": {"soft_scores": [0.98, 0.61, ...], "tifa_scores": [1, 0, ...]}}
+
 `cost` is all or nothing: on every candidate line or on none. `step_scores` is optional: the
 per-step scores of verifiers that judged the step previews (the leaderboard's per-step AUROC),
 at most MAX_STEPS per verifier. Everything here checks types and
@@ -54,7 +61,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.submissions.manifest import LABEL, check_text
-from harness.submissions.model import TASKS, ImageRecord, PreparedCheckpoint, TrainingRecord
+from harness.submissions.model import ImageRecord, PreparedCheckpoint, TrainingRecord
+from harness.submissions.suites import tag_problem, view
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "Export", "ExportError", "ExportHeader", "header_json",
            "parse_export", "parse_preparation", "preparation_json", "record_json"]
@@ -69,6 +77,7 @@ MAX_PARENT_KEYS = 16
 MAX_PARENT_FILES = 256  # per `<key>_files` object
 MAX_PATH = 512  # a checkpoint folder, a parent model, a file name, a parameter's text
 MAX_STEPS = 1024  # step scores per verifier and candidate (Show-o has 18 steps, Janus' previews 8)
+MAX_QUESTIONS = 256  # GenEval 2 questions per prompt (the published data has at most 26)
 _RECORD_KEYS = ("prompt_index", "tag", "prompt", "sample_index", "sha256", "image", "correct", "reason",
                 "detections", "scores")
 
@@ -147,6 +156,9 @@ def record_json(record: ImageRecord, cost: Cost | None) -> dict[str, Any]:
         out["cost"] = {"generator_seconds": cost.generator_seconds, "verifier_seconds": cost.verifier_seconds}
     if record.step_scores:
         out["step_scores"] = {name: list(steps) for name, steps in sorted(record.step_scores.items())}
+    if record.score is not None:  # suites other than GenEval (GenEval's lines stay as they were)
+        out["score"] = record.score
+        out["details"] = record.details
     return out
 
 
@@ -182,7 +194,7 @@ def parse_export(lines: Iterable[str]) -> Export:
                 raise ExportError([*problems, f"line {lineno} (the header): {err}"]) from None
             continue
         try:
-            record, cost = _record(value, header.verifiers)
+            record, cost = _record(value, header.verifiers, header.suite)
         except ValueError as err:
             problems.append(f"line {lineno}: {err}")
             continue
@@ -257,6 +269,7 @@ def _header(value: Any) -> ExportHeader:
         raise ValueError(f"version {head['version']!r:.20} is not one this harness reads ({EXPORT_VERSION})")
     suite = _obj(head["suite"], "suite")
     _only(suite, ("name", "hash", "prompts"), "suite")
+    view(_str(suite["name"], "suite.name", 64))  # ValueError naming the suites entries can be of
     generator = _obj(head["generator"], "generator")
     _only(generator, ("name", "package", "version", "params"), "generator")
     for key in ("name", "package", "version"):
@@ -413,12 +426,15 @@ def _parent(value: Any) -> dict[str, Any]:
     return parent
 
 
-def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost | None]:
+def _record(value: Any, verifiers: Mapping[str, str], suite: str = "geneval") -> tuple[ImageRecord, Cost | None]:
     rec = _obj(value, "a candidate line")
-    _only(rec, _RECORD_KEYS, "the candidate", optional=("cost", "step_scores"))
+    figured = suite != "geneval"  # a suite whose per-image figure is not the verdict
+    _only(rec, (*_RECORD_KEYS, *(("score", "details") if figured else ())), "the candidate",
+          optional=("cost", "step_scores"))
     tag = _str(rec["tag"], "tag", 32)
-    if tag not in TASKS:
-        raise ValueError(f"tag {tag!r} is not one of GenEval's ({', '.join(TASKS)})")
+    why = tag_problem(suite, tag)
+    if why is not None:
+        raise ValueError(why)
     image = rec["image"]
     if image is not None:
         image = _str(image, "image", 512)
@@ -428,6 +444,9 @@ def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost
     scores = _obj(rec["scores"], "scores")
     if sorted(scores) != sorted(verifiers):
         raise ValueError(f"scores are for {sorted(scores)}, but the header names verifiers {sorted(verifiers)}")
+    detections = _detections(rec["detections"])
+    if figured and detections:
+        raise ValueError(f"detections: a {suite} verdict has none; give {{}}")
     record = ImageRecord(
         prompt_index=_int(rec["prompt_index"], "prompt_index"),
         tag=tag,
@@ -436,12 +455,29 @@ def _record(value: Any, verifiers: Mapping[str, str]) -> tuple[ImageRecord, Cost
         sha256=_str(rec["sha256"], "sha256", 64, SHA256),
         image=image,
         correct=correct,
-        reason=_str(rec["reason"], "reason", 2000, multiline=True),  # GenEval joins failures with newlines
-        detections=_detections(rec["detections"]),
+        reason=_str(rec["reason"], "reason", 20000 if figured else 2000, multiline=True),  # GenEval joins with \n
+        detections=detections,
         scores={name: _number(x, f"the score of {name!r}") for name, x in scores.items()},
         step_scores=_step_scores(rec.get("step_scores"), verifiers),
+        score=_number(rec["score"], "score", 0.0) if figured else None,
+        details=_soft_tifa_details(rec["details"]) if figured else {},
     )
     return record, _cost(rec.get("cost"), verifiers)
+
+
+def _soft_tifa_details(value: Any) -> dict[str, Any]:
+    """GenEval 2's evidence: one Soft-TIFA probability (finite, >= 0) and one TIFA 0/1 per question."""
+    details = _obj(value, "details")
+    _only(details, ("soft_scores", "tifa_scores"), "details")
+    soft, hard = details["soft_scores"], details["tifa_scores"]
+    for name, items in (("soft_scores", soft), ("tifa_scores", hard)):
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_QUESTIONS:
+            raise ValueError(f"details.{name} must be a list of 1 to {MAX_QUESTIONS} numbers, one per question")
+    if len(soft) != len(hard):
+        raise ValueError(f"details: {len(soft)} soft_scores but {len(hard)} tifa_scores; one of each per question")
+    if any(isinstance(x, bool) or x not in (0, 1) for x in hard):
+        raise ValueError("details.tifa_scores must be 0 or 1 per question")
+    return {"soft_scores": [_number(x, "a soft score", 0.0) for x in soft], "tifa_scores": [int(x) for x in hard]}
 
 
 def _step_scores(value: Any, verifiers: Mapping[str, str]) -> dict[str, tuple[float, ...]]:

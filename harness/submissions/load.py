@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from harness.submissions.compute import STRATEGIES, recompute
-from harness.submissions.consistency import CHECKS, Records, consistency_problems, declared_ranges
+from harness.submissions.consistency import Records, checks_of, consistency_problems, declared_ranges
 from harness.submissions.export import Export, ExportError, parse_export
 from harness.submissions.folder_checks import (
     MAX_EXPORT_BYTES,
@@ -58,10 +58,11 @@ __all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "Validation
 
 
 
-def load_all(root: Path) -> tuple[list[Entry], list[ValidationProblem]]:
+def load_all(root: Path, *, geneval2_data: Path | None = None) -> tuple[list[Entry], list[ValidationProblem]]:
     """Every entry folder under `root` (sorted by slug), and the problems of those that do not load.
 
-    Files directly in `root` (README.md) and hidden folders are not entries.
+    Files directly in `root` (README.md) and hidden folders are not entries. geneval2_data: the
+    user's copy of the GenEval 2 data, to check GenEval 2 entries against (`harness.submissions.suites`).
     """
     entries: list[Entry] = []
     problems: list[ValidationProblem] = []
@@ -73,15 +74,16 @@ def load_all(root: Path) -> tuple[list[Entry], list[ValidationProblem]]:
         if child.name.startswith(".") or (child.is_file() and not child.is_symlink()):
             continue
         try:
-            entries.append(load_entry(child))
+            entries.append(load_entry(child, geneval2_data=geneval2_data))
         except SubmissionError as err:
             problems.extend(err.problems)
     return entries, problems
 
 
-def load_entry(folder: Path, *, slug: str | None = None) -> Entry:
+def load_entry(folder: Path, *, slug: str | None = None, geneval2_data: Path | None = None) -> Entry:
     """Load and check one submission folder. slug: the entry's name [the folder's name]; given when
-    checking a folder before it gets its final name (`stepwise submit` writes SLUG.partial first)."""
+    checking a folder before it gets its final name (`stepwise submit` writes SLUG.partial first).
+    geneval2_data: the GenEval 2 suite folder or data file [$STEPWISE_GENEVAL2_DATA]."""
     slug = folder.name if slug is None else slug
 
     def fail(file: str, *messages: str) -> SubmissionError:
@@ -105,7 +107,7 @@ def load_entry(folder: Path, *, slug: str | None = None) -> Entry:
         raise fail(MANIFEST_NAME, *messages)
     if manifest.kind == "reported":
         return _reported(folder, slug, manifest)
-    return _reproduced(folder, slug, manifest)
+    return _reproduced(folder, slug, manifest, geneval2_data)
 
 
 def _reported(folder: Path, slug: str, manifest: Manifest) -> Entry:
@@ -117,7 +119,7 @@ def _reported(folder: Path, slug: str, manifest: Manifest) -> Entry:
                  curves={}, prompt_correct=None)
 
 
-def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
+def _reproduced(folder: Path, slug: str, manifest: Manifest, geneval2_data: Path | None = None) -> Entry:
     assert manifest.export is not None
     name = manifest.export
     try:
@@ -143,7 +145,11 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
 
     # In this order, each step only once the previous passed: agreement needs whole prompts (to know
     # m), and hashing thousands of images is not worth it for an export that is refused anyway.
-    problems = [ValidationProblem(folder, name, m) for m in _coverage(export, manifest)]
+    try:
+        samples, unchecked = _suite_samples(export, geneval2_data)
+    except ValueError as err:
+        raise folder_error(folder, name, str(err)) from None
+    problems = [ValidationProblem(folder, name, m) for m in _coverage(export, manifest, samples)]
     if not problems:
         problems += [ValidationProblem(folder, MANIFEST_NAME, m) for m in _agreement(export, manifest)]
     sizes: dict[str, tuple[int, int]] = {}
@@ -151,18 +157,43 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest) -> Entry:
         image_problems, sizes = check_images(folder, export.records, name)
         problems += image_problems
     ranges = declared_ranges(list(export.header.verifiers))
+    checks = checks_of(export.header.suite)
     if not problems:
-        records = Records(export, suite_metadata(export.header.prompts, export.header.suite_hash), sizes, ranges)
-        problems += [ValidationProblem(folder, name, m) for m in consistency_problems(records)]
+        records = Records(export, samples, sizes, ranges)
+        problems += [ValidationProblem(folder, name, m) for m in consistency_problems(records, checks)]
     if problems:
         raise SubmissionError(problems)
     numbers = recompute(export, manifest.system)
     images = tuple(sorted(export.records, key=lambda r: (r.prompt_index, r.sample_index)))
-    verification = Verification(level="consistent", checks=tuple(n for n, _ in CHECKS),
-                                unranged=tuple(sorted(v for v, r in ranges.items() if r is None)))
+    verification = Verification(level="consistent", checks=tuple(n for n, _ in checks),
+                                unranged=tuple(sorted(v for v, r in ranges.items() if r is None)),
+                                missing=(unchecked,) if unchecked else ())
     return Entry(slug=slug, folder=folder, manifest=manifest, scores=numbers.scores, intervals=numbers.intervals,
                  images=images, curves=numbers.curves, prompt_correct=numbers.prompt_correct,
-                 preparation=export.header.preparation, verification=verification, header=export.header)
+                 preparation=export.header.preparation, verification=verification, header=export.header,
+                 suite=export.header.suite)
+
+
+def _suite_samples(export: Export, geneval2_data: Path | None) -> tuple[list[dict] | None, str | None]:
+    """The records of the export's suite by prompt index (None: GenEval 2 without its data here) and,
+    then, what could not be checked; ValueError when the header names no suite this harness knows."""
+    from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
+    from harness.submissions.suites import PUBLISHED_GENEVAL2_PROMPTS, geneval2_records
+
+    head = export.header
+    if head.suite == "geneval2":
+        records, unchecked = geneval2_records(head.suite_hash, geneval2_data)
+        size = len(records) if records is not None else PUBLISHED_GENEVAL2_PROMPTS
+        if head.prompts != size:
+            raise ValueError(f"suite.prompts = {head.prompts}, but the GenEval 2 suite of its hash has {size} prompts")
+        return records, unchecked
+    if not geneval_per_task_options(head.prompts):
+        raise ValueError(f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
+                         "--per-task K` sizes)")
+    found = geneval_suite_of(head.prompts, head.suite_hash)
+    if found is None:
+        raise ValueError(f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite")
+    return found, None
 
 
 def _is_search_export(path: Path) -> bool:
@@ -175,29 +206,28 @@ def _is_search_export(path: Path) -> bool:
         return False  # parse_export says what is wrong
 
 
-def _coverage(export: Export, manifest: Manifest) -> list[str]:
-    """The export is a whole run of GenEval's suite: every prompt, the same m candidates each."""
-    from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
+def _coverage(export: Export, manifest: Manifest, samples: list[dict] | None) -> list[str]:
+    """The export is a whole run of its suite: every prompt, the same m candidates each, each candidate's
+    tag and prompt text those of its prompt index (`samples`; without them, the same within a prompt)."""
+    from harness.submissions.suites import GENEVAL2
 
     head = export.header
-    if head.suite != "geneval":
-        return [f"suite {head.suite!r}: only runs of GenEval's suite ('geneval') can be recomputed here"]
-    if not geneval_per_task_options(head.prompts):
-        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
-                "--per-task K` sizes)"]
-    found = geneval_suite_of(head.prompts, head.suite_hash)
-    if found is None:
-        return [f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite"]
-    samples = found
-
+    first: dict[int, tuple[str, str]] = {}
     problems: list[str] = []
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for r in export.records:
         if r.prompt_index >= head.prompts:
             problems.append(f"prompt_index {r.prompt_index} is outside the suite (0..{head.prompts - 1})")
-        elif (r.tag, r.prompt) != (samples[r.prompt_index]["tag"], samples[r.prompt_index]["prompt"]):
+        elif samples is not None and (r.tag, r.prompt) != _tag_and_prompt(head.suite, samples[r.prompt_index]):
+            tag, prompt = _tag_and_prompt(head.suite, samples[r.prompt_index])
             problems.append(f"prompt {r.prompt_index:05d}: tag/prompt {r.tag!r}/{r.prompt!r:.60} are not the "
-                            f"suite's ({samples[r.prompt_index]['tag']!r}/{samples[r.prompt_index]['prompt']!r})")
+                            f"suite's ({tag!r}/{prompt!r})")
+        elif first.setdefault(r.prompt_index, (r.tag, r.prompt)) != (r.tag, r.prompt):
+            problems.append(f"prompt {r.prompt_index:05d} sample {r.sample_index}: tag/prompt {r.tag!r}/"
+                            f"{r.prompt!r:.60} are not those of the prompt's other samples")
+        elif samples is None and r.tag not in GENEVAL2.groups:
+            problems.append(f"prompt {r.prompt_index:05d}: tag {r.tag!r} is not an atomicity of the published "
+                            f"GenEval 2 suite ({GENEVAL2.groups[0]}..{GENEVAL2.groups[-1]})")
         by_prompt[r.prompt_index].append(r.sample_index)
         if len(problems) >= 20:
             return problems
@@ -219,6 +249,13 @@ def _coverage(export: Export, manifest: Manifest) -> list[str]:
     if not problems and m < manifest.system.n:  # (m: every prompt's, now)
         problems.append(f"{m} candidates per prompt, fewer than system.n = {manifest.system.n}")
     return problems
+
+
+def _tag_and_prompt(suite: str, record: dict) -> tuple[str, str]:
+    """A suite record's category and prompt text, as an export's candidates carry them."""
+    if suite == "geneval2":
+        return f"atoms={record['atom_count']}", record["prompt"]
+    return record["tag"], record["prompt"]
 
 
 def _agreement(export: Export, manifest: Manifest) -> list[str]:

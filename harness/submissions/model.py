@@ -125,12 +125,22 @@ class ImageRecord:
     sample_index: int
     sha256: str  # of the PNG file's bytes
     image: str | None  # relative path inside the folder (png or thumbnail), or None when not shipped
-    correct: bool  # GenEval's verdict
-    reason: str  # GenEval's reason string
-    detections: dict[str, list[dict[str, Any]]]  # class -> [{"box": [x1, y1, x2, y2], "score": ...}]
+    correct: bool  # the suite's verdict (GenEval's; GenEval 2: TIFA = 1, every question answered right)
+    reason: str  # the suite's reason string ("" when correct)
+    detections: dict[str, list[dict[str, Any]]]  # GenEval: class -> [{"box": [x1, y1, x2, y2], "score": ...}]
     scores: dict[str, float]  # verifier -> score
     # verifier -> per-step scores (step previews), for the verifiers that have them (optional in exports)
     step_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # Suites other than GenEval: the per-image figure (GenEval 2: Soft-TIFA GM) and what it was made of
+    # (GenEval 2: "soft_scores" and "tifa_scores", one per question). GenEval: None and {} (its
+    # figure is `correct`, its evidence the detections).
+    score: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> float:
+        """What best-of-n takes the expectation of: the suite's per-image score, GenEval's 0/1 verdict."""
+        return float(self.correct) if self.score is None else self.score
 
 
 @dataclass(frozen=True)
@@ -264,6 +274,8 @@ class Entry:
     header: Any = None
     # Reproduced by a search strategy: its settings, compute and picks (`images` are the picks); None otherwise.
     search: SearchInfo | None = None
+    # The suite the entry was judged on (`harness.submissions.suites`): GenEval unless its export says otherwise.
+    suite: str = "geneval"
 
 
 @dataclass(frozen=True)

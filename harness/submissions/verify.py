@@ -56,7 +56,8 @@ from harness.submissions.consistency import where
 from harness.submissions.model import Entry, ImageRecord, ValidationProblem, Verification
 
 __all__ = ["DEFAULT_RECHECK", "SCORE_TOLERANCE", "RecheckPlan", "Rechecker", "build_verifier", "describe",
-           "evaluator_spec", "fresh_seed", "locate", "parse_recheck", "recheck_all", "rejudge", "rescore", "sample"]
+           "evaluator_spec", "fresh_seed", "locate", "parse_recheck", "recheck_all", "rejudge", "rejudge_soft_tifa",
+           "rescore", "sample", "soft_tifa_spec"]
 
 DEFAULT_RECHECK = 64
 SCORE_TOLERANCE = 0.02
@@ -96,6 +97,7 @@ class RecheckPlan:
     device: str | None = None
     tolerance: float = SCORE_TOLERANCE
     batch_size: int = 8
+    geneval2_data: Path | None = None  # the GenEval 2 suite folder or data file [$STEPWISE_GENEVAL2_DATA]
 
 
 def sample(entry: Entry, count: int | None, seed: int) -> list[ImageRecord]:
@@ -193,6 +195,49 @@ def rejudge(models: Any, spec: Any, folder: Path, picked: Sequence[ImageRecord],
             problems.append((str(r.image), f"{where(r)}: the recorded evaluator judges this image "
                                            f"{str(correct).lower()}{because} when re-checked, "
                                            f"but the export says correct = {str(r.correct).lower()}"))
+    return problems
+
+
+def soft_tifa_spec(header: Any, plan: RecheckPlan) -> Any:
+    """The `SoftTifaSpec` of a GenEval 2 header's recorded evaluator, its VQA model located here (a name
+    in the --models folders, or a hub id in the local HF cache); ValueError saying what is missing."""
+    from harness.geneval2.evaluator import SoftTifaSpec
+
+    settings = header.evaluator_settings
+    model = settings.get("model")
+    if not isinstance(model, str) or not model:
+        raise ValueError("the header records no VQA model")
+    return SoftTifaSpec(model=_hub_or_located(model, plan.models, "VQA model"),
+                        dtype=str(settings.get("dtype", "auto")), device=plan.device,
+                        vqascore=bool(settings.get("vqascore", True)))
+
+
+def rejudge_soft_tifa(evaluator: Any, folder: Path, picked: Sequence[ImageRecord],
+                      records: Sequence[Mapping[str, Any]], tolerance: float,
+                      memo: dict[tuple[str, int], tuple[bool, float]] | None = None) -> list[tuple[str, str]]:
+    """(image, problem) for each picked GenEval 2 record whose image the Soft-TIFA evaluator judges
+    otherwise now: another TIFA verdict, or a Soft-TIFA GM more than `tolerance` away (bfloat16 on a
+    GPU and float32 here give slightly different probabilities; a verdict has no tolerance)."""
+    from harness.submissions.paths import confined
+
+    memo = {} if memo is None else memo
+    todo = [r for r in picked if (r.sha256, r.prompt_index) not in memo]
+    if todo:
+        verdicts = evaluator.judge([confined(folder, str(r.image)) for r in todo],
+                                   [records[r.prompt_index] for r in todo])
+        for r, verdict in zip(todo, verdicts, strict=True):
+            memo[(r.sha256, r.prompt_index)] = (bool(verdict.correct), float(verdict.score))
+    problems: list[tuple[str, str]] = []
+    for r in picked:
+        correct, score = memo[(r.sha256, r.prompt_index)]
+        if correct != r.correct:
+            problems.append((str(r.image), f"{where(r)}: the recorded evaluator judges this image TIFA = "
+                                           f"{int(correct)} when re-checked, but the export says correct = "
+                                           f"{str(r.correct).lower()}"))
+        elif not abs(score - r.outcome) <= tolerance:
+            problems.append((str(r.image), f"{where(r)}: the recorded evaluator gives this image Soft-TIFA GM "
+                                           f"{score:.6g} when re-checked, but the export says {r.outcome:.6g} "
+                                           f"(tolerance {tolerance:g})"))
     return problems
 
 
@@ -303,6 +348,51 @@ class Rechecker:
             raise ValueError(models)
         return spec, models, self._verdicts.setdefault(key, {})
 
+    def _soft_tifa(self, header: Any) -> tuple[Any, Any, dict[tuple[str, int], Any]]:
+        """(spec, evaluator, verdict memo) for a GenEval 2 header's evaluator; ValueError why not."""
+        from harness.geneval2.suite import SoftTifaEvaluator
+
+        spec = soft_tifa_spec(header, self.plan)
+        key = f"soft-tifa:{json.dumps([spec.model, spec.dtype, spec.device, spec.vqascore])}"
+        if key not in self._evaluators:
+            try:
+                evaluator = SoftTifaEvaluator(spec, batch_size=self.plan.batch_size)
+                evaluator.model.engine  # noqa: B018 (loading it here: a missing model is reported, not raised later)
+                self._evaluators[key] = evaluator
+            except (OSError, ValueError, ImportError, RuntimeError) as err:
+                self._evaluators[key] = " ".join(str(err).split())
+        evaluator = self._evaluators[key]
+        if isinstance(evaluator, str):
+            raise ValueError(evaluator)
+        return spec, evaluator, self._verdicts.setdefault(key, {})
+
+    def _rejudge(self, entry: Entry, picked: Sequence[ImageRecord], missing: list[str]) -> list[tuple[str, str]]:
+        """Re-judge the picked images with the entry's recorded evaluator; what cannot be done goes to `missing`."""
+        from harness.submissions.folder_checks import suite_metadata
+        from harness.submissions.suites import geneval2_records
+
+        header = entry.header
+        if entry.suite == "geneval2":
+            records, _unchecked = geneval2_records(header.suite_hash, self.plan.geneval2_data)
+            if records is None:
+                return []  # the loader's verification already says the data was not given
+            try:
+                spec, evaluator, memo = self._soft_tifa(header)
+            except ValueError as err:
+                missing.append(f"evaluator ({header.evaluator_backend}): {err}")
+                return []
+            self.log(f"{entry.slug}: re-judging {len(picked)} of {len(entry.images)} images with Soft-TIFA "
+                     f"({spec.model})")
+            return rejudge_soft_tifa(evaluator, entry.folder, picked, records, self.plan.tolerance, memo)
+        try:
+            spec, models, verdicts = self._models(header)
+        except ValueError as err:
+            missing.append(f"evaluator ({header.evaluator_backend}): {err}")
+            return []
+        self.log(f"{entry.slug}: re-judging {len(picked)} of {len(entry.images)} images with {spec.backend}")
+        suite = suite_metadata(header.prompts, header.suite_hash)
+        return rejudge(models, spec, entry.folder, picked, suite, self.plan.batch_size, verdicts)
+
     def _verifier(self, name: str, header: Any) -> tuple[Any, dict[tuple[str, str, bool], float]]:
         from harness.plugins import canonical_json
         from harness.runner import RunError, instantiate
@@ -324,7 +414,7 @@ class Rechecker:
     def recheck(self, entry: Entry) -> Entry:
         """`entry` with its verification filled in; SubmissionError (naming the images) when a re-judged
         verdict differs or a re-scored score leaves the tolerance. Reported entries are returned as they are."""
-        from harness.submissions.folder_checks import SubmissionError, suite_metadata
+        from harness.submissions.folder_checks import SubmissionError
 
         base = entry.verification
         if entry.manifest.kind != "reproduced" or base is None or entry.header is None:
@@ -343,15 +433,9 @@ class Rechecker:
             missing.append(f"{unshipped} of {total} candidates ship no image, so they cannot be re-judged or re-scored")
         images_done = 0
         if picked:
-            try:
-                spec, models, verdicts = self._models(header)
-            except ValueError as err:
-                missing.append(f"evaluator ({header.evaluator_backend}): {err}")
-            else:
-                self.log(f"{entry.slug}: re-judging {len(picked)} of {total} images with {spec.backend}")
-                suite = suite_metadata(header.prompts, header.suite_hash)
-                problems += rejudge(models, spec, entry.folder, picked, suite, self.plan.batch_size, verdicts)
-                images_done = len(picked)
+            before = len(missing)
+            problems += self._rejudge(entry, picked, missing)
+            images_done = len(picked) if len(missing) == before and not base.missing else 0
         scores: dict[str, tuple[int, int]] = {}
         if entry.search is not None:
             # A search's verifier calls and compute are in its traces and ledgers, not in per-image scores:
@@ -377,10 +461,10 @@ class Rechecker:
                 listed.append(ValidationProblem(entry.folder, "", f"and {len(problems) - MAX_PROBLEMS} more "
                                                                   "re-check failures"))
             raise SubmissionError(listed)
-        complete = not missing and images_done > 0 and all(k > 0 for k, _ in scores.values())
+        complete = not missing and not base.missing and images_done > 0 and all(k > 0 for k, _ in scores.values())
         verification = dataclasses.replace(
             base, level="rechecked" if complete else "consistent", images=(images_done, total), scores=scores,
-            missing=tuple(missing), seed=self.plan.seed if self.plan.count != 0 else None,
+            missing=(*base.missing, *missing), seed=self.plan.seed if self.plan.count != 0 else None,
             tolerance=self.plan.tolerance if scores else None)
         return dataclasses.replace(entry, verification=verification)
 
