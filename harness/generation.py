@@ -47,6 +47,7 @@ class GenerateConfig:
     prompts: Sequence[int] | None = None  # suite indices (None: all)
     seed: int = 0
     previews: bool = False
+    suite_params: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"data": DIR} for geneval2
 
 
 @dataclass
@@ -107,8 +108,9 @@ def manifest(config: GenerateConfig, provenance: Mapping[str, str], params: Any)
     """What decides the images; a folder is only ever resumed with the same values."""
     from harness.plugins import canonical_json
 
-    return {"suite": config.suite, "per_task": config.per_task, "generator": provenance["name"],
-            "package": provenance["package"], "version": provenance["version"],
+    # (per_task is GenEval's; another suite's prompts are checked folder by folder against its records.)
+    return {"suite": config.suite, "per_task": config.per_task if config.suite == "geneval" else None,
+            "generator": provenance["name"], "package": provenance["package"], "version": provenance["version"],
             "params": json.loads(canonical_json(params)), "seed": config.seed}
 
 
@@ -148,7 +150,8 @@ def check_output(out: Path, expected: Mapping[str, Any], samples: Sequence[Mappi
         if not metadata_path.exists():
             continue  # a run killed right after creating the folder: the metadata is written next
         try:
-            metadata = read_prompt_metadata(metadata_path)
+            metadata = (read_prompt_metadata(metadata_path) if expected["suite"] == "geneval"
+                        else _read_record(metadata_path))
         except ValueError as err:
             problems.append(FolderProblem(metadata_path, str(err)))
             continue
@@ -157,6 +160,17 @@ def check_output(out: Path, expected: Mapping[str, Any], samples: Sequence[Mappi
             problems.append(mismatch_problem(metadata_path, index, differences, expected["suite"]))
     if problems:
         raise RunError(format_problems(f"{out} holds another suite's prompts; write to another -o:", problems))
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """Another suite's record as a prompt folder holds it (one JSON object); ValueError saying why not."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise ValueError(f"unreadable metadata ({err})") from None
+    if not isinstance(value, dict):
+        raise ValueError("metadata is not a JSON object")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +225,8 @@ def suite_selection(config: GenerateConfig, shard: Shard) -> tuple[list[dict[str
     # Nothing is evaluated here; a RunConfig is built only so that the suite and its subset come
     # from `stepwise run`'s own functions (they read suite, per_task and prompts).
     run_config = RunConfig(generator=config.generator, evaluator=EvaluatorSpec(backend="hf"), pool=config.n,
-                           suite=config.suite, per_task=config.per_task, prompts=config.prompts, seed=config.seed)
+                           suite=config.suite, per_task=config.per_task, prompts=config.prompts, seed=config.seed,
+                           suite_params=dict(config.suite_params))
     samples = suite_samples(run_config)
     return samples, selected(run_config, len(samples), shard)
 

@@ -171,3 +171,32 @@ def test_missing_weights_and_refused_params_are_one_message(tmp_path: Path) -> N
                                        "--prompts", "0", "--n", "1", "-o", str(tmp_path / "b")])
     assert result.exit_code == 1
     assert "Error: generator 'showo': steps must be at least 1, got 0" in result.output
+
+
+def test_geneval2_prompts_in_the_layout_stepwise_eval_reads(tmp_path: Path) -> None:
+    import json
+
+    from geneval2_synthetic import RECORDS, write_data
+
+    from harness.geneval2.data import read_suite
+    from harness.geneval2.inputs import scan_inputs
+
+    data = write_data(tmp_path / "geneval2_data.jsonl")
+    result = CliRunner().invoke(main, ["prompts", "geneval2", "--from", str(data), "-o", str(tmp_path / "suite")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    args = ["generate", "--generator", "shapes", "--suite", "geneval2", "--n", "2", "-o", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "needs --suite-param data=DIR" in result.output
+    result = CliRunner().invoke(main, [*args, "--suite-param", f"data={tmp_path / 'suite'}"])
+    assert result.exit_code == 0, result.output
+    for i, record in enumerate(RECORDS):
+        assert json.loads((out / f"{i:05d}/metadata.jsonl").read_text()) == record
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["suite"] == "geneval2" and manifest["per_task"] is None
+    scan = scan_inputs(out, read_suite(tmp_path / "suite"))  # what `stepwise eval --suite geneval2 OUT` reads
+    assert len(scan.images) == 2 * len(RECORDS) and not scan.problems and not scan.ignored
+    # Another suite's data in the same folder is refused, naming the prompt.
+    other = write_data(tmp_path / "other.jsonl", [{**RECORDS[0], "prompt": "four red cups"}, *RECORDS[1:]])
+    result = CliRunner().invoke(main, [*args[:-2], "-o", str(out), "--suite-param", f"data={other}"])
+    assert result.exit_code == 1 and "00000" in result.output and "four red cups" in result.output, result.output

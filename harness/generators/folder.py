@@ -215,7 +215,7 @@ def metadata_differences(found: Mapping[str, Any], expected: Mapping[str, Any]) 
 
 def mismatch_problem(path: Path, index: int, differences: Sequence[str], suite: str) -> FolderProblem:
     hint = ""
-    if index >= 80:  # the 80 single-object prompts come first whatever per_task is; the rest depend on it
+    if index >= 80 and suite == "geneval":  # the 80 single objects come first whatever per_task is
         hint = " (was the folder made with another --per-task? then pass the same per_task)"
     return FolderProblem(path, f"metadata differs from prompt {prompt_dir_name(index)} of the {suite} suite: "
                                f"{'; '.join(differences)}{hint}")
