@@ -423,8 +423,9 @@ class Searched(NamedTuple):
     evaluator_settings_hash: str
 
 
-def read_searches(db: str | None, run_id: str, backend: str, evaluator_key: str, seed: int, n_boot: int) -> Searched:
-    """The run's search rows by these evaluator settings, and whether it has a pool."""
+def read_searches(db: str | None, run_id: str, backend: str, evaluator_key: str, seed: int, n_boot: int, *,
+                  overall_mean: str = "groups") -> Searched:
+    """The run's search rows by these evaluator settings (the suite's `overall_mean`), and whether it has a pool."""
     from sqlalchemy import func, select
 
     from harness.search.report import search_rows
@@ -432,7 +433,7 @@ def read_searches(db: str | None, run_id: str, backend: str, evaluator_key: str,
 
     def read(s: Session) -> Searched:
         count = int(s.scalar(select(func.count()).select_from(Candidate).where(Candidate.run_id == run_id)) or 0)
-        rows = search_rows(s, run_id, backend, evaluator_key, seed=seed, n_boot=n_boot)
+        rows = search_rows(s, run_id, backend, evaluator_key, seed=seed, n_boot=n_boot, overall_mean=overall_mean)
         return Searched(rows, count > 0, db, run_id, backend, evaluator_key)
 
     return read_store(db, read, (ValueError,))

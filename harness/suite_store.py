@@ -73,15 +73,26 @@ def run_suite_name(s: Session, run_id: str) -> str:
 
 
 def stored_evaluators(s: Session, run_id: str) -> list[tuple[str, str, int]]:
-    """(evaluator name, key, verdicts) of a run's stored verdicts, most verdicts first."""
+    """(evaluator name, key, verdicts) of a run's stored verdicts (its pool's and its searches' picks'),
+    most verdicts first."""
+    from collections import Counter
+
     from sqlalchemy import func, select
 
-    from harness.store.models import Candidate, Evaluation
+    from harness.store.models import Candidate, Evaluation, Search, SearchEvaluation, SearchPick
 
-    rows = s.execute(select(Evaluation.backend, Evaluation.settings_hash, func.count())
-                     .join(Candidate, Evaluation.candidate_id == Candidate.id).where(Candidate.run_id == run_id)
-                     .group_by(Evaluation.backend, Evaluation.settings_hash)).all()
-    return sorted(((str(b), str(k), int(n)) for b, k, n in rows), key=lambda r: (-r[2], r[0], r[1]))
+    counts: Counter[tuple[str, str]] = Counter()
+    pool = (select(Evaluation.backend, Evaluation.settings_hash, func.count())
+            .join(Candidate, Evaluation.candidate_id == Candidate.id).where(Candidate.run_id == run_id)
+            .group_by(Evaluation.backend, Evaluation.settings_hash))
+    picks = (select(SearchEvaluation.backend, SearchEvaluation.settings_hash, func.count())
+             .join(SearchPick, SearchEvaluation.pick_id == SearchPick.id)
+             .join(Search, SearchPick.search_id == Search.id).where(Search.run_id == run_id)
+             .group_by(SearchEvaluation.backend, SearchEvaluation.settings_hash))
+    for query in (pool, picks):
+        for b, k, n in s.execute(query).all():
+            counts[(str(b), str(k))] += int(n)
+    return sorted(((b, k, n) for (b, k), n in counts.items()), key=lambda r: (-r[2], r[0], r[1]))
 
 
 def resolve(s: Session, run_id: str, *, geneval_spec: Callable[[], Any], suite_params: Mapping[str, Any],

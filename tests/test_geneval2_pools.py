@@ -148,10 +148,48 @@ def test_bad_suite_input_is_one_line(tmp_path: Path, tiny: Path) -> None:
         run(config(tmp_path, tiny, suite="geneval3"))
     with pytest.raises(RunError, match="geneval suite needs the GenEval evaluator settings"):
         run(config(tmp_path, tiny, suite="geneval", suite_params={}))
-    from harness.search.runner import SearchConfig, run_search
 
-    with pytest.raises(RunError, match="search strategies judge their picks with GenEval's evaluator; suite"):
-        run_search(cfg, SearchConfig("parm-prune", {}, (2,), 1))
+
+def test_a_search_on_geneval2_is_judged_by_soft_tifa_and_shown_by_curve(tmp_path: Path, tiny: Path) -> None:
+    import json
+
+    from helpers import stepwise
+
+    from harness.search.store import read_picks, run_searches
+
+    data = write_data(tmp_path / "geneval2_data.jsonl")
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    code, output = stepwise(
+        "run", "--suite", "geneval2", "--suite-param", f"data={data}", "--suite-param", f"model={tiny}",
+        "--suite-param", "dtype=float32", "--device", "cpu", "--generator", "shapes-stepper", "--strategy",
+        "step-beam", "--strategy-param", "verifier=plain", "--strategy-param", "points=2", "--budget", "2",
+        "--samples", "2", "--db", db, "--out", str(tmp_path / "out"))
+    assert code == 0, output
+    run_id = output.strip().splitlines()[-1]
+    spec = SoftTifaSpec(model=str(tiny), dtype="float32", device="cpu")
+    engine = open_store(db)
+    try:
+        with Session(engine) as s:
+            (search,) = run_searches(s, run_id)
+            picks, _ = read_picks(s, search.id, EVALUATOR_NAME, spec.key())
+    finally:
+        engine.dispose()
+    assert len(picks) == 2 * len(RECORDS) and all(p.score is not None for p in picks)
+    # Each pick's stored score is the Soft-TIFA GM the evaluator gives its image, and its verdict TIFA = 1.
+    fresh = SoftTifaEvaluator(spec).judge([tmp_path / "out" / p.image_path for p in picks],
+                                          [RECORDS[p.prompt_index] for p in picks])
+    assert [p.score for p in picks] == pytest.approx([v.score for v in fresh], abs=1e-5)
+    assert [p.correct for p in picks] == [v.correct for v in fresh]
+    # curve --run: the search row's figure is the suite's (mean over prompts of the mean pick score).
+    code, output = stepwise("curve", "--run", run_id, "--db", db, "--json")
+    assert code == 0, output
+    row = json.loads(output[output.index("{"):])["step-beam"]["2"]
+    per_prompt = [np.mean([p.score for p in picks if p.prompt_index == i]) for i in range(len(RECORDS))]
+    assert row["overall"] == pytest.approx(np.mean(per_prompt), abs=1e-12)
+    assert row[f"atoms={RECORDS[0]['atom_count']}"] == pytest.approx(per_prompt[0], abs=1e-12)
+    code, output = stepwise("submit", run_id, "--db", db, "--name", "x", "--slug", "x", "--search", "step-beam",
+                            "--out", str(tmp_path / "subs"))
+    assert code == 1 and "search entries of the leaderboard are of GenEval runs for now" in output, output
 
 
 def test_suites_are_a_plugin_kind_listed_without_imports() -> None:

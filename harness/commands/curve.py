@@ -112,7 +112,7 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
     orders of the pool's candidates (`harness.search.adaptive`), one row per threshold tau.
     """
     from harness import curves as lib
-    from harness.commands.options import evaluator_from_flags, parse_ns
+    from harness.commands.options import parse_ns
 
     ns = parse_ns(ns_text)
     if (pool_path is None) == (run_id is None):
@@ -124,9 +124,10 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         for link in links:  # the checkpoint the run's generator loaded, and the strategy that trained it
             click.echo(f"run {link['run_id'][:12]}…: " + lib.describe_link(link), err=True)
         searched = None
-        if run_id is not None and run_judged_by_geneval(run_id, store_flags["db"]):  # searches are GenEval-judged
-            spec = evaluator_from_flags({k: store_flags[k] for k in EVALUATOR_KEYS})
-            searched = lib.read_searches(store_flags["db"], run_id, spec.backend, spec.key(), seed, n_boot)
+        if run_id is not None:  # searches' picks are judged by the run's suite evaluator, as its pool
+            found = stored_suite(run_id, store_flags)
+            searched = lib.read_searches(store_flags["db"], run_id, found.backend, found.key, seed, n_boot,
+                                         overall_mean=found.overall_mean)
         if searched is not None and not searched.has_pool:
             if not searched.rows:
                 raise click.ClickException(f"run {run_id[:12]}… has no candidates and no judged searches (by these "
@@ -200,22 +201,6 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
             click.echo(f"plot written to {plot}", err=True)
 
 
-def run_judged_by_geneval(run_id: str, db: str | None) -> bool:
-    """Whether the run's suite is judged by GenEval's evaluator (an unknown run counts as one: the
-    reader that follows names it)."""
-    from harness import curves as lib
-    from harness import suite_store
-
-    def judged(s: Any) -> bool:
-        try:
-            return suite_store.uses_geneval_evaluator(suite_store.suite_class(suite_store.run_suite_name(s, run_id)))
-        except ValueError:
-            return True
-
-    with mapped_errors():
-        return lib.read_store(db, judged)
-
-
 def store_pool(run_id: str, store_flags: dict[str, Any], verifiers: tuple[str, ...],
                strategy_verifiers: tuple[str, ...] = ()) -> Any:
     """A run's pool from the store (`harness.curves.read_store_pool`), with the verdicts of its suite's
@@ -225,17 +210,12 @@ def store_pool(run_id: str, store_flags: dict[str, Any], verifiers: tuple[str, .
     import contextlib
 
     from harness import curves as lib
-    from harness import registry, suite_store
-    from harness.commands.options import evaluator_from_flags, parse_pairs, parse_verifier_params
+    from harness import registry
+    from harness.commands.options import parse_verifier_params
     from harness.runner import RunError, verifier_settings_hashes
 
-    flags = {k: store_flags[k] for k in EVALUATOR_KEYS}
-    suite_params = parse_pairs(tuple(store_flags.get("suite_params") or ()), "--suite-param")
     plugins = store_flags["plugins"]
-    with mapped_errors():
-        found = lib.read_store(store_flags["db"], lambda s: suite_store.resolve(
-            s, run_id, geneval_spec=lambda: evaluator_from_flags(flags), suite_params=suite_params,
-            device=store_flags["device"]), (ValueError,))
+    found = stored_suite(run_id, store_flags)
     try:
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
             keys = verifier_settings_hashes(verifiers, parse_verifier_params(store_flags["verifier_params"]),
@@ -246,6 +226,21 @@ def store_pool(run_id: str, store_flags: dict[str, Any], verifiers: tuple[str, .
         return lib.read_store_pool(store_flags["db"], run_id, found.backend, found.key, keys,
                                    max_samples=store_flags["max_samples"], strategy_verifiers=strategy_verifiers,
                                    overall=found.overall, overall_mean=found.overall_mean)
+
+
+def stored_suite(run_id: str, store_flags: dict[str, Any]) -> Any:
+    """The run's suite and the verdicts to read (`harness.suite_store.resolve`): by the GenEval flags for a
+    GenEval-judged suite, else by --suite-param or the run's one evaluator. Errors as one click line."""
+    from harness import curves as lib
+    from harness import suite_store
+    from harness.commands.options import evaluator_from_flags, parse_pairs
+
+    flags = {k: store_flags[k] for k in EVALUATOR_KEYS}
+    suite_params = parse_pairs(tuple(store_flags.get("suite_params") or ()), "--suite-param")
+    with mapped_errors():
+        return lib.read_store(store_flags["db"], lambda s: suite_store.resolve(
+            s, run_id, geneval_spec=lambda: evaluator_from_flags(flags), suite_params=suite_params,
+            device=store_flags["device"]), (ValueError,))
 
 
 # The flags of `stored_evaluator_options` that name the evaluator settings.

@@ -303,6 +303,9 @@ def submit_search(run_id: str, strategy: str, budget: int | None, settings: str 
     final = out / slug
     if final.exists() and not force:
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
+    from harness.submissions.search_build import check_search_suite
+
+    read_store(db, lambda s: check_search_suite(s, run_id), (SubmitError,))  # before the GenEval flags are read
     spec, _ = stored_settings(evaluator_flags, (), (), plugins)
 
     def read(s: Any) -> Any:

@@ -61,11 +61,14 @@ def _labels(searches: Sequence[Any]) -> dict[int, str]:
 
 
 def search_rows(s: Any, run_id: str, backend: str, settings_hash: str, *, seed: int = 0,
-                n_boot: int = 2000) -> list[SearchRow]:
-    """Every search of the run with picks judged by these evaluator settings, by strategy and budget."""
-    from harness.scaling import bootstrap_intervals, task_scores
+                n_boot: int = 2000, overall_mean: str = "groups") -> list[SearchRow]:
+    """Every search of the run with picks judged by these evaluator settings, by strategy and budget.
+
+    A pick counts its verdict's score (GenEval: 1 or 0; GenEval 2: Soft-TIFA GM); overall_mean is the
+    suite's ("groups": GenEval's mean over tasks; "prompts": GenEval 2's mean over prompts)."""
     from harness.search.store import read_picks, run_searches
     from harness.search.trace import rewrote_prompt
+    from harness.suites import aggregate, intervals
 
     searches = run_searches(s, run_id)
     labels = _labels(searches)
@@ -78,13 +81,13 @@ def search_rows(s: Any, run_id: str, backend: str, settings_hash: str, *, seed: 
         by_prompt: dict[int, list[float]] = {}
         tags: dict[int, str] = {}
         for p in judged:
-            by_prompt.setdefault(p.prompt_index, []).append(float(bool(p.correct)))
+            by_prompt.setdefault(p.prompt_index, []).append(float(p.score if p.score is not None else bool(p.correct)))
             tags[p.prompt_index] = p.tag
         order = sorted(by_prompt)
         per_prompt = np.array([np.mean(by_prompt[i]) for i in order])
         tag_list = [tags[i] for i in order]
-        scores = task_scores(per_prompt, tag_list)
-        boot = bootstrap_intervals(per_prompt, tag_list, np.random.default_rng(seed), n_boot=n_boot)
+        scores = aggregate(per_prompt, tag_list, overall_mean=overall_mean)
+        boot = intervals(per_prompt, tag_list, np.random.default_rng(seed), n_boot=n_boot, overall_mean=overall_mean)
         ledgers = [p.ledger for p in judged]
 
         def mean(key: str, ledgers: list[dict[str, Any]] = ledgers) -> float:

@@ -7,7 +7,8 @@ For every prompt of this rank's shard and every budget, the strategy's `search` 
 GenEval sample (`samples`, 4 by default) with a fresh `SearchContext` (`harness.search.context`):
 the metered stepping generator, the verifiers the strategy names (and the run's --verifier ones),
 the sample's candidate seeds. Each pick is saved as OUT/images/<sha256>.png (previews the search
-saw too), judged by the run's GenEval evaluator (a verdict stored for the same image of the same
+saw too), judged by the run's suite evaluator (GenEval's detector evaluator, or another suite's, e.g.
+GenEval 2's Soft-TIFA, whose verdicts carry the per-image score; a verdict stored for the same image of the same
 prompt, from a pool candidate or another search, is reused: the store is the cache), and a
 prompt's picks, traces, ledgers and verdicts go into the store in ONE transaction. So a run killed
 at any moment resumes at the first prompt without picks, and the rows are those of an
@@ -143,8 +144,17 @@ class _Setup:
     strategy: LoadedSearch
     verifiers: list[LoadedVerifier]
     images_dir: Path
-    models: Any
+    models: Any  # GenEval's Models, for a GenEval-judged suite (else None)
     generator: Callable[[], Any]
+    suite_evaluator: Any = None  # another suite's evaluator (`harness.suites.SuiteEvaluator`), else None
+
+    @property
+    def evaluator_name(self) -> str:
+        return str(self.suite_evaluator.name if self.suite_evaluator is not None else self.config.evaluator.backend)
+
+    @property
+    def evaluator_key(self) -> str:
+        return str(self.suite_evaluator.key() if self.suite_evaluator is not None else self.config.evaluator.key())
 
 
 def _save(images_dir: Path) -> Callable[[Any], str]:
@@ -173,6 +183,9 @@ def _verdicts_of(setup: _Setup, metadata: dict[str, Any]) -> Callable[[list[Any]
         for k, image in enumerate(images):
             path, digest = save_png(image, setup.images_dir)
             items.append(Item(k, str(path), digest, []))
+        if setup.suite_evaluator is not None:
+            found = setup.suite_evaluator.judge([Path(i.path) for i in items], [metadata] * len(items))
+            return [bool(v.correct) for v in found]
         judged = _evaluate(setup.models, setup.config.evaluator, items, metadata, setup.config.batch_size)
         return [bool(v.correct) for _, _, v in judged]
 
@@ -259,17 +272,32 @@ def _judge(engine: Engine, setup: _Setup, prompt_id: int, metadata: dict[str, An
     from harness.runner import Item, _evaluate
     from harness.search.store import reusable_verdicts
 
-    spec = setup.config.evaluator
     shas = [p.sha256 for p in picks]
     with Session(engine) as s:
-        known = reusable_verdicts(s, prompt_id, shas, spec.backend, spec.key())
+        known = reusable_verdicts(s, prompt_id, shas, setup.evaluator_name, setup.evaluator_key)
     todo = {p.sha256: p for p in picks if p.sha256 not in known}
     reused = sum(1 for p in picks if p.sha256 in known)
+    if setup.suite_evaluator is not None and todo:
+        from harness.runner import _verdict_details
+        from harness.suites import check_verdict
+
+        paths = [Path(p.path) for p in todo.values()]
+        found = setup.suite_evaluator.judge(paths, [metadata] * len(paths))
+        if len(found) != len(paths):
+            raise RunError(f"the suite evaluator returned {len(found)} verdicts for {len(paths)} images")
+        for (sha, pick), verdict in zip(todo.items(), found, strict=True):
+            verdict = check_verdict(verdict, f"image {pick.path}")
+            item = Item(0, pick.path, sha, [])
+            known[sha] = {"correct": bool(verdict.correct), "reason": verdict.reason,
+                          "details": _verdict_details(verdict, item), "detections": None, "score": float(verdict.score)}
+        return known, len(picks) - reused, reused
+    spec = setup.config.evaluator
     items = [Item(k, p.path, p.sha256, []) for k, p in enumerate(todo.values())]
     fresh = _evaluate(setup.models, spec, items, metadata, setup.config.batch_size) if items else []
     for item, detections, verdict in fresh:
         known[item.sha256] = {"correct": bool(verdict.correct), "reason": verdict.reason,
-                              "details": dict(verdict.details), "detections": detections_to_json(detections)}
+                              "details": dict(verdict.details), "detections": detections_to_json(detections),
+                              "score": 1.0 if verdict.correct else 0.0}
     return known, len(picks) - reused, reused
 
 
@@ -284,7 +312,17 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
 
     from harness.geneval.evaluator import Models
     from harness.plugins import reads_metadata, supports_step_control
-    from harness.runner import Bars, Shard, _plugin, instantiate, load_verifiers, prepare, selected, suite_samples
+    from harness.runner import (
+        Bars,
+        Shard,
+        _plugin,
+        instantiate,
+        load_verifiers,
+        prepare,
+        selected,
+        suite_evaluator,
+        suite_samples,
+    )
     from harness.search.store import (
         NewPick,
         SearchSpec,
@@ -297,10 +335,9 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
     from harness.store.folders import relative_image_path
 
     budgets = check_budgets(list(search.budgets))
-    if config.evaluator is None:
-        raise RunError(f"search strategies judge their picks with GenEval's evaluator; suite {config.suite!r} is "
-                       "judged otherwise (searches on other suites are not supported yet: use a pool, "
-                       "`stepwise run --pool N`, and `stepwise curve`)")
+    # GenEval's evaluator (the run's detector flags), or the suite's own (GenEval 2: Soft-TIFA), built lazily.
+    other_evaluator = suite_evaluator(config) if config.evaluator is None else None
+    evaluator_key = other_evaluator.key() if other_evaluator is not None else config.evaluator.key()
     if search.samples < 1:
         raise RunError(f"--samples must be >= 1, got {search.samples}")
     shard = shard or Shard.from_env()
@@ -312,7 +349,7 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
                        "strategy (`stepwise curve --strategy`) instead")
     strategy = load_search_strategy(search.strategy, search.params)
     names = tuple(dict.fromkeys([*strategy.verifiers, *config.verifiers]))
-    verifiers = load_verifiers(names, config.verifier_params, config.evaluator.key())
+    verifiers = load_verifiers(names, config.verifier_params, evaluator_key)
     samples = suite_samples(config)
     indices = selected(config, len(samples), shard)
     reads = tuple([f"strategy:{strategy.name}"] if reads_metadata(strategy.cls) else []) + tuple(
@@ -350,9 +387,9 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
         summary.written = len(todo)
         images_dir = config.out / "images"
         images_dir.mkdir(parents=True, exist_ok=True)
-        setup = _Setup(config, search, strategy, verifiers, images_dir, Models(config.evaluator), generator)
+        setup = _Setup(config, search, strategy, verifiers, images_dir,
+                       Models(config.evaluator) if other_evaluator is None else None, generator, other_evaluator)
         bars = Bars({"search": len(todo)})
-        spec_eval = config.evaluator
         try:
             for search_id, budget, index in todo:
                 metadata = dict(samples[index])
@@ -363,8 +400,9 @@ def run_search(config: RunConfig, search: SearchConfig, *, shard: Shard | None =
                         NewPick(p.sample, relative_image_path(p.path, config.out), p.sha256, p.ledger, p.events,
                                 p.details, p.prompt_text,
                                 verdicts[p.sha256]["correct"], verdicts[p.sha256]["reason"],
-                                verdicts[p.sha256]["details"], verdicts[p.sha256]["detections"]) for p in picks],
-                              backend=spec_eval.backend, settings_hash=spec_eval.key())
+                                verdicts[p.sha256]["details"], verdicts[p.sha256]["detections"],
+                                verdicts[p.sha256]["score"]) for p in picks],
+                              backend=setup.evaluator_name, settings_hash=evaluator_key)
                 summary.picks += len(picks)
                 summary.judged += judged
                 summary.reused += reused

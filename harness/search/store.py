@@ -3,7 +3,7 @@
     searches            one per (run, settings hash, budget): the strategy, its params, verifiers, samples
     search_picks        one per (search, prompt, sample): the image, its ledger, the strategy's details
     search_traces       one per pick: its JSON events and their sha256
-    search_evaluations  one per (pick, evaluator backend, settings hash): GenEval's verdict
+    search_evaluations  one per (pick, evaluator backend, settings hash): the suite's verdict and score
 
 Like `harness.store.data`: every function takes an open session and never commits; writes are
 idempotent (the first row written wins), so a search killed at any moment resumes with one
@@ -77,6 +77,7 @@ class NewPick:
     reason: str = ""
     verdict_details: Mapping[str, Any] = field(default_factory=dict)
     detections: Mapping[str, Any] | None = None
+    score: float | None = None  # the suite's per-image figure (GenEval 2: Soft-TIFA GM); None: the correctness
 
 
 def trace_sha256(events: Sequence[Mapping[str, Any]]) -> str:
@@ -126,19 +127,20 @@ def reusable_verdicts(s: Session, prompt_id: int, shas: Sequence[str], backend: 
     if not wanted:
         return out
     pool = (select(Candidate.image_sha256, Evaluation.correct, Evaluation.reason, Evaluation.details,
-                   Evaluation.detections)
+                   Evaluation.detections, Evaluation.score)
             .join(Evaluation, Evaluation.candidate_id == Candidate.id)
             .where(Candidate.prompt_id == prompt_id, Candidate.image_sha256.in_(wanted),
                    Evaluation.backend == backend, Evaluation.settings_hash == settings_hash))
     picks = (select(SearchPick.image_sha256, SearchEvaluation.correct, SearchEvaluation.reason,
-                    SearchEvaluation.details, SearchEvaluation.detections)
+                    SearchEvaluation.details, SearchEvaluation.detections, SearchEvaluation.score)
              .join(SearchEvaluation, SearchEvaluation.pick_id == SearchPick.id)
              .where(SearchPick.prompt_id == prompt_id, SearchPick.image_sha256.in_(wanted),
                     SearchEvaluation.backend == backend, SearchEvaluation.settings_hash == settings_hash))
     for query in (pool, picks):
-        for sha, correct, reason, details, detections in s.execute(query):
+        for sha, correct, reason, details, detections, score in s.execute(query):
             out.setdefault(str(sha), {"correct": bool(correct), "reason": reason or "", "details": dict(details or {}),
-                                      "detections": detections})
+                                      "detections": detections,
+                                      "score": float(score) if score is not None else float(bool(correct))})
     return out
 
 
@@ -172,19 +174,22 @@ def add_picks(s: Session, search_id: int, prompt_id: int, picks: Sequence[NewPic
         if backend is None or settings_hash is None:
             raise ValueError("verdicts need the evaluator's backend and settings hash")
         add_pick_evaluations(s, backend, settings_hash, [
-            (ids[p.sample_index], bool(p.correct), p.reason, p.verdict_details, p.detections) for p in judged])
+            (ids[p.sample_index], bool(p.correct), p.reason, p.verdict_details, p.detections, p.score)
+            for p in judged])
     return ids
 
 
-def add_pick_evaluations(s: Session, backend: str, settings_hash: str,
-                         verdicts: Sequence[tuple[int, bool, str, Mapping[str, Any], Mapping[str, Any] | None]]) -> int:
-    """Store GenEval verdicts of picks: (pick id, correct, reason, details, detections); how many were new."""
+def add_pick_evaluations(s: Session, backend: str, settings_hash: str, verdicts: Sequence[tuple[Any, ...]]) -> int:
+    """Store verdicts of picks: (pick id, correct, reason, details, detections[, score]); how many were new.
+    Without a score (or None) it is the correctness, 1.0 or 0.0, as a GenEval verdict's."""
     now = utcnow()
-    rows = [{"pick_id": pid, "backend": backend, "settings_hash": settings_hash, "correct": bool(correct),
-             "reason": reason, "details": dict(details), "detections": None if detections is None else dict(detections),
-             # GenEval's verdicts (searches run on GenEval suites): the score is the correctness
-             "score": 1.0 if correct else 0.0, "created_at": now}
-            for pid, correct, reason, details, detections in verdicts]
+    rows = []
+    for pid, correct, reason, details, detections, *rest in verdicts:
+        score = rest[0] if rest and rest[0] is not None else (1.0 if correct else 0.0)
+        rows.append({"pick_id": pid, "backend": backend, "settings_hash": settings_hash, "correct": bool(correct),
+                     "reason": reason, "details": dict(details),
+                     "detections": None if detections is None else dict(detections), "score": float(score),
+                     "created_at": now})
     return _insert_missing(s, _table(SearchEvaluation), rows, ("pick_id", "backend", "settings_hash"))
 
 
@@ -207,6 +212,7 @@ class PickRow:
     correct: bool | None
     reason: str
     detections: dict[str, Any] | None
+    score: float | None = None  # the verdict's per-image figure (GenEval: 1.0 or 0.0), None when not judged
 
 
 def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
@@ -216,7 +222,8 @@ def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
     from sqlalchemy import and_
 
     query = (select(SearchPick, Prompt.index, Prompt.tag, Prompt.text, Prompt.meta, SearchTrace.sha256,
-                    SearchEvaluation.correct, SearchEvaluation.reason, SearchEvaluation.detections)
+                    SearchEvaluation.correct, SearchEvaluation.reason, SearchEvaluation.detections,
+                    SearchEvaluation.score)
              .join(Prompt, SearchPick.prompt_id == Prompt.id)
              .join(SearchTrace, SearchTrace.pick_id == SearchPick.id)
              .outerjoin(SearchEvaluation, and_(SearchEvaluation.pick_id == SearchPick.id,
@@ -225,10 +232,12 @@ def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
              .where(SearchPick.search_id == search_id)
              .order_by(Prompt.index, SearchPick.sample_index))
     rows = []
-    for pick, index, tag, text, meta, trace_sha, correct, reason, detections in s.execute(query):
+    for pick, index, tag, text, meta, trace_sha, correct, reason, detections, score in s.execute(query):
+        judged = correct is not None
         rows.append(PickRow(pick.id, int(index), tag, text, dict(meta), pick.sample_index, pick.image_path,
                             pick.image_sha256, pick.prompt_text, dict(pick.ledger), dict(pick.details), trace_sha,
-                            None if correct is None else bool(correct), reason or "", detections))
+                            bool(correct) if judged else None, reason or "", detections,
+                            (float(score) if score is not None else float(bool(correct))) if judged else None))
     events: dict[int, list[Any]] = {}
     if with_events and rows:
         ids = [r.pick_id for r in rows]
@@ -268,7 +277,7 @@ def copy_searches(src: Session, dst: Session, prompt_map: Mapping[int, int]) -> 
     by_settings: dict[tuple[str, str], list[Any]] = {}
     for v in verdicts:
         by_settings.setdefault((v.backend, v.settings_hash), []).append(
-            (pick_map[v.pick_id], v.correct, v.reason, v.details, v.detections))
+            (pick_map[v.pick_id], v.correct, v.reason, v.details, v.detections, v.score))
     for (backend, key), rows in by_settings.items():
         add_pick_evaluations(dst, backend, key, rows)
     return {"searches": len(searches), "picks": len(picks), "pick verdicts": len(verdicts)}

@@ -46,11 +46,24 @@ class SearchRunExport:
         return any(rewrote_prompt(events, r.prompt) for r, events in zip(self.records, self.events, strict=True))
 
 
+def check_search_suite(s: Any, run_id: str) -> None:
+    """SubmitError unless the run is judged by GenEval's evaluator: a search export holds GenEval verdicts
+    and detections, which the loader re-derives (GenEval 2 searches: `stepwise curve --run` only, for now)."""
+    from harness.submissions.build import check_exportable_suite
+
+    suite = check_exportable_suite(s, run_id)
+    if suite != "geneval":
+        raise SubmitError(f"run {run_id[:12]}… is on suite {suite!r}: search entries of the leaderboard are of "
+                          "GenEval runs for now (`stepwise curve --run` shows this run's searches; a pool of the "
+                          "suite can be submitted)")
+
+
 def choose_search(s: Any, run_id: str, strategy: str, budget: int | None, settings: str | None) -> Any:
     """The stored search of `run_id` by strategy, budget and settings prefix; SubmitError listing the
     candidates when none or several fit."""
     from harness.search.store import run_searches
 
+    check_search_suite(s, run_id)
     found = [x for x in run_searches(s, run_id) if x.strategy == strategy
              and (budget is None or x.budget == budget) and (settings is None or x.settings_hash.startswith(settings))]
     if len(found) == 1:
