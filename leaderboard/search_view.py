@@ -95,6 +95,7 @@ def _generator_key(generator: Any) -> str:
 
 def search_figures(entries: Sequence[Entry], headers: Mapping[str, dict[str, Any] | None]) -> list[SearchFigure]:
     """One figure per (generator, evaluator backend) that has search entries; `headers`: slug -> export header."""
+    from harness.submissions.suites import view
     from leaderboard.charts import _curve_order
     from leaderboard.fields import html_id
     from leaderboard.search_charts import SearchPoint, compute_chart
@@ -128,7 +129,9 @@ def search_figures(entries: Sequence[Entry], headers: Mapping[str, dict[str, Any
         key = html_id(f"{name}-{backend}")
         if any(f.key == key for f in out):  # one generator name with other parameters
             key = f"{key}-{len(out)}"
-        title = f"{name} ({backend}): GenEval overall vs compute"
+        suite = view(searches[0].suite)
+        figure = "GenEval overall" if suite.name == "geneval" else f"{suite.title} {suite.overall_label}"
+        title = f"{name} ({backend}): {figure} vs compute"
         nfe_chart = compute_chart(curves, by_nfe, chart_id=f"search-nfe-{key}", title=title,
                                   x_label="generator NFE per prompt (candidate-steps)")
         seconds_chart = None

@@ -50,7 +50,7 @@ def export_lines(records: list[dict[str, Any]], suite_hash: str) -> list[dict[st
                           "sample_index": j, "sha256": f"{1000 * p + j:064x}", "image": None,
                           "correct": all(hard), "reason": reason_of(questions, hard), "detections": {},
                           "scores": {"key": float(j)}, "score": geometric_mean(soft),
-                          "details": {"soft_scores": soft, "tifa_scores": hard}})
+                          "answers": {"soft_scores": soft, "tifa_scores": hard}})
     return lines
 
 
@@ -106,9 +106,9 @@ def edit(lines: list[dict[str, Any]], index: int, **values: Any) -> list[dict[st
     (lambda x: edit(x, 1, tag="atoms=5"), "are not the suite's"),
     (lambda x: edit(x, 1, tag="counting"), "is not a GenEval 2 atomicity"),
     (lambda x: edit(x, 1, detections={"cup": [{"box": [0, 0, 1, 1], "score": 0.9}]}), "has none; give {}"),
-    (lambda x: edit(x, 1, details={"soft_scores": [0.5], "tifa_scores": [1, 0]}), "one of each per question"),
-    (lambda x: edit(x, 1, details={"soft_scores": [0.5], "tifa_scores": [2]}), "must be 0 or 1"),
-    (lambda x: edit(x, 1, details={"soft_scores": [0.5], "tifa_scores": [1]}, score=0.5, reason="",
+    (lambda x: edit(x, 1, answers={"soft_scores": [0.5], "tifa_scores": [1, 0]}), "one of each per question"),
+    (lambda x: edit(x, 1, answers={"soft_scores": [0.5], "tifa_scores": [2]}), "must be 0 or 1"),
+    (lambda x: edit(x, 1, answers={"soft_scores": [0.5], "tifa_scores": [1]}, score=0.5, reason="",
                     correct=True), "questions answered, but the suite's prompt has 3"),
     (lambda x: [x[0], *(r for r in x[1:] if "score" in r and r.pop("score"))], "lacks score"),
 ])

@@ -187,9 +187,27 @@ def test_a_search_on_geneval2_is_judged_by_soft_tifa_and_shown_by_curve(tmp_path
     per_prompt = [np.mean([p.score for p in picks if p.prompt_index == i]) for i in range(len(RECORDS))]
     assert row["overall"] == pytest.approx(np.mean(per_prompt), abs=1e-12)
     assert row[f"atoms={RECORDS[0]['atom_count']}"] == pytest.approx(per_prompt[0], abs=1e-12)
-    code, output = stepwise("submit", run_id, "--db", db, "--name", "x", "--slug", "x", "--search", "step-beam",
-                            "--out", str(tmp_path / "subs"))
-    assert code == 1 and "search entries of the leaderboard are of GenEval runs for now" in output, output
+    # submit --search -> validate (picks re-judged with the tiny Qwen3-VL) -> site, in GenEval 2's table.
+    subs, suite = tmp_path / "subs", tmp_path / "suite"
+    code, output = stepwise("prompts", "geneval2", "--from", str(data), "-o", str(suite))
+    assert code == 0, output
+    code, output = stepwise("submit", run_id, "--db", db, "--name", "Step beam", "--slug", "beam", "--search",
+                            "step-beam", "--out", str(subs), "--suite-param", f"data={suite}")
+    assert code == 0, output
+    assert f"soft_tifa_gm {row['overall']:.4f}" in output, output
+    lines = [json.loads(x) for x in (subs / "beam" / "export.jsonl").read_text().splitlines()]
+    assert lines[1]["score"] == geometric_mean(lines[1]["answers"]["soft_scores"]) and lines[1]["detections"] == {}
+    code, output = stepwise("validate", str(subs), "--geneval2-data", str(suite), "--models", str(tiny.parent),
+                            "--recheck", "all", "--device", "cpu")
+    assert code == 0 and f"{2 * len(RECORDS)} of {2 * len(RECORDS)} images re-judged" in output, output
+    site = tmp_path / "site"
+    code, output = stepwise("leaderboard", "build", "--submissions", str(subs), "--out", str(site), "--recheck",
+                            "none", "--geneval2-data", str(suite))
+    assert code == 0, output
+    (entry,) = json.loads((site / "leaderboard.json").read_text())["entries"]
+    assert entry["suite"] == "geneval2" and entry["search"] is not None
+    assert entry["scores"]["overall"] == pytest.approx(row["overall"], abs=1e-12)
+    assert 'data-suite="geneval2"' in (site / "index.html").read_text()
 
 
 def test_suites_are_a_plugin_kind_listed_without_imports() -> None:
@@ -281,7 +299,7 @@ def check_entry_and_site(tmp_path: Path, db: str, run_id: str, tiny: Path, table
     assert header["suite"]["name"] == "geneval2" and header["evaluator"]["backend"] == "soft-tifa"
     assert header["evaluator"]["settings"]["model"] == tiny.name  # a local folder by its name only
     assert first["tag"].startswith("atoms=") and first["detections"] == {}
-    assert first["score"] == geometric_mean(first["details"]["soft_scores"])
+    assert first["score"] == geometric_mean(first["answers"]["soft_scores"])
 
     # Re-checked: every image judged again by Soft-TIFA on the model found by name, every score again.
     code, text = stepwise("validate", str(subs), "--geneval2-data", str(suite), "--models", str(tiny.parent),

@@ -98,7 +98,7 @@ def submit(run_id: str, name: str, slug: str, db: str | None, verifiers: tuple[s
         submit_search(run_id, search, budget, search_settings, db=db, name=name, slug=slug, alignment=alignment,
                       reward_guidance=reward_guidance, plugins=plugins, images=images, run_dir=run_dir,
                       authors=authors, link=link, description=description, out=out, force=force,
-                      evaluator_flags=evaluator_flags)
+                      evaluator_flags=evaluator_flags, suite_params=suite_params)
         return
     if budget is not None or search_settings is not None:
         raise click.UsageError("--budget and --search-settings need --search NAME")
@@ -293,7 +293,7 @@ def _write_and_check(out: Path, slug: str, export: Any, manifest_text: str, *, i
 def submit_search(run_id: str, strategy: str, budget: int | None, settings: str | None, *, db: str | None, name: str,
                   slug: str, alignment: str, reward_guidance: str, plugins: tuple[str, ...], images: bool,
                   run_dir: Path | None, authors: tuple[str, ...], link: str | None, description: str | None,
-                  out: Path, force: bool, evaluator_flags: dict[str, Any]) -> None:
+                  out: Path, force: bool, evaluator_flags: dict[str, Any], suite_params: tuple[str, ...] = ()) -> None:
     """`stepwise submit RUN --search NAME`: a search entry (harness.submissions.search_build)."""
     from harness.commands.stored import read_store
     from harness.submissions.build import SubmitError, replace_folder
@@ -303,13 +303,13 @@ def submit_search(run_id: str, strategy: str, budget: int | None, settings: str 
     final = out / slug
     if final.exists() and not force:
         raise click.ClickException(f"{final} exists; choose another --slug or pass --force to replace it")
-    from harness.submissions.search_build import check_search_suite
-
-    read_store(db, lambda s: check_search_suite(s, run_id), (SubmitError,))  # before the GenEval flags are read
-    spec, _ = stored_settings(evaluator_flags, (), (), plugins)
+    suite = _check_suite(db, run_id)  # before the GenEval flags are read: a GenEval 2 run needs none
+    params = parse_pairs(suite_params, "--suite-param")
+    data = Path(params.pop("data")) if params.get("data") else None
+    spec = stored_settings(evaluator_flags, (), (), plugins)[0] if suite == "geneval" else None
 
     def read(s: Any) -> Any:
-        return read_search(s, run_id, choose_search(s, run_id, strategy, budget, settings), spec, run_dir)
+        return read_search(s, run_id, choose_search(s, run_id, strategy, budget, settings), spec, run_dir, params)
 
     export = read_store(db, read, (SubmitError,))
     text = _search_manifest_text(export, name=name, authors=authors, link=link, description=description,
@@ -319,7 +319,7 @@ def submit_search(run_id: str, strategy: str, budget: int | None, settings: str 
         shutil.rmtree(partial)
     try:
         write_search_folder(partial, export, text, images=images)
-        entry = load_entry(partial, slug=slug)
+        entry = load_entry(partial, slug=slug, geneval2_data=data)
     except (SubmitError, SubmissionError) as err:
         shutil.rmtree(partial, ignore_errors=True)
         raise click.ClickException(str(err)) from None
@@ -329,7 +329,8 @@ def submit_search(run_id: str, strategy: str, budget: int | None, settings: str 
     replace_folder(partial, final)
     low, high = entry.intervals["overall"] if entry.intervals else (float("nan"), float("nan"))
     info = entry.search
-    click.echo(f"{final}: overall {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] (search {info.strategy} at "
+    figure = "soft_tifa_gm" if suite == "geneval2" else "overall"
+    click.echo(f"{final}: {figure} {entry.scores['overall']:.4f} [{low:.4f}, {high:.4f}] (search {info.strategy} at "
                f"budget {info.budget}, {len(entry.images)} picks, {info.nfe:.1f} generator NFE and "
                f"{info.seconds:.3g} s per pick)")
 
@@ -347,8 +348,9 @@ def _search_manifest_text(export: Any, *, name: str, authors: tuple[str, ...], l
         nfe = sum(x.generator_nfe for x in ledgers) / len(ledgers)
         description = (f"Reproduced with stepwise {head.stepwise_version} from run {head.run_id[:12]}: search "
                        f"{search.strategy} at budget {search.budget} (at most best-of-{search.budget}'s generator "
-                       f"compute; {nfe:.1f} NFE per pick on average), {search.samples} picks per prompt, GenEval "
-                       f"verdicts by {head.evaluator_backend}.")
+                       f"compute; {nfe:.1f} NFE per pick on average), {search.samples} picks per prompt, "
+                       f"{'GenEval 2 Soft-TIFA' if head.suite == 'geneval2' else 'GenEval'} verdicts by "
+                       f"{head.evaluator_backend}.")
     manifest = Manifest(
         name=name, authors=authors, link=link, description=description, kind="reproduced",
         system=System(generator=head.generator["name"], strategy=search.strategy,

@@ -213,6 +213,7 @@ class PickRow:
     reason: str
     detections: dict[str, Any] | None
     score: float | None = None  # the verdict's per-image figure (GenEval: 1.0 or 0.0), None when not judged
+    verdict_details: dict[str, Any] = field(default_factory=dict)  # the verdict's details (GenEval 2: its answers)
 
 
 def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
@@ -223,7 +224,7 @@ def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
 
     query = (select(SearchPick, Prompt.index, Prompt.tag, Prompt.text, Prompt.meta, SearchTrace.sha256,
                     SearchEvaluation.correct, SearchEvaluation.reason, SearchEvaluation.detections,
-                    SearchEvaluation.score)
+                    SearchEvaluation.score, SearchEvaluation.details)
              .join(Prompt, SearchPick.prompt_id == Prompt.id)
              .join(SearchTrace, SearchTrace.pick_id == SearchPick.id)
              .outerjoin(SearchEvaluation, and_(SearchEvaluation.pick_id == SearchPick.id,
@@ -232,12 +233,13 @@ def read_picks(s: Session, search_id: int, backend: str, settings_hash: str, *,
              .where(SearchPick.search_id == search_id)
              .order_by(Prompt.index, SearchPick.sample_index))
     rows = []
-    for pick, index, tag, text, meta, trace_sha, correct, reason, detections, score in s.execute(query):
+    for pick, index, tag, text, meta, trace_sha, correct, reason, detections, score, verdict in s.execute(query):
         judged = correct is not None
         rows.append(PickRow(pick.id, int(index), tag, text, dict(meta), pick.sample_index, pick.image_path,
                             pick.image_sha256, pick.prompt_text, dict(pick.ledger), dict(pick.details), trace_sha,
                             bool(correct) if judged else None, reason or "", detections,
-                            (float(score) if score is not None else float(bool(correct))) if judged else None))
+                            (float(score) if score is not None else float(bool(correct))) if judged else None,
+                            dict(verdict or {})))
     events: dict[int, list[Any]] = {}
     if with_events and rows:
         ids = [r.pick_id for r in rows]

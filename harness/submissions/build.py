@@ -143,10 +143,9 @@ def check_exportable_suite(s: Any, run_id: str) -> str:
                       f"{' or '.join(map(repr, EXPORT_SUITES))} runs (curves and analyze work on any suite)")
 
 
-def soft_tifa_settings(rows: list[Any], key: str) -> dict[str, Any]:
-    """A GenEval 2 export's evaluator settings, from its stored verdicts' details: the VQA model (a
-    local folder by its name), dtype, whether VQAScore was asked, and the settings hash."""
-    first = rows[0].details or {}
+def soft_tifa_settings(first: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A GenEval 2 export's evaluator settings, from a stored verdict's details (`first`): the VQA model
+    (a local folder by its name), dtype, whether VQAScore was asked, and the settings hash."""
     model = first.get("model")
     if not isinstance(model, str):
         raise SubmitError("the run's Soft-TIFA verdicts do not record their VQA model; judge the run again")
@@ -154,16 +153,36 @@ def soft_tifa_settings(rows: list[Any], key: str) -> dict[str, Any]:
             "vqascore": first.get("vqascore") is not None, "settings_hash": key}
 
 
-def _soft_tifa_record(r: Any, scores: dict[str, float], step_scores: dict[str, tuple[float, ...]]) -> ImageRecord:
-    details = r.details or {}
+def soft_tifa_record(*, prompt_index: int, tag: str, prompt: str, sample_index: int, sha256: str, correct: bool,
+                     reason: str, score: float | None, details: Mapping[str, Any] | None,
+                     scores: dict[str, float] | None = None,
+                     step_scores: dict[str, tuple[float, ...]] | None = None) -> ImageRecord:
+    """A GenEval 2 candidate's (or pick's) record from its stored verdict; SubmitError when the verdict
+    lacks Soft-TIFA's per-question scores."""
+    details = details or {}
     soft, hard = details.get("soft_scores"), details.get("tifa_scores")
-    if not isinstance(soft, list) or not isinstance(hard, list) or r.score is None:
-        raise SubmitError(f"prompt {r.index:05d} sample {r.sample_index}: its stored verdict lacks Soft-TIFA's "
+    if not isinstance(soft, list) or not isinstance(hard, list) or score is None:
+        raise SubmitError(f"prompt {prompt_index:05d} sample {sample_index}: its stored verdict lacks Soft-TIFA's "
                           "per-question scores; judge the run again")
-    return ImageRecord(prompt_index=int(r.index), tag=r.tag, prompt=r.text, sample_index=int(r.sample_index),
-                       sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason or "",
-                       detections={}, scores=scores, step_scores=step_scores, score=float(r.score),
-                       details={"soft_scores": [float(x) for x in soft], "tifa_scores": [int(x) for x in hard]})
+    return ImageRecord(prompt_index=prompt_index, tag=tag, prompt=prompt, sample_index=sample_index, sha256=sha256,
+                       image=None, correct=bool(correct), reason=reason or "", detections={}, scores=scores or {},
+                       step_scores=step_scores or {}, score=float(score),
+                       answers={"soft_scores": [float(x) for x in soft], "tifa_scores": [int(x) for x in hard]})
+
+
+def verdict_settings(s: Any, run_id: str, spec: Any, suite_params: Mapping[str, Any] | None) -> tuple[str, str, str]:
+    """(suite view, evaluator name, key) of the verdicts a run's entry holds: the GenEval flags' (`spec`)
+    for a GenEval-judged run, else the ones `suite_params` name, or the run's only ones."""
+    from harness import suite_store
+
+    suite = check_exportable_suite(s, run_id)
+    if suite == "geneval":
+        return suite, spec.backend, spec.key()
+    try:
+        stored = suite_store.resolve(s, run_id, geneval_spec=lambda: spec, suite_params=suite_params or {})
+    except ValueError as err:
+        raise SubmitError(str(err)) from None
+    return suite, stored.backend, stored.key
 
 
 def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
@@ -182,18 +201,13 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
     """
     from sqlalchemy import func, select
 
-    from harness import __version__, suite_store
+    from harness import __version__
     from harness.store import Candidate, NewPreparation, Prompt, Run, VerifierScore, run_preparations
     from harness.store.data import judged_candidates
     from harness.store.folders import RunFolderError, locate_run_folder
 
-    suite = check_exportable_suite(s, run_id)
+    suite, backend, key = verdict_settings(s, run_id, spec, suite_params)
     try:
-        if suite == "geneval":
-            backend, key = spec.backend, spec.key()
-        else:
-            stored = suite_store.resolve(s, run_id, geneval_spec=lambda: spec, suite_params=suite_params or {})
-            backend, key = stored.backend, stored.key
         rows = judged_candidates(s, run_id, backend, key, max_samples)
     except ValueError as err:
         raise SubmitError(str(err)) from None
@@ -228,8 +242,11 @@ def read_run(s: Any, run_id: str, spec: Any, verifiers: Mapping[str, str], *,
                    for r in rows]
         settings = evaluator_settings(spec)
     else:
-        records = [_soft_tifa_record(r, scores[r.id], step_scores[r.id]) for r in rows]
-        settings = soft_tifa_settings(rows, key)
+        records = [soft_tifa_record(prompt_index=int(r.index), tag=r.tag, prompt=r.text,
+                                    sample_index=int(r.sample_index), sha256=r.image_sha256, correct=r.correct,
+                                    reason=r.reason, score=r.score, details=r.details, scores=scores[r.id],
+                                    step_scores=step_scores[r.id]) for r in rows]
+        settings = soft_tifa_settings(rows[0].details or {}, key)
     generator = [_seconds(r.cost) for r in rows]
     costs: list[Cost] | None = None
     if all(g is not None for g in generator) and all(

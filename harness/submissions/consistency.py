@@ -239,7 +239,7 @@ def check_soft_tifa(data: Records) -> list[str]:
     problems: list[str] = []
     questions: dict[int, int] = {}
     for r in sorted(data.export.records, key=lambda x: (x.prompt_index, x.sample_index)):
-        soft, hard = r.details["soft_scores"], r.details["tifa_scores"]
+        soft, hard = r.answers["soft_scores"], r.answers["tifa_scores"]
         expected = geometric_mean(soft)
         if r.score != expected:
             problems.append(f"{where(r)}: score {r.score!r} is not the geometric mean of its soft_scores "

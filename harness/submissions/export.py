@@ -43,7 +43,7 @@ prompt's atomicity ("atoms=5"), ships no detections ({}), and adds the per-image
 (`harness.submissions.suites`):
 
     {..., "tag": "atoms=5", "detections": {}, "score": 0.74,
-     "details": {"soft_scores": [0.98, 0.61, ...], "tifa_scores": [1, 0, ...]}}
+     "answers": {"soft_scores": [0.98, 0.61, ...], "tifa_scores": [1, 0, ...]}}
 
 `cost` is all or nothing: on every candidate line or on none. `step_scores` is optional: the
 per-step scores of verifiers that judged the step previews (the leaderboard's per-step AUROC),
@@ -158,7 +158,7 @@ def record_json(record: ImageRecord, cost: Cost | None) -> dict[str, Any]:
         out["step_scores"] = {name: list(steps) for name, steps in sorted(record.step_scores.items())}
     if record.score is not None:  # suites other than GenEval (GenEval's lines stay as they were)
         out["score"] = record.score
-        out["details"] = record.details
+        out["answers"] = record.answers
     return out
 
 
@@ -429,7 +429,7 @@ def _parent(value: Any) -> dict[str, Any]:
 def _record(value: Any, verifiers: Mapping[str, str], suite: str = "geneval") -> tuple[ImageRecord, Cost | None]:
     rec = _obj(value, "a candidate line")
     figured = suite != "geneval"  # a suite whose per-image figure is not the verdict
-    _only(rec, (*_RECORD_KEYS, *(("score", "details") if figured else ())), "the candidate",
+    _only(rec, (*_RECORD_KEYS, *(("score", "answers") if figured else ())), "the candidate",
           optional=("cost", "step_scores"))
     tag = _str(rec["tag"], "tag", 32)
     why = tag_problem(suite, tag)
@@ -460,23 +460,23 @@ def _record(value: Any, verifiers: Mapping[str, str], suite: str = "geneval") ->
         scores={name: _number(x, f"the score of {name!r}") for name, x in scores.items()},
         step_scores=_step_scores(rec.get("step_scores"), verifiers),
         score=_number(rec["score"], "score", 0.0) if figured else None,
-        details=_soft_tifa_details(rec["details"]) if figured else {},
+        answers=soft_tifa_answers(rec["answers"]) if figured else {},
     )
     return record, _cost(rec.get("cost"), verifiers)
 
 
-def _soft_tifa_details(value: Any) -> dict[str, Any]:
+def soft_tifa_answers(value: Any) -> dict[str, Any]:
     """GenEval 2's evidence: one Soft-TIFA probability (finite, >= 0) and one TIFA 0/1 per question."""
-    details = _obj(value, "details")
-    _only(details, ("soft_scores", "tifa_scores"), "details")
-    soft, hard = details["soft_scores"], details["tifa_scores"]
+    answers = _obj(value, "answers")
+    _only(answers, ("soft_scores", "tifa_scores"), "answers")
+    soft, hard = answers["soft_scores"], answers["tifa_scores"]
     for name, items in (("soft_scores", soft), ("tifa_scores", hard)):
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_QUESTIONS:
-            raise ValueError(f"details.{name} must be a list of 1 to {MAX_QUESTIONS} numbers, one per question")
+            raise ValueError(f"answers.{name} must be a list of 1 to {MAX_QUESTIONS} numbers, one per question")
     if len(soft) != len(hard):
-        raise ValueError(f"details: {len(soft)} soft_scores but {len(hard)} tifa_scores; one of each per question")
+        raise ValueError(f"answers: {len(soft)} soft_scores but {len(hard)} tifa_scores; one of each per question")
     if any(isinstance(x, bool) or x not in (0, 1) for x in hard):
-        raise ValueError("details.tifa_scores must be 0 or 1 per question")
+        raise ValueError("answers.tifa_scores must be 0 or 1 per question")
     return {"soft_scores": [_number(x, "a soft score", 0.0) for x in soft], "tifa_scores": [int(x) for x in hard]}
 
 

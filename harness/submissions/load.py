@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from harness.submissions.compute import STRATEGIES, recompute
 from harness.submissions.consistency import Records, checks_of, consistency_problems, declared_ranges
@@ -54,7 +55,7 @@ from harness.submissions.model import (
 from harness.submissions.paths import PathProblem, confined
 
 __all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry",
-           "names_verifier", "preparation_disagreements", "suite_metadata"]
+           "names_verifier", "preparation_disagreements", "suite_metadata", "suite_samples", "tag_and_prompt"]
 
 
 
@@ -134,7 +135,7 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest, geneval2_data: Path
     if _is_search_export(path):  # a search strategy's picks, not a pool (harness.submissions.search_load)
         from harness.submissions.search_load import load_search_entry
 
-        return load_search_entry(folder, slug, manifest, path)
+        return load_search_entry(folder, slug, manifest, path, geneval2_data)
     try:
         with open(path, encoding="utf-8") as fp:
             export = parse_export(fp)
@@ -146,7 +147,7 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest, geneval2_data: Path
     # In this order, each step only once the previous passed: agreement needs whole prompts (to know
     # m), and hashing thousands of images is not worth it for an export that is refused anyway.
     try:
-        samples, unchecked = _suite_samples(export, geneval2_data)
+        samples, unchecked = suite_samples(export, geneval2_data)
     except ValueError as err:
         raise folder_error(folder, name, str(err)) from None
     problems = [ValidationProblem(folder, name, m) for m in _coverage(export, manifest, samples)]
@@ -174,7 +175,7 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest, geneval2_data: Path
                  suite=export.header.suite)
 
 
-def _suite_samples(export: Export, geneval2_data: Path | None) -> tuple[list[dict] | None, str | None]:
+def suite_samples(export: Any, geneval2_data: Path | None) -> tuple[list[dict] | None, str | None]:
     """The records of the export's suite by prompt index (None: GenEval 2 without its data here) and,
     then, what could not be checked; ValueError when the header names no suite this harness knows."""
     from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
@@ -218,8 +219,8 @@ def _coverage(export: Export, manifest: Manifest, samples: list[dict] | None) ->
     for r in export.records:
         if r.prompt_index >= head.prompts:
             problems.append(f"prompt_index {r.prompt_index} is outside the suite (0..{head.prompts - 1})")
-        elif samples is not None and (r.tag, r.prompt) != _tag_and_prompt(head.suite, samples[r.prompt_index]):
-            tag, prompt = _tag_and_prompt(head.suite, samples[r.prompt_index])
+        elif samples is not None and (r.tag, r.prompt) != tag_and_prompt(head.suite, samples[r.prompt_index]):
+            tag, prompt = tag_and_prompt(head.suite, samples[r.prompt_index])
             problems.append(f"prompt {r.prompt_index:05d}: tag/prompt {r.tag!r}/{r.prompt!r:.60} are not the "
                             f"suite's ({tag!r}/{prompt!r})")
         elif first.setdefault(r.prompt_index, (r.tag, r.prompt)) != (r.tag, r.prompt):
@@ -251,7 +252,7 @@ def _coverage(export: Export, manifest: Manifest, samples: list[dict] | None) ->
     return problems
 
 
-def _tag_and_prompt(suite: str, record: dict) -> tuple[str, str]:
+def tag_and_prompt(suite: str, record: dict) -> tuple[str, str]:
     """A suite record's category and prompt text, as an export's candidates carry them."""
     if suite == "geneval2":
         return f"atoms={record['atom_count']}", record["prompt"]

@@ -131,11 +131,11 @@ class ImageRecord:
     scores: dict[str, float]  # verifier -> score
     # verifier -> per-step scores (step previews), for the verifiers that have them (optional in exports)
     step_scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    # Suites other than GenEval: the per-image figure (GenEval 2: Soft-TIFA GM) and what it was made of
-    # (GenEval 2: "soft_scores" and "tifa_scores", one per question). GenEval: None and {} (its
+    # Suites other than GenEval: the per-image figure (GenEval 2: Soft-TIFA GM) and the answers it was
+    # made of (GenEval 2: "soft_scores" and "tifa_scores", one per question). GenEval: None and {} (its
     # figure is `correct`, its evidence the detections).
     score: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def outcome(self) -> float:

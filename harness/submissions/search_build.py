@@ -46,24 +46,11 @@ class SearchRunExport:
         return any(rewrote_prompt(events, r.prompt) for r, events in zip(self.records, self.events, strict=True))
 
 
-def check_search_suite(s: Any, run_id: str) -> None:
-    """SubmitError unless the run is judged by GenEval's evaluator: a search export holds GenEval verdicts
-    and detections, which the loader re-derives (GenEval 2 searches: `stepwise curve --run` only, for now)."""
-    from harness.submissions.build import check_exportable_suite
-
-    suite = check_exportable_suite(s, run_id)
-    if suite != "geneval":
-        raise SubmitError(f"run {run_id[:12]}… is on suite {suite!r}: search entries of the leaderboard are of "
-                          "GenEval runs for now (`stepwise curve --run` shows this run's searches; a pool of the "
-                          "suite can be submitted)")
-
-
 def choose_search(s: Any, run_id: str, strategy: str, budget: int | None, settings: str | None) -> Any:
     """The stored search of `run_id` by strategy, budget and settings prefix; SubmitError listing the
     candidates when none or several fit."""
     from harness.search.store import run_searches
 
-    check_search_suite(s, run_id)
     found = [x for x in run_searches(s, run_id) if x.strategy == strategy
              and (budget is None or x.budget == budget) and (settings is None or x.settings_hash.startswith(settings))]
     if len(found) == 1:
@@ -77,8 +64,10 @@ def choose_search(s: Any, run_id: str, strategy: str, budget: int | None, settin
                       f"and --search-settings PREFIX (they are: {listed})")
 
 
-def read_search(s: Any, run_id: str, search: Any, spec: Any, run_dir: Path | None = None) -> SearchRunExport:
-    """A search's picks with their verdicts by `spec`, ledgers and traces; SubmitError unless whole.
+def read_search(s: Any, run_id: str, search: Any, spec: Any, run_dir: Path | None = None,
+                suite_params: Mapping[str, Any] | None = None) -> SearchRunExport:
+    """A search's picks with their verdicts by `spec` (a GenEval 2 run's: by its Soft-TIFA settings, as
+    `build.read_run` finds them), ledgers and traces; SubmitError unless whole.
     run_dir: the run's folder, when it is not where the store finds it (`harness.store.folders`)."""
     from sqlalchemy import func, select
 
@@ -86,23 +75,32 @@ def read_search(s: Any, run_id: str, search: Any, spec: Any, run_dir: Path | Non
     from harness.search.store import read_picks
     from harness.store import Prompt, Run
     from harness.store.folders import RunFolderError, locate_run_folder
+    from harness.submissions.build import soft_tifa_record, soft_tifa_settings, verdict_settings
 
     run = s.get(Run, run_id)
     if run is None:
         raise SubmitError(f"no run {run_id!r} in the store")
-    rows, events = read_picks(s, search.id, spec.backend, spec.key(), with_events=True)
+    suite, backend, key = verdict_settings(s, run_id, spec, suite_params)
+    rows, events = read_picks(s, search.id, backend, key, with_events=True)
     if not rows:
         raise SubmitError(f"search {search.strategy} (budget {search.budget}) of run {run_id[:12]}… has no picks")
     unjudged = [r for r in rows if r.correct is None]
     if unjudged:
         raise SubmitError(f"search {search.strategy} (budget {search.budget}): {len(unjudged)} pick(s) have no verdict "
-                          f"by {spec.backend} with these evaluator settings ({spec.key()[:12]}…), the first prompt "
+                          f"by {backend} with these evaluator settings ({key[:12]}…), the first prompt "
                           f"{unjudged[0].prompt_index:05d}; give the evaluator flags the run used")
     n_prompts = int(s.scalar(select(func.count()).select_from(Prompt).where(Prompt.suite_id == run.suite_id)) or 0)
-    floor = min(spec.options.threshold, spec.options.counting_threshold)
-    records = [ImageRecord(prompt_index=r.prompt_index, tag=r.tag, prompt=r.prompt, sample_index=r.sample_index,
-                           sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason,
-                           detections=_kept_detections(r.detections, floor), scores={}) for r in rows]
+    if suite == "geneval":
+        floor = min(spec.options.threshold, spec.options.counting_threshold)
+        records = [ImageRecord(prompt_index=r.prompt_index, tag=r.tag, prompt=r.prompt, sample_index=r.sample_index,
+                               sha256=r.image_sha256, image=None, correct=bool(r.correct), reason=r.reason,
+                               detections=_kept_detections(r.detections, floor), scores={}) for r in rows]
+        settings = evaluator_settings(spec)
+    else:
+        records = [soft_tifa_record(prompt_index=r.prompt_index, tag=r.tag, prompt=r.prompt,
+                                    sample_index=r.sample_index, sha256=r.image_sha256, correct=bool(r.correct),
+                                    reason=r.reason, score=r.score, details=r.verdict_details) for r in rows]
+        settings = soft_tifa_settings(rows[0].verdict_details, key)
     picks = [SearchPickRecord(r.prompt_index, r.sample_index, r.ledger, r.trace_sha256, r.prompt_text, r.details)
              for r in rows]
     traces = [events[r.pick_id] for r in rows]
@@ -115,8 +113,8 @@ def read_search(s: Any, run_id: str, search: Any, spec: Any, run_dir: Path | Non
         run_id=run.id, suite=run.suite.name, suite_hash=run.suite.hash, prompts=n_prompts,
         generator={"name": run.generator, "package": run.generator_package, "version": run.generator_version,
                    "params": dict(run.params)},
-        seed=int(run.seed), evaluator_backend=spec.backend, evaluator_settings_hash=spec.key(),
-        evaluator_settings=evaluator_settings(spec), verifiers=dict(search.verifiers), stepwise_version=__version__)
+        seed=int(run.seed), evaluator_backend=backend, evaluator_settings_hash=key,
+        evaluator_settings=settings, verifiers=dict(search.verifiers), stepwise_version=__version__)
     head = SearchHeader(search.strategy, search.strategy_package, search.strategy_version, dict(search.params),
                         search.settings_hash, int(search.budget), int(search.samples), int(search.total_steps),
                         tuple(search.reads_metadata))

@@ -35,14 +35,17 @@ from harness.submissions.export import (
     _detections,
     _header,
     _int,
+    _number,
     _obj,
     _only,
     _refuse_constant,
     _str,
     header_json,
+    soft_tifa_answers,
 )
 from harness.submissions.manifest import LABEL
-from harness.submissions.model import TASKS, ImageRecord, SearchPickRecord
+from harness.submissions.model import ImageRecord, SearchPickRecord
+from harness.submissions.suites import tag_problem
 
 __all__ = ["SEARCH_FORMAT", "SearchExport", "SearchHeader", "is_search_header", "parse_search_export",
            "parse_traces", "search_header_json", "search_record_json"]
@@ -96,11 +99,15 @@ def search_header_json(header: ExportHeader, search: SearchHeader, traces: str) 
 
 
 def search_record_json(record: ImageRecord, pick: SearchPickRecord) -> dict[str, Any]:
-    return {"prompt_index": record.prompt_index, "tag": record.tag, "prompt": record.prompt,
-            "sample_index": record.sample_index, "sha256": record.sha256, "image": record.image,
-            "correct": record.correct, "reason": record.reason, "detections": record.detections,
-            "ledger": pick.ledger, "trace_sha256": pick.trace_sha256, "prompt_used": pick.prompt_used,
-            "details": pick.details}
+    out = {"prompt_index": record.prompt_index, "tag": record.tag, "prompt": record.prompt,
+           "sample_index": record.sample_index, "sha256": record.sha256, "image": record.image,
+           "correct": record.correct, "reason": record.reason, "detections": record.detections,
+           "ledger": pick.ledger, "trace_sha256": pick.trace_sha256, "prompt_used": pick.prompt_used,
+           "details": pick.details}
+    if record.score is not None:  # a GenEval 2 pick: its Soft-TIFA GM and answers, as a pool export's
+        out["score"] = record.score
+        out["answers"] = record.answers
+    return out
 
 
 def _search_header(value: Any) -> tuple[ExportHeader, SearchHeader, str]:
@@ -133,12 +140,16 @@ def _search_header(value: Any) -> tuple[ExportHeader, SearchHeader, str]:
     ), _str(head["traces"], "traces", 512)
 
 
-def _record(value: Any) -> tuple[ImageRecord, SearchPickRecord]:
+def _record(value: Any, suite: str = "geneval") -> tuple[ImageRecord, SearchPickRecord]:
     rec = _obj(value, "a pick line")
-    _only(rec, _RECORD_KEYS, "the pick")
+    figured = suite != "geneval"  # GenEval 2: the pick's Soft-TIFA GM and answers (`harness.submissions.export`)
+    _only(rec, (*_RECORD_KEYS, *(("score", "answers") if figured else ())), "the pick")
     tag = _str(rec["tag"], "tag", 32)
-    if tag not in TASKS:
-        raise ValueError(f"tag {tag!r} is not one of GenEval's ({', '.join(TASKS)})")
+    why = tag_problem(suite, tag)
+    if why is not None:
+        raise ValueError(why)
+    if figured and rec["detections"]:
+        raise ValueError(f"detections: a {suite} verdict has none; give {{}}")
     image = rec["image"]
     if image is not None:
         image = _str(image, "image", 512)
@@ -150,8 +161,11 @@ def _record(value: Any) -> tuple[ImageRecord, SearchPickRecord]:
     record = ImageRecord(
         prompt_index=_int(rec["prompt_index"], "prompt_index"), tag=tag, prompt=_str(rec["prompt"], "prompt", 500),
         sample_index=_int(rec["sample_index"], "sample_index"), sha256=_str(rec["sha256"], "sha256", 64, SHA256),
-        image=image, correct=rec["correct"], reason=_str(rec["reason"], "reason", 2000, multiline=True),
-        detections=_detections(rec["detections"]), scores={})
+        image=image, correct=rec["correct"],
+        reason=_str(rec["reason"], "reason", 20000 if figured else 2000, multiline=True),
+        detections=_detections(rec["detections"]), scores={},
+        score=_number(rec["score"], "score", 0.0) if figured else None,
+        answers=soft_tifa_answers(rec["answers"]) if figured else {})
     pick = SearchPickRecord(record.prompt_index, record.sample_index, _obj(rec["ledger"], "ledger"),
                             _str(rec["trace_sha256"], "trace_sha256", 64, SHA256), used,
                             _obj(rec["details"], "details"))
@@ -184,7 +198,7 @@ def parse_search_export(lines: Iterable[str]) -> SearchExport:
                 raise ExportError([*problems, f"line {lineno} (the header): {err}"]) from None
             continue
         try:
-            record, pick = _record(value)
+            record, pick = _record(value, head[0].suite)
         except ValueError as err:
             problems.append(f"line {lineno}: {err}")
             continue

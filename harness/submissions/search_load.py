@@ -3,8 +3,8 @@
 Checked, in order (each step only once the previous passed), every problem named with its file:
 
 - the export and the traces file stay inside the folder and are at most MAX_EXPORT_BYTES;
-- coverage: a run of GenEval's suite, every prompt with the same `samples` picks (sample indices
-  0..samples-1), tag and prompt text those of the suite;
+- coverage: a run of GenEval's suite (or GenEval 2's, `harness.submissions.suites`), every prompt with
+  the same `samples` picks (sample indices 0..samples-1), tag and prompt text those of the suite;
 - agreement with the manifest: generator, seed, evaluator backend and settings, system.strategy is the
   search's strategy, system.n its budget, system.verifiers its verifiers, images_per_prompt its
   samples, protocol.prompt_rewriting true exactly when some search generated from a rewritten prompt
@@ -32,16 +32,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness.submissions.consistency import CHECKS, Records, consistency_problems
+from harness.submissions.consistency import Records, checks_of, consistency_problems
 from harness.submissions.folder_checks import (
     MAX_EXPORT_BYTES,
     SubmissionError,
     check_images,
     folder_error,
-    suite_metadata,
 )
 from harness.submissions.model import (
-    TASKS,
     Entry,
     Manifest,
     SearchInfo,
@@ -54,9 +52,12 @@ from harness.submissions.search_export import SearchExport, parse_search_export,
 __all__ = ["load_search_entry"]
 
 
-def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -> Entry:
-    """The entry of a search export at `path` (already confined and size-checked by the caller)."""
+def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path,
+                      geneval2_data: Path | None = None) -> Entry:
+    """The entry of a search export at `path` (already confined and size-checked by the caller).
+    geneval2_data: the GenEval 2 data to check a GenEval 2 search against (`harness.submissions.suites`)."""
     from harness.submissions.export import ExportError
+    from harness.submissions.load import suite_samples
 
     name = manifest.export or ""
     try:
@@ -74,7 +75,11 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -
         raise folder_error(folder, name, f"traces: {export.traces!r} does not exist in the folder")
     if traces_path.stat().st_size > MAX_EXPORT_BYTES:
         raise folder_error(folder, export.traces, f"is more than {MAX_EXPORT_BYTES} bytes")
-    problems = [ValidationProblem(folder, name, m) for m in _coverage(export)]
+    try:
+        samples, unchecked = suite_samples(export, geneval2_data)
+    except ValueError as err:
+        raise folder_error(folder, name, str(err)) from None
+    problems = [ValidationProblem(folder, name, m) for m in _coverage(export, samples)]
     if not problems:
         problems += [ValidationProblem(folder, name, m) for m in _ledgers(export)]
     traces: dict[tuple[int, int], tuple[str, list[Any]]] = {}
@@ -91,33 +96,31 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path) -
         previews, more = _previews(folder, export, traces_path)
         problems += more
     if not problems:
-        records = Records(export, suite_metadata(export.header.prompts, export.header.suite_hash), sizes, {})  # type: ignore[arg-type]
-        problems += [ValidationProblem(folder, name, m) for m in consistency_problems(records)]
+        records = Records(export, samples, sizes, {})  # type: ignore[arg-type]
+        problems += [ValidationProblem(folder, name, m)
+                     for m in consistency_problems(records, checks_of(export.header.suite))]
     if problems:
         raise SubmissionError(problems)
-    return _entry(folder, slug, manifest, export, previews, _rewrote(export, traces))
+    return _entry(folder, slug, manifest, export, previews, _rewrote(export, traces), unchecked)
 
 
-def _coverage(export: SearchExport) -> list[str]:
-    from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
+def _coverage(export: SearchExport, samples: list[dict] | None) -> list[str]:
+    """Every prompt of the suite with `search.samples` picks, each pick's tag and prompt its prompt's
+    (`samples`; a GenEval 2 search checked without its data: the same within a prompt)."""
+    from harness.submissions.load import tag_and_prompt
 
     head, m = export.header, export.search.samples
-    if head.suite != "geneval":
-        return [f"suite {head.suite!r}: only searches over GenEval's suite ('geneval') can be recomputed here"]
-    if not geneval_per_task_options(head.prompts):
-        return [f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
-                "--per-task K` sizes)"]
-    found = geneval_suite_of(head.prompts, head.suite_hash)
-    if found is None:
-        return [f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite"]
-    samples = found
+    first: dict[int, tuple[str, str]] = {}
     problems: list[str] = []
     by_prompt: dict[int, list[int]] = defaultdict(list)
     for r in export.records:
         if r.prompt_index >= head.prompts:
             problems.append(f"prompt_index {r.prompt_index} is outside the suite (0..{head.prompts - 1})")
-        elif (r.tag, r.prompt) != (samples[r.prompt_index]["tag"], samples[r.prompt_index]["prompt"]):
+        elif samples is not None and (r.tag, r.prompt) != tag_and_prompt(head.suite, samples[r.prompt_index]):
             problems.append(f"prompt {r.prompt_index:05d}: tag/prompt {r.tag!r}/{r.prompt!r:.60} are not the suite's")
+        elif first.setdefault(r.prompt_index, (r.tag, r.prompt)) != (r.tag, r.prompt):
+            problems.append(f"prompt {r.prompt_index:05d} sample {r.sample_index}: tag/prompt are not those of the "
+                            "prompt's other picks")
         by_prompt[r.prompt_index].append(r.sample_index)
         if len(problems) >= 20:
             return problems
@@ -252,25 +255,27 @@ def _previews(folder: Path, export: SearchExport, traces_path: Path) -> tuple[di
 
 
 def _entry(folder: Path, slug: str, manifest: Manifest, export: SearchExport, previews: dict[str, str],
-           rewriting: bool) -> Entry:
+           rewriting: bool, unchecked: str | None = None) -> Entry:
     import numpy as np
 
-    from harness.scaling import bootstrap_intervals, task_scores
     from harness.search.ledger import Ledger
     from harness.submissions.compute import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+    from harness.submissions.suites import view
+    from harness.suites import aggregate, intervals
 
+    suite = view(export.header.suite)
     by_prompt: dict[int, list[float]] = defaultdict(list)
     tags: dict[int, str] = {}
     for r in export.records:
-        by_prompt[r.prompt_index].append(float(r.correct))
+        by_prompt[r.prompt_index].append(r.outcome)  # GenEval: the verdict; GenEval 2: the Soft-TIFA GM
         tags[r.prompt_index] = r.tag
     order = sorted(by_prompt)
     per_prompt = np.array([np.mean(by_prompt[p]) for p in order])
     tag_list = [tags[p] for p in order]
-    scores = task_scores(per_prompt, tag_list)
-    boot = bootstrap_intervals(per_prompt, tag_list, np.random.default_rng(BOOTSTRAP_SEED),
-                               n_boot=BOOTSTRAP_RESAMPLES)
-    names = [t for t in TASKS if t in scores] + ["overall"]
+    scores = aggregate(per_prompt, tag_list, overall_mean=suite.overall_mean)
+    boot = intervals(per_prompt, tag_list, np.random.default_rng(BOOTSTRAP_SEED), n_boot=BOOTSTRAP_RESAMPLES,
+                     overall_mean=suite.overall_mean)
+    names = [*suite.order([t for t in scores if t != "overall"]), "overall"]
     ledgers = [Ledger.from_json(p.ledger) for p in export.picks]
 
     def mean(values: list[float]) -> float:
@@ -292,8 +297,9 @@ def _entry(folder: Path, slug: str, manifest: Manifest, export: SearchExport, pr
                  intervals={t: (float(boot[t][0]), float(boot[t][1])) for t in names},
                  images=tuple(export.records[i] for i in ranked), curves={},
                  prompt_correct={p: float(v) for p, v in zip(order, per_prompt, strict=True)}, search=info,
-                 verification=Verification(level="consistent", checks=tuple(n for n, _ in CHECKS)),
-                 header=export.header)
+                 verification=Verification(level="consistent", checks=tuple(n for n, _ in checks_of(suite.name)),
+                                           missing=(unchecked,) if unchecked else ()),
+                 header=export.header, suite=export.header.suite)
 
 
 def read_traces(entry: Entry) -> dict[tuple[int, int], list[Any]]:

@@ -8,7 +8,7 @@ Two suites have leaderboard entries:
 - `geneval2` (Kamath et al., 2025): records are tagged with the prompt's atomicity ("atoms=3" ..
   "atoms=10", soft_tifa_analysis.py's prompt-level breakdown), a candidate's figure is its Soft-TIFA
   GM (`ImageRecord.score`), the evidence its per-question `soft_scores` and `tifa_scores`
-  (`ImageRecord.details`), the headline figure the mean over prompts (evaluation.py's score, on 0..1).
+  (`ImageRecord.answers`), the headline figure the mean over prompts (evaluation.py's score, on 0..1).
   Its data is CC BY-NC 4.0 and not shipped: the loader reads the user's copy, given as
   `--geneval2-data DIR` (the folder `stepwise prompts geneval2` writes, or the data file) or in
   $STEPWISE_GENEVAL2_DATA, to check prompt texts and questions; without it only the published
