@@ -54,7 +54,7 @@ def export_lines(records: list[dict[str, Any]], suite_hash: str) -> list[dict[st
     return lines
 
 
-def write_entry(folder: Path, lines: list[dict[str, Any]], n: int = SAMPLES) -> Path:
+def write_entry(folder: Path, lines: list[dict[str, Any]], n: int = SAMPLES, suite: str = "geneval2") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     head = lines[0]
     manifest = Manifest(
@@ -63,7 +63,7 @@ def write_entry(folder: Path, lines: list[dict[str, Any]], n: int = SAMPLES) -> 
                       reward_guidance="none"),
         evaluator=Evaluator(backend="soft-tifa", settings=head["evaluator"]["settings"]),
         protocol=Protocol(images_per_prompt=SAMPLES, seed=0, resolution=None, prompt_rewriting=False),
-        sources=(), scores=None, export="export.jsonl")
+        sources=(), scores=None, export="export.jsonl", suite=suite)
     (folder / "submission.toml").write_text(dump_manifest(manifest), encoding="utf-8")
     (folder / "export.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
     return folder
@@ -146,3 +146,62 @@ def test_an_entry_of_the_published_suite_loads_without_the_data_but_is_not_reche
     checked = load_entry(folder, geneval2_data=REAL)
     assert checked.verification is not None and checked.verification.missing == ()
     assert checked.scores == entry.scores
+
+
+def test_a_reported_geneval2_entry_has_its_own_columns_and_table(tmp_path: Path) -> None:
+    from harness.submissions.manifest import parse_manifest
+    from leaderboard.build import build_site
+
+    text = """name = "Some model (GenEval 2 paper)"
+authors = ["A. B."]
+description = "Typed from a table."
+kind = "reported"
+suite = "geneval2"
+
+[system]
+generator = "some-model"
+strategy = "none"
+verifiers = []
+n = 1
+alignment = "none"
+reward_guidance = "none"
+
+[evaluator]
+backend = "soft-tifa"
+
+[protocol]
+images_per_prompt = 1
+prompt_rewriting = false
+
+[[source]]
+citation = "Kamath et al., GenEval 2 (2025)"
+table = "Table 2"
+
+[scores]
+overall = 0.4
+"atoms=3" = 0.62
+"""
+    manifest, problems = parse_manifest(text)
+    assert problems == [] and manifest is not None and manifest.suite == "geneval2"
+    assert parse_manifest(dump_manifest(manifest)) == (manifest, [])  # "atoms=3" written as a quoted key
+    wrong, problems = parse_manifest(text.replace('"atoms=3"', "counting"))
+    assert wrong is None and "scores.counting: unknown task (GenEval 2's atomicities" in problems[0]
+    wrong, problems = parse_manifest(text.replace('suite = "geneval2"', 'suite = "geneval3"'))
+    assert wrong is None and "suite: must be one of 'geneval', 'geneval2'" in problems[0]
+
+    folder = tmp_path / "subs" / "some-model"
+    folder.mkdir(parents=True)
+    (folder / "submission.toml").write_text(text, encoding="utf-8")
+    entry = load_entry(folder)
+    assert entry.suite == "geneval2" and entry.scores == {"atoms=3": 0.62, "overall": 0.4}
+    site = tmp_path / "site"
+    build_site([entry], site)
+    index = (site / "index.html").read_text()
+    assert 'id="reported-geneval2-soft-tifa"' in index and ">Soft-TIFA GM</button>" in index
+    assert json.loads((site / "leaderboard.json").read_text())["entries"][0]["suite"] == "geneval2"
+
+
+def test_a_reproduced_manifest_names_its_exports_suite(tmp_path: Path) -> None:
+    data = write_data(tmp_path / "geneval2_data.jsonl")
+    folder = write_entry(tmp_path / "g2", export_lines(RECORDS, content_hash(RECORDS)), suite="geneval")
+    assert "suite 'geneval' is not the export's suite 'geneval2'" in problems(folder, data)

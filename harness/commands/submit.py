@@ -251,7 +251,7 @@ def _manifest_text(export: Any, *, name: str, authors: tuple[str, ...], link: st
                       reward_guidance=reward_guidance),
         evaluator=Evaluator(backend=head.evaluator_backend, settings=head.evaluator_settings),
         protocol=Protocol(images_per_prompt=m, seed=head.seed, resolution=export.resolution, prompt_rewriting=False),
-        sources=(), scores=None, export=EXPORT_NAME)
+        sources=(), scores=None, export=EXPORT_NAME, suite="geneval2" if head.suite == "geneval2" else "geneval")
     text = dump_manifest(manifest)
     # The flags end up in the manifest: check them as `validate` will, and say which flag is wrong.
     _parsed, problems = parse_manifest(text)
@@ -359,7 +359,7 @@ def _search_manifest_text(export: Any, *, name: str, authors: tuple[str, ...], l
         evaluator=Evaluator(backend=head.evaluator_backend, settings=head.evaluator_settings),
         protocol=Protocol(images_per_prompt=search.samples, seed=head.seed, resolution=export.resolution,
                           prompt_rewriting=export.prompt_rewriting),
-        sources=(), scores=None, export=EXPORT_NAME)
+        sources=(), scores=None, export=EXPORT_NAME, suite="geneval2" if head.suite == "geneval2" else "geneval")
     text = dump_manifest(manifest)
     _parsed, problems = parse_manifest(text)
     if problems:

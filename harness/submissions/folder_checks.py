@@ -10,12 +10,14 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.hashing import content_sha256
 from harness.submissions.model import ImageRecord, ValidationProblem
 from harness.submissions.paths import PathProblem, confined
 
-__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "check_images", "folder_error", "suite_metadata"]
+__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "check_images", "folder_error", "suite_metadata",
+           "suite_samples", "tag_and_prompt"]
 
 MAX_EXPORT_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
@@ -73,6 +75,34 @@ def suite_metadata(prompts: int, suite_hash: str | None = None) -> list[dict]:
     if samples is None:
         raise ValueError(f"no GenEval suite has {prompts} prompts")
     return samples
+
+
+def suite_samples(export: Any, geneval2_data: Path | None) -> tuple[list[dict] | None, str | None]:
+    """The records of the export's suite by prompt index (None: GenEval 2 without its data here) and,
+    then, what could not be checked; ValueError when the header names no suite this harness knows."""
+    from harness.submissions.suites import PUBLISHED_GENEVAL2_PROMPTS, geneval2_records
+
+    head = export.header
+    if head.suite == "geneval2":
+        records, unchecked = geneval2_records(head.suite_hash, geneval2_data)
+        size = len(records) if records is not None else PUBLISHED_GENEVAL2_PROMPTS
+        if head.prompts != size:
+            raise ValueError(f"suite.prompts = {head.prompts}, but the GenEval 2 suite of its hash has {size} prompts")
+        return records, unchecked
+    if not geneval_per_task_options(head.prompts):
+        raise ValueError(f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
+                         "--per-task K` sizes)")
+    found = geneval_suite_of(head.prompts, head.suite_hash)
+    if found is None:
+        raise ValueError(f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite")
+    return found, None
+
+
+def tag_and_prompt(suite: str, record: dict) -> tuple[str, str]:
+    """A suite record's category and prompt text, as an export's candidates carry them."""
+    if suite == "geneval2":
+        return f"atoms={record['atom_count']}", record["prompt"]
+    return record["tag"], record["prompt"]
 
 
 def check_images(folder: Path, records: Sequence[ImageRecord],

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
 
 from harness.submissions.compute import STRATEGIES, recompute
 from harness.submissions.consistency import Records, checks_of, consistency_problems, declared_ranges
@@ -41,11 +40,12 @@ from harness.submissions.folder_checks import (
     check_images,
     folder_error,
     suite_metadata,
+    suite_samples,
+    tag_and_prompt,
 )
 from harness.submissions.manifest import SLUG, read_manifest
 from harness.submissions.model import (
     MANIFEST_NAME,
-    TASKS,
     Entry,
     Manifest,
     PreparedCheckpoint,
@@ -112,12 +112,17 @@ def load_entry(folder: Path, *, slug: str | None = None, geneval2_data: Path | N
 
 
 def _reported(folder: Path, slug: str, manifest: Manifest) -> Entry:
+    from harness.submissions.suites import view
+
+    groups = view(manifest.suite).groups
     scores = dict(manifest.scores or {})
-    if "overall" not in scores and all(t in scores for t in TASKS):
-        scores["overall"] = sum(scores[t] for t in TASKS) / len(TASKS)  # GenEval's overall: mean over tasks
-    ordered = {t: scores[t] for t in (*TASKS, "overall") if t in scores}
+    if "overall" not in scores and all(t in scores for t in groups):
+        # GenEval's overall: the mean over tasks. GenEval 2's (the mean over prompts) is the mean over its
+        # atomicities too: the published suite has 100 prompts of each.
+        scores["overall"] = sum(scores[t] for t in groups) / len(groups)
+    ordered = {t: scores[t] for t in (*groups, "overall") if t in scores}
     return Entry(slug=slug, folder=folder, manifest=manifest, scores=ordered, intervals=None, images=(),
-                 curves={}, prompt_correct=None)
+                 curves={}, prompt_correct=None, suite=manifest.suite)
 
 
 def _reproduced(folder: Path, slug: str, manifest: Manifest, geneval2_data: Path | None = None) -> Entry:
@@ -175,28 +180,6 @@ def _reproduced(folder: Path, slug: str, manifest: Manifest, geneval2_data: Path
                  suite=export.header.suite)
 
 
-def suite_samples(export: Any, geneval2_data: Path | None) -> tuple[list[dict] | None, str | None]:
-    """The records of the export's suite by prompt index (None: GenEval 2 without its data here) and,
-    then, what could not be checked; ValueError when the header names no suite this harness knows."""
-    from harness.submissions.folder_checks import geneval_per_task_options, geneval_suite_of
-    from harness.submissions.suites import PUBLISHED_GENEVAL2_PROMPTS, geneval2_records
-
-    head = export.header
-    if head.suite == "geneval2":
-        records, unchecked = geneval2_records(head.suite_hash, geneval2_data)
-        size = len(records) if records is not None else PUBLISHED_GENEVAL2_PROMPTS
-        if head.prompts != size:
-            raise ValueError(f"suite.prompts = {head.prompts}, but the GenEval 2 suite of its hash has {size} prompts")
-        return records, unchecked
-    if not geneval_per_task_options(head.prompts):
-        raise ValueError(f"suite.prompts = {head.prompts} is no size of GenEval's suite (`stepwise prompts geneval "
-                         "--per-task K` sizes)")
-    found = geneval_suite_of(head.prompts, head.suite_hash)
-    if found is None:
-        raise ValueError(f"suite.hash {head.suite_hash[:12]}… is not that of GenEval's {head.prompts}-prompt suite")
-    return found, None
-
-
 def _is_search_export(path: Path) -> bool:
     from harness.submissions.search_export import is_search_header
 
@@ -252,18 +235,13 @@ def _coverage(export: Export, manifest: Manifest, samples: list[dict] | None) ->
     return problems
 
 
-def tag_and_prompt(suite: str, record: dict) -> tuple[str, str]:
-    """A suite record's category and prompt text, as an export's candidates carry them."""
-    if suite == "geneval2":
-        return f"atoms={record['atom_count']}", record["prompt"]
-    return record["tag"], record["prompt"]
-
-
 def _agreement(export: Export, manifest: Manifest) -> list[str]:
     """What the manifest says about the run must be what the export says."""
     head = export.header
     system, protocol, evaluator = manifest.system, manifest.protocol, manifest.evaluator
     problems = []
+    if manifest.suite != head.suite:
+        problems.append(f"suite {manifest.suite!r} is not the export's suite {head.suite!r}")
     if system.generator != head.generator["name"]:
         problems.append(f"system.generator {system.generator!r} is not the export's generator "
                         f"{head.generator['name']!r}")

@@ -5,6 +5,7 @@
     link = "https://arxiv.org/abs/2501.13926"    # optional, http(s) only
     description = "..."
     kind = "reported"                            # or "reproduced"
+    suite = "geneval"                            # optional: "geneval2" for GenEval 2 entries
 
     [system]                                     # every key required
     generator = "show-o"                         # labels: lower-case letters, digits, '.', '_', '+', '-'
@@ -31,7 +32,7 @@
     url = "https://arxiv.org/abs/2501.13926"     # optional, http(s) only
 
     [scores]                                     # reported only: any of the six tasks, and/or overall
-    single_object = 0.99
+    single_object = 0.99                         # (GenEval 2: overall = Soft-TIFA GM, "atoms=3" .. "atoms=10")
 
     [export]                                     # reproduced only
     path = "export.jsonl"
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.submissions.model import KINDS, TASKS, Evaluator, Manifest, Protocol, Source, System
+from harness.submissions.suites import EXPORT_SUITES, view
 
 __all__ = ["MAX_MANIFEST_BYTES", "SLUG", "check_text", "dump_manifest", "parse_manifest", "read_manifest"]
 
@@ -232,6 +234,10 @@ def parse_manifest(text: str) -> tuple[Manifest | None, list[str]]:
     if kind is not None and kind not in KINDS:
         problems.append(f"kind: must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
         kind = None
+    suite = top.text("suite", max_length=20) if "suite" in data else "geneval"
+    if suite is not None and suite not in EXPORT_SUITES:
+        problems.append(f"suite: must be one of {', '.join(map(repr, EXPORT_SUITES))}, got {suite!r}")
+        suite = None
     system = _system(top.table("system"))
     evaluator = _evaluator(top.table("evaluator"))
     protocol = _protocol(top.table("protocol"))
@@ -242,7 +248,7 @@ def parse_manifest(text: str) -> tuple[Manifest | None, list[str]]:
     if kind == "reported":
         sources = _sources(top, problems)
         score_table = top.table("scores")
-        scores = _scores(score_table, problems) if score_table is not None else None
+        scores = _scores(score_table, problems, suite or "geneval") if score_table is not None else None
         if "export" in data:
             top.read.add("export")
             problems.append("export: only reproduced entries carry an export")
@@ -264,11 +270,11 @@ def parse_manifest(text: str) -> tuple[Manifest | None, list[str]]:
     if problems:
         return None, list(problems)
     assert name is not None and authors is not None and description is not None and kind is not None
-    assert system is not None and evaluator is not None and protocol is not None
+    assert system is not None and evaluator is not None and protocol is not None and suite is not None
     assert (export is not None) == (kind == "reproduced")  # a missing [export] or path is a problem above
     return Manifest(name=name, authors=authors, link=link, description=description, kind=kind,  # type: ignore[arg-type]
                     system=system, evaluator=evaluator, protocol=protocol, sources=sources, scores=scores,
-                    export=export), []
+                    export=export, suite=suite), []
 
 
 def _system(table: _Table | None) -> System | None:
@@ -365,13 +371,16 @@ def _sources(top: _Table, problems: list[str]) -> tuple[Source, ...]:
     return tuple(out)
 
 
-def _scores(table: _Table, problems: list[str]) -> dict[str, float] | None:
+def _scores(table: _Table, problems: list[str], suite: str = "geneval") -> dict[str, float] | None:
+    groups = view(suite).groups
     out: dict[str, float] = {}
     for key, value in table.data.items():
         table.read.add(key)
         where = f"scores.{key}"
-        if key not in (*TASKS, "overall"):
-            problems.append(f"{where}: unknown task (GenEval's tags: {', '.join(TASKS)}, and 'overall')")
+        if key not in (*groups, "overall"):
+            known = f"GenEval's tags: {', '.join(TASKS)}" if suite == "geneval" else \
+                f"GenEval 2's atomicities: \"{groups[0]}\" .. \"{groups[-1]}\" (quoted TOML keys)"
+            problems.append(f"{where}: unknown task ({known}, and 'overall')")
         elif not isinstance(value, int | float) or isinstance(value, bool):
             problems.append(f"{where}: must be a number, got {_kind(value)}")
         elif not (math.isfinite(value) and 0.0 <= value <= 1.0):
@@ -404,9 +413,14 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
+def _toml_key(key: str) -> str:
+    """A bare TOML key when it may be one, else a quoted one ("atoms=3")."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def _toml_table(header: str | None, fields: dict[str, Any]) -> list[str]:
     lines = [f"[{header}]"] if header else []
-    lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items() if value is not None]
+    lines += [f"{_toml_key(key)} = {_toml_value(value)}" for key, value in fields.items() if value is not None]
     return lines
 
 
@@ -416,7 +430,8 @@ def dump_manifest(manifest: Manifest) -> str:
     s, p = m.system, m.protocol
     blocks = [
         _toml_table(None, {"name": m.name, "authors": list(m.authors), "link": m.link,
-                           "description": m.description, "kind": m.kind}),
+                           "description": m.description, "kind": m.kind,
+                           "suite": m.suite if m.suite != "geneval" else None}),  # GenEval's stay as they were
         _toml_table("system", {"generator": s.generator, "strategy": s.strategy, "verifiers": list(s.verifiers),
                                "n": s.n, "alignment": s.alignment, "reward_guidance": s.reward_guidance}),
         _toml_table("evaluator", {"backend": m.evaluator.backend}),

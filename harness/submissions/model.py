@@ -113,6 +113,9 @@ class Manifest:
     sources: tuple[Source, ...]  # reported: one or more; reproduced: ()
     scores: dict[str, float] | None  # reported only: TASKS (any may be missing) + optional "overall"
     export: str | None  # reproduced only: path of the export file, relative to the folder
+    # The suite judged on (`harness.submissions.suites`): "geneval" unless the manifest says `suite = "geneval2"`
+    # (a reported entry's scores are then GenEval 2's: "overall" = Soft-TIFA GM, "atoms=3".."atoms=10").
+    suite: str = "geneval"
 
 
 @dataclass(frozen=True)

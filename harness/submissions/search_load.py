@@ -57,7 +57,7 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path,
     """The entry of a search export at `path` (already confined and size-checked by the caller).
     geneval2_data: the GenEval 2 data to check a GenEval 2 search against (`harness.submissions.suites`)."""
     from harness.submissions.export import ExportError
-    from harness.submissions.load import suite_samples
+    from harness.submissions.folder_checks import suite_samples
 
     name = manifest.export or ""
     try:
@@ -107,7 +107,7 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path,
 def _coverage(export: SearchExport, samples: list[dict] | None) -> list[str]:
     """Every prompt of the suite with `search.samples` picks, each pick's tag and prompt its prompt's
     (`samples`; a GenEval 2 search checked without its data: the same within a prompt)."""
-    from harness.submissions.load import tag_and_prompt
+    from harness.submissions.folder_checks import tag_and_prompt
 
     head, m = export.header, export.search.samples
     first: dict[int, tuple[str, str]] = {}
@@ -148,6 +148,8 @@ def _agreement(export: SearchExport, manifest: Manifest,
     head, search = export.header, export.search
     system, protocol, evaluator = manifest.system, manifest.protocol, manifest.evaluator
     problems = []
+    if manifest.suite != head.suite:
+        problems.append(f"suite {manifest.suite!r} is not the export's suite {head.suite!r}")
     if system.generator != head.generator["name"]:
         problems.append(f"system.generator {system.generator!r} is not the export's generator "
                         f"{head.generator['name']!r}")
