@@ -253,16 +253,20 @@ class Comparison(NamedTuple):
 
 
 def compare_strategies(key_a: Any, key_b: Any, pool: Any, ns: list[int], rng: Any,
-                       n_boot: int) -> dict[int, Comparison]:
-    """{n: overall(A) - overall(B), 95% paired bootstrap interval and two-sided p-value}."""
+                       n_boot: int, overall_mean: str = "groups") -> dict[int, Comparison]:
+    """{n: overall(A) - overall(B), 95% paired bootstrap interval and two-sided p-value}.
+
+    overall_mean: the suite's headline figure: "groups" (GenEval: the mean of task means, prompts
+    resampled within tasks) or "prompts" (GenEval 2: the mean over prompts, one stratum)."""
     from harness.scaling import curve as scaling_curve
     from harness.scaling import paired_comparison
 
     per_a = scaling_curve(key_a, pool.outcomes, ns, valid=pool.valid)
     per_b = scaling_curve(key_b, pool.outcomes, ns, valid=pool.valid)
+    strata = pool.tags if overall_mean == "groups" else ["all"] * len(pool.tags)
     out = {}
     for i, n in enumerate(ns):
-        r = paired_comparison(per_a[i], per_b[i], pool.tags, rng, n_boot=n_boot)
+        r = paired_comparison(per_a[i], per_b[i], strata, rng, n_boot=n_boot)
         out[n] = Comparison(r.difference, r.low, r.high, r.p_value)
     return out
 
@@ -468,12 +472,14 @@ class AdaptiveRow(NamedTuple):
 
 
 def adaptive_rows(pool: Any, verifier: str, taus_text: str | None, batch: int, n_max: int,
-                  per_candidate: dict[str, float] | None, seed: int, n_boot: int) -> list[AdaptiveRow]:
-    """adaptive-n's exact rows over the pool (`harness.search.adaptive`), one per threshold."""
+                  per_candidate: dict[str, float] | None, seed: int, n_boot: int,
+                  overall_mean: str = "groups") -> list[AdaptiveRow]:
+    """adaptive-n's exact rows over the pool (`harness.search.adaptive`), one per threshold: the expected
+    outcome of its pick (GenEval: correctness; GenEval 2: Soft-TIFA GM), with the suite's aggregation."""
     import numpy as np
 
-    from harness.scaling import bootstrap_intervals, task_scores
     from harness.search.adaptive import adaptive_n_exact
+    from harness.suites import aggregate, intervals
 
     if verifier not in pool.scores:
         raise CurveUsageError(f"--adaptive-n: no scores by {verifier!r} in the pool (give it as --verifier); "
@@ -490,9 +496,9 @@ def adaptive_rows(pool: Any, verifier: str, taus_text: str | None, batch: int, n
                                   param_hint="--adaptive-tau") from None
     else:
         taus = [*sorted({float(np.quantile(scores[pool.valid], q)) for q in np.linspace(0, 1, 11)}), float("inf")]
-    accuracy, cost = adaptive_n_exact(scores, pool.correct, taus, batch=batch, n_max=n_max, valid=pool.valid)
-    boot = bootstrap_intervals(accuracy, pool.tags, np.random.default_rng(seed), n_boot=n_boot)
-    found = task_scores(accuracy, pool.tags)
+    accuracy, cost = adaptive_n_exact(scores, pool.outcomes, taus, batch=batch, n_max=n_max, valid=pool.valid)
+    boot = intervals(accuracy, pool.tags, np.random.default_rng(seed), n_boot=n_boot, overall_mean=overall_mean)
+    found = aggregate(accuracy, pool.tags, overall_mean=overall_mean)
     each = per_candidate.get(verifier) if per_candidate else None
     out = []
     for t, tau in enumerate(taus):

@@ -269,6 +269,19 @@ def test_run_curve_analyze_submit_site_on_geneval2(tmp_path: Path, tiny: Path, m
     code, text = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", "--suite-param", "modle=x")
     assert code == 1 and "unknown parameter 'modle'" in text
 
+    # --compare and --adaptive-n weigh the suite's way: the difference is of Soft-TIFA GM (mean over prompts),
+    # and adaptive-n that never stops early (tau = inf) is best-of-n_max.
+    code, text = stepwise("curve", "--run", run_id, "--db", db, "--verifier", "plain", "--n", "1..3", "--json",
+                          "--compare", "plain", "random", "--compare-json", str(tmp_path / "cmp.json"),
+                          "--adaptive-n", "plain", "--adaptive-tau", "inf", "--adaptive-n-max", "3")
+    assert code == 0, text
+    compared = json.loads((tmp_path / "cmp.json").read_text())["n"]["2"]
+    assert compared["difference"] == pytest.approx(table["plain"]["2"]["overall"] - table["random"]["2"]["overall"],
+                                                   abs=1e-12)
+    adaptive = json.loads(text[text.index("{"):text.rindex("}") + 1])["adaptive-n(plain)"]["inf"]
+    assert adaptive["overall"] == pytest.approx(table["plain"]["3"]["overall"], abs=1e-12)
+    assert adaptive["candidates"] == pytest.approx(3.0)
+
     code, text = stepwise("analyze", "--run", run_id, "--db", db, "--verifier", "plain", "--bootstrap", "100")
     assert code == 0, text
     assert "plain" in text

@@ -165,7 +165,8 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         adaptive = None
         if adaptive_verifier is not None:
             adaptive = lib.adaptive_rows(pool, adaptive_verifier, adaptive_taus, adaptive_batch,
-                                         adaptive_n_max or ns[-1], curves.per_candidate, seed, n_boot)
+                                         adaptive_n_max or ns[-1], curves.per_candidate, seed, n_boot,
+                                         overall_mean=stored.overall_mean if stored is not None else "groups")
         if as_json:
             data: dict[str, Any] = lib.curves_json(curves)
             if searched is not None and searched.rows:
@@ -191,7 +192,8 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
 
             a, b = compare
             at = sorted(set(compare_ns)) if compare_ns else ns
-            results = lib.compare_strategies(rows[a].key, rows[b].key, pool, at, np.random.default_rng(seed), n_boot)
+            results = lib.compare_strategies(rows[a].key, rows[b].key, pool, at, np.random.default_rng(seed), n_boot,
+                                             stored.overall_mean if stored is not None else "groups")
             # With --json, stdout holds the JSON only: the comparison goes to stderr (and to --compare-json).
             click.echo(lib.render_comparison(a, b, results), err=as_json)
             if compare_json is not None:

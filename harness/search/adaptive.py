@@ -35,6 +35,13 @@ import numpy as np
 __all__ = ["adaptive_n_exact", "adaptive_n_prompt", "simulate_adaptive_n", "thresholds"]
 
 
+def _outcomes(correct: Sequence[float] | np.ndarray) -> np.ndarray:
+    """GenEval's 0/1 verdicts as booleans, a suite's real-valued scores (GenEval 2's Soft-TIFA GM) as floats:
+    the expectations below are linear in them either way."""
+    values = np.asarray(correct)
+    return values.astype(bool) if values.dtype == bool else values.astype(np.float64)
+
+
 def _best_of(scores: np.ndarray, correct: np.ndarray) -> np.ndarray:
     """[bestof(1), ..., bestof(k)] expected correctness of the best of a random j-subset (ties shared)."""
     from harness.scaling import curve
@@ -48,7 +55,7 @@ def adaptive_n_prompt(scores: Sequence[float], correct: Sequence[bool], *, tau: 
                       n_max: int) -> tuple[float, float]:
     """(expected correctness, expected candidates drawn) of adaptive-n over random orders of one prompt's pool."""
     s = np.asarray(scores, dtype=np.float64)
-    c = np.asarray(correct, dtype=bool)
+    c = _outcomes(correct)
     m = s.size
     if not 1 <= n_max <= m:
         raise ValueError(f"n_max = {n_max} must be between 1 and the pool's {m} candidates")
@@ -91,7 +98,7 @@ def adaptive_n_exact(scores: np.ndarray, correct: np.ndarray, taus: Sequence[flo
     (a ragged pool). n_max must fit every prompt's pool.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    correct = np.asarray(correct, dtype=bool)
+    correct = _outcomes(correct)
     valid = np.ones(scores.shape, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     accuracy = np.zeros((len(taus), scores.shape[0]))
     cost = np.zeros_like(accuracy)
