@@ -128,3 +128,20 @@ def install_without_pip(root: Path, monkeypatch: Any, module: str, code: str, pr
     monkeypatch.syspath_prepend(str(root / "site"))
     return str(project["name"])
 
+
+
+def script_verdicts(monkeypatch: Any) -> None:
+    """Judged verdicts scripted: even sample indices "yes", odd ones "no" (the detector still runs), for
+    tests that need both kinds from a tiny detector that says "no" to everything."""
+    import dataclasses
+
+    import harness.runner
+
+    real = harness.runner._judge
+
+    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return [(item, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0,
+                                           score=float(item.sample_index % 2 == 0), reason="scripted"))
+                for item, verdict in real(*args, **kwargs)]
+
+    monkeypatch.setattr(harness.runner, "_judge", scripted)

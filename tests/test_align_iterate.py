@@ -10,16 +10,14 @@ one pair per prompt. The "no pairs" test uses the detector's real (all "no") ver
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import runner_plugins
-from helpers import stepwise
+from helpers import script_verdicts, stepwise
 
-import harness.runner
 from harness.generators.showo.generator import ShowoGenerator
 
 
@@ -46,18 +44,6 @@ def iterate_args(setup: dict[str, Any], workdir: Path, *extra: str) -> list[str]
     params = [arg for key, value in setup["params"].items() for arg in ("--param", f"{key}={value}")]
     return ["align", "iterate", "--generator", "showo", *params, "--suite", setup["suite"], "--pool", "2",
             "-o", str(workdir), "--lr", "1e-3", "--batch-size", "4", *setup["flags"], *extra]
-
-
-def script_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Even sample indices "yes", odd ones "no" (see the module docstring); the detector still runs."""
-    real = harness.runner._judge
-
-    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
-        return [(item, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0,
-                                           score=float(item.sample_index % 2 == 0), reason="scripted"))
-                for item, verdict in real(*args, **kwargs)]
-
-    monkeypatch.setattr(harness.runner, "_judge", scripted)
 
 
 def count_generate(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -294,18 +294,9 @@ def test_iterative_dpo_trains_its_rounds_then_runs_with_the_last(tiny: dict[str,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """One round on a tiny training suite. The tiny detector judges every image "no" (no pairs), so the
     verdicts are scripted as in test_align_iterate.py: even sample indices "yes", odd ones "no"."""
-    import dataclasses
+    from helpers import script_verdicts
 
-    import harness.runner
-
-    real = harness.runner._judge
-
-    def scripted(*args: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
-        return [(item, dataclasses.replace(verdict, correct=item.sample_index % 2 == 0,
-                                           score=float(item.sample_index % 2 == 0), reason="scripted"))
-                for item, verdict in real(*args, **kwargs)]
-
-    monkeypatch.setattr(harness.runner, "_judge", scripted)
+    script_verdicts(monkeypatch)
     code, output = stepwise("prompts", "train", "--per-task", "1", "-o", str(tmp_path / "prompts"))
     assert code == 0, output
     suite = tmp_path / "prompts" / "evaluation_metadata.jsonl"

@@ -534,20 +534,12 @@ def test_docs_first_strategy_runs_as_printed(docs_package: str, stored: StoredPo
 @pytest.fixture
 def docs_search_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated: None) -> Iterator[str]:
     """The docs' search example "installed" without pip, like `docs_package`."""
-    code = docs_example("my_search/__init__.py")
+    from helpers import install_without_pip
+
     project = tomllib.loads(docs_example("search-pyproject.toml"))["project"]
-    (tmp_path / "src" / "my_search").mkdir(parents=True)
-    (tmp_path / "src" / "my_search" / "__init__.py").write_text(code)
-    info = tmp_path / "site" / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
-             for group, eps in project["entry-points"].items()]
-    (info / "entry_points.txt").write_text("\n".join(lines))
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    name = install_without_pip(tmp_path, monkeypatch, "my_search", docs_example("my_search/__init__.py"), project)
     registry.reset()
-    yield project["name"]
+    yield name
     registry.reset()
     sys.modules.pop("my_search", None)
 
