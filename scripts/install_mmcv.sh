@@ -10,6 +10,8 @@
 set -euo pipefail
 PIP=${1:?usage: install_mmcv.sh PIP [WHEEL_DIR]}
 WHEEL_DIR=${2:-}
+# Absolute: the source build below runs pip from inside the unpacked source tree.
+PIP="$(cd "$(dirname "$PIP")" && pwd)/$(basename "$PIP")"
 PY=$(dirname "$PIP")/python
 
 if "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
