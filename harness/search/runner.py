@@ -177,6 +177,7 @@ def _checked(value: Any, what: str, where: str) -> Any:
 def _verdicts_of(setup: _Setup, metadata: dict[str, Any]) -> Callable[[list[Any]], list[bool]]:
     """GenEval's verdicts of images, for a verifier that needs them (the oracle), by the run's evaluator."""
     from harness.runner import Item, _evaluate, save_png
+    from harness.runner import _judge as _judge_items
 
     def verdicts(images: list[Any]) -> list[bool]:
         items = []
@@ -184,8 +185,8 @@ def _verdicts_of(setup: _Setup, metadata: dict[str, Any]) -> Callable[[list[Any]
             path, digest = save_png(image, setup.images_dir)
             items.append(Item(k, str(path), digest, []))
         if setup.suite_evaluator is not None:
-            found = setup.suite_evaluator.judge([Path(i.path) for i in items], [metadata] * len(items))
-            return [bool(v.correct) for v in found]
+            return [bool(v.correct) for _, v in _judge_items(setup.suite_evaluator, items, metadata,
+                                                               setup.config.batch_size)]
         judged = _evaluate(setup.models, setup.config.evaluator, items, metadata, setup.config.batch_size)
         return [bool(v.correct) for _, _, v in judged]
 
@@ -269,7 +270,8 @@ def _judge(engine: Engine, setup: _Setup, prompt_id: int, metadata: dict[str, An
     from sqlalchemy.orm import Session
 
     from harness.geneval.detections import detections_to_json
-    from harness.runner import Item, _evaluate
+    from harness.runner import Item, _evaluate, _verdict_details
+    from harness.runner import _judge as _judge_items
     from harness.search.store import reusable_verdicts
 
     shas = [p.sha256 for p in picks]
@@ -277,22 +279,14 @@ def _judge(engine: Engine, setup: _Setup, prompt_id: int, metadata: dict[str, An
         known = reusable_verdicts(s, prompt_id, shas, setup.evaluator_name, setup.evaluator_key)
     todo = {p.sha256: p for p in picks if p.sha256 not in known}
     reused = sum(1 for p in picks if p.sha256 in known)
-    if setup.suite_evaluator is not None and todo:
-        from harness.runner import _verdict_details
-        from harness.suites import check_verdict
-
-        paths = [Path(p.path) for p in todo.values()]
-        found = setup.suite_evaluator.judge(paths, [metadata] * len(paths))
-        if len(found) != len(paths):
-            raise RunError(f"the suite evaluator returned {len(found)} verdicts for {len(paths)} images")
-        for (sha, pick), verdict in zip(todo.items(), found, strict=True):
-            verdict = check_verdict(verdict, f"image {pick.path}")
-            item = Item(0, pick.path, sha, [])
-            known[sha] = {"correct": bool(verdict.correct), "reason": verdict.reason,
-                          "details": _verdict_details(verdict, item), "detections": None, "score": float(verdict.score)}
+    items = [Item(k, p.path, p.sha256, []) for k, p in enumerate(todo.values())]
+    if setup.suite_evaluator is not None:  # the pool's own judging: batched, each verdict checked
+        for item, verdict in _judge_items(setup.suite_evaluator, items, metadata, setup.config.batch_size):
+            known[item.sha256] = {"correct": bool(verdict.correct), "reason": verdict.reason,
+                                  "details": _verdict_details(verdict, item), "detections": None,
+                                  "score": float(verdict.score)}
         return known, len(picks) - reused, reused
     spec = setup.config.evaluator
-    items = [Item(k, p.path, p.sha256, []) for k, p in enumerate(todo.values())]
     fresh = _evaluate(setup.models, spec, items, metadata, setup.config.batch_size) if items else []
     for item, detections, verdict in fresh:
         known[item.sha256] = {"correct": bool(verdict.correct), "reason": verdict.reason,
