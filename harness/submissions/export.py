@@ -428,13 +428,8 @@ def _parent(value: Any) -> dict[str, Any]:
 
 def _record(value: Any, verifiers: Mapping[str, str], suite: str = "geneval") -> tuple[ImageRecord, Cost | None]:
     rec = _obj(value, "a candidate line")
-    figured = suite != "geneval"  # a suite whose per-image figure is not the verdict
-    _only(rec, (*_RECORD_KEYS, *(("score", "answers") if figured else ())), "the candidate",
-          optional=("cost", "step_scores"))
-    tag = _str(rec["tag"], "tag", 32)
-    why = tag_problem(suite, tag)
-    if why is not None:
-        raise ValueError(why)
+    _only(rec, (*_RECORD_KEYS, *suite_keys(suite)), "the candidate", optional=("cost", "step_scores"))
+    tag = suite_tag(rec, suite)
     image = rec["image"]
     if image is not None:
         image = _str(image, "image", 512)
@@ -445,8 +440,7 @@ def _record(value: Any, verifiers: Mapping[str, str], suite: str = "geneval") ->
     if sorted(scores) != sorted(verifiers):
         raise ValueError(f"scores are for {sorted(scores)}, but the header names verifiers {sorted(verifiers)}")
     detections = _detections(rec["detections"])
-    if figured and detections:
-        raise ValueError(f"detections: a {suite} verdict has none; give {{}}")
+    score, answers = suite_verdict(rec, suite, detections)
     record = ImageRecord(
         prompt_index=_int(rec["prompt_index"], "prompt_index"),
         tag=tag,
@@ -455,14 +449,47 @@ def _record(value: Any, verifiers: Mapping[str, str], suite: str = "geneval") ->
         sha256=_str(rec["sha256"], "sha256", 64, SHA256),
         image=image,
         correct=correct,
-        reason=_str(rec["reason"], "reason", 20000 if figured else 2000, multiline=True),  # GenEval joins with \n
+        reason=suite_reason(rec, suite),
         detections=detections,
         scores={name: _number(x, f"the score of {name!r}") for name, x in scores.items()},
         step_scores=_step_scores(rec.get("step_scores"), verifiers),
-        score=_number(rec["score"], "score", 0.0) if figured else None,
-        answers=soft_tifa_answers(rec["answers"]) if figured else {},
+        score=score,
+        answers=answers,
     )
     return record, _cost(rec.get("cost"), verifiers)
+
+
+# What a line of an export (pool or search) holds besides GenEval's fields, by suite: GenEval's
+# per-image figure is its verdict and its evidence the detections; another suite's (GenEval 2) line
+# adds its figure and answers and has no detections. `search_export` reads its pick lines with these too.
+
+
+def suite_keys(suite: str) -> tuple[str, ...]:
+    """The keys a line of `suite` adds to GenEval's."""
+    return () if suite == "geneval" else ("score", "answers")
+
+
+def suite_tag(rec: Mapping[str, Any], suite: str) -> str:
+    """The line's tag, checked to be one of the suite's categories."""
+    tag = _str(rec["tag"], "tag", 32)
+    why = tag_problem(suite, tag)
+    if why is not None:
+        raise ValueError(why)
+    return tag
+
+
+def suite_reason(rec: Mapping[str, Any], suite: str) -> str:
+    # GenEval joins its failures with newlines; GenEval 2 lists every question answered otherwise.
+    return _str(rec["reason"], "reason", 2000 if suite == "geneval" else 20000, multiline=True)
+
+
+def suite_verdict(rec: Mapping[str, Any], suite: str, detections: Mapping[str, Any]) -> tuple[float | None, dict]:
+    """(score, answers) of a line: (None, {}) for GenEval's; another suite's, checked (it has no detections)."""
+    if suite == "geneval":
+        return None, {}
+    if detections:
+        raise ValueError(f"detections: a {suite} verdict has none; give {{}}")
+    return _number(rec["score"], "score", 0.0), soft_tifa_answers(rec["answers"])
 
 
 def soft_tifa_answers(value: Any) -> dict[str, Any]:

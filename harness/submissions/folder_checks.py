@@ -16,8 +16,8 @@ from harness.hashing import content_sha256
 from harness.submissions.model import ImageRecord, ValidationProblem
 from harness.submissions.paths import PathProblem, confined
 
-__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "check_images", "folder_error", "suite_metadata",
-           "suite_samples", "tag_and_prompt"]
+__all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "check_images", "folder_error", "prompt_problem",
+           "suite_metadata", "suite_samples", "tag_and_prompt"]
 
 MAX_EXPORT_BYTES = 50 * 1024 * 1024
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
@@ -103,6 +103,27 @@ def tag_and_prompt(suite: str, record: dict) -> tuple[str, str]:
     if suite == "geneval2":
         return f"atoms={record['atom_count']}", record["prompt"]
     return record["tag"], record["prompt"]
+
+
+def prompt_problem(suite: str, samples: Sequence[dict] | None, record: ImageRecord,
+                   first: dict[int, tuple[str, str]]) -> str | None:
+    """Why a record's tag and prompt text are not those of its prompt index (pool candidates and search
+    picks alike), or None: the suite's (`samples`), else, for GenEval 2 checked without its data, the
+    same on every line of the prompt (`first` remembers them) and an atomicity of the published suite."""
+    from harness.submissions.suites import GENEVAL2
+
+    where = f"prompt {record.prompt_index:05d}"
+    if samples is not None:
+        tag, prompt = tag_and_prompt(suite, samples[record.prompt_index])
+        if (record.tag, record.prompt) != (tag, prompt):
+            return f"{where}: tag/prompt {record.tag!r}/{record.prompt!r:.60} are not the suite's ({tag!r}/{prompt!r})"
+    if first.setdefault(record.prompt_index, (record.tag, record.prompt)) != (record.tag, record.prompt):
+        return (f"{where} sample {record.sample_index}: tag/prompt {record.tag!r}/{record.prompt!r:.60} are not "
+                "those of the prompt's other samples")
+    if samples is None and record.tag not in GENEVAL2.groups:
+        return (f"{where}: tag {record.tag!r} is not an atomicity of the published GenEval 2 suite "
+                f"({GENEVAL2.groups[0]}..{GENEVAL2.groups[-1]})")
+    return None
 
 
 def check_images(folder: Path, records: Sequence[ImageRecord],

@@ -39,9 +39,9 @@ from harness.submissions.folder_checks import (
     SubmissionError,
     check_images,
     folder_error,
+    prompt_problem,
     suite_metadata,
     suite_samples,
-    tag_and_prompt,
 )
 from harness.submissions.manifest import SLUG, read_manifest
 from harness.submissions.model import (
@@ -55,7 +55,7 @@ from harness.submissions.model import (
 from harness.submissions.paths import PathProblem, confined
 
 __all__ = ["MAX_EXPORT_BYTES", "MAX_IMAGE_BYTES", "SubmissionError", "ValidationProblem", "load_all", "load_entry",
-           "names_verifier", "preparation_disagreements", "suite_metadata", "suite_samples", "tag_and_prompt"]
+           "names_verifier", "preparation_disagreements", "suite_metadata"]
 
 
 
@@ -193,8 +193,6 @@ def _is_search_export(path: Path) -> bool:
 def _coverage(export: Export, manifest: Manifest, samples: list[dict] | None) -> list[str]:
     """The export is a whole run of its suite: every prompt, the same m candidates each, each candidate's
     tag and prompt text those of its prompt index (`samples`; without them, the same within a prompt)."""
-    from harness.submissions.suites import GENEVAL2
-
     head = export.header
     first: dict[int, tuple[str, str]] = {}
     problems: list[str] = []
@@ -202,16 +200,8 @@ def _coverage(export: Export, manifest: Manifest, samples: list[dict] | None) ->
     for r in export.records:
         if r.prompt_index >= head.prompts:
             problems.append(f"prompt_index {r.prompt_index} is outside the suite (0..{head.prompts - 1})")
-        elif samples is not None and (r.tag, r.prompt) != tag_and_prompt(head.suite, samples[r.prompt_index]):
-            tag, prompt = tag_and_prompt(head.suite, samples[r.prompt_index])
-            problems.append(f"prompt {r.prompt_index:05d}: tag/prompt {r.tag!r}/{r.prompt!r:.60} are not the "
-                            f"suite's ({tag!r}/{prompt!r})")
-        elif first.setdefault(r.prompt_index, (r.tag, r.prompt)) != (r.tag, r.prompt):
-            problems.append(f"prompt {r.prompt_index:05d} sample {r.sample_index}: tag/prompt {r.tag!r}/"
-                            f"{r.prompt!r:.60} are not those of the prompt's other samples")
-        elif samples is None and r.tag not in GENEVAL2.groups:
-            problems.append(f"prompt {r.prompt_index:05d}: tag {r.tag!r} is not an atomicity of the published "
-                            f"GenEval 2 suite ({GENEVAL2.groups[0]}..{GENEVAL2.groups[-1]})")
+        elif (why := prompt_problem(head.suite, samples, r, first)) is not None:
+            problems.append(why)
         by_prompt[r.prompt_index].append(r.sample_index)
         if len(problems) >= 20:
             return problems

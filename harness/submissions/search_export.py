@@ -35,17 +35,18 @@ from harness.submissions.export import (
     _detections,
     _header,
     _int,
-    _number,
     _obj,
     _only,
     _refuse_constant,
     _str,
     header_json,
-    soft_tifa_answers,
+    suite_keys,
+    suite_reason,
+    suite_tag,
+    suite_verdict,
 )
 from harness.submissions.manifest import LABEL
 from harness.submissions.model import ImageRecord, SearchPickRecord
-from harness.submissions.suites import tag_problem
 
 __all__ = ["SEARCH_FORMAT", "SearchExport", "SearchHeader", "is_search_header", "parse_search_export",
            "parse_traces", "search_header_json", "search_record_json"]
@@ -142,14 +143,8 @@ def _search_header(value: Any) -> tuple[ExportHeader, SearchHeader, str]:
 
 def _record(value: Any, suite: str = "geneval") -> tuple[ImageRecord, SearchPickRecord]:
     rec = _obj(value, "a pick line")
-    figured = suite != "geneval"  # GenEval 2: the pick's Soft-TIFA GM and answers (`harness.submissions.export`)
-    _only(rec, (*_RECORD_KEYS, *(("score", "answers") if figured else ())), "the pick")
-    tag = _str(rec["tag"], "tag", 32)
-    why = tag_problem(suite, tag)
-    if why is not None:
-        raise ValueError(why)
-    if figured and rec["detections"]:
-        raise ValueError(f"detections: a {suite} verdict has none; give {{}}")
+    _only(rec, (*_RECORD_KEYS, *suite_keys(suite)), "the pick")
+    tag = suite_tag(rec, suite)
     image = rec["image"]
     if image is not None:
         image = _str(image, "image", 512)
@@ -158,14 +153,13 @@ def _record(value: Any, suite: str = "geneval") -> tuple[ImageRecord, SearchPick
     used = rec["prompt_used"]
     if used is not None:
         used = _str(used, "prompt_used", 2000)
+    detections = _detections(rec["detections"])
+    score, answers = suite_verdict(rec, suite, detections)
     record = ImageRecord(
         prompt_index=_int(rec["prompt_index"], "prompt_index"), tag=tag, prompt=_str(rec["prompt"], "prompt", 500),
         sample_index=_int(rec["sample_index"], "sample_index"), sha256=_str(rec["sha256"], "sha256", 64, SHA256),
-        image=image, correct=rec["correct"],
-        reason=_str(rec["reason"], "reason", 20000 if figured else 2000, multiline=True),
-        detections=_detections(rec["detections"]), scores={},
-        score=_number(rec["score"], "score", 0.0) if figured else None,
-        answers=soft_tifa_answers(rec["answers"]) if figured else {})
+        image=image, correct=rec["correct"], reason=suite_reason(rec, suite), detections=detections, scores={},
+        score=score, answers=answers)
     pick = SearchPickRecord(record.prompt_index, record.sample_index, _obj(rec["ledger"], "ledger"),
                             _str(rec["trace_sha256"], "trace_sha256", 64, SHA256), used,
                             _obj(rec["details"], "details"))

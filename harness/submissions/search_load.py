@@ -107,7 +107,7 @@ def load_search_entry(folder: Path, slug: str, manifest: Manifest, path: Path,
 def _coverage(export: SearchExport, samples: list[dict] | None) -> list[str]:
     """Every prompt of the suite with `search.samples` picks, each pick's tag and prompt its prompt's
     (`samples`; a GenEval 2 search checked without its data: the same within a prompt)."""
-    from harness.submissions.folder_checks import tag_and_prompt
+    from harness.submissions.folder_checks import prompt_problem
 
     head, m = export.header, export.search.samples
     first: dict[int, tuple[str, str]] = {}
@@ -116,11 +116,8 @@ def _coverage(export: SearchExport, samples: list[dict] | None) -> list[str]:
     for r in export.records:
         if r.prompt_index >= head.prompts:
             problems.append(f"prompt_index {r.prompt_index} is outside the suite (0..{head.prompts - 1})")
-        elif samples is not None and (r.tag, r.prompt) != tag_and_prompt(head.suite, samples[r.prompt_index]):
-            problems.append(f"prompt {r.prompt_index:05d}: tag/prompt {r.tag!r}/{r.prompt!r:.60} are not the suite's")
-        elif first.setdefault(r.prompt_index, (r.tag, r.prompt)) != (r.tag, r.prompt):
-            problems.append(f"prompt {r.prompt_index:05d} sample {r.sample_index}: tag/prompt are not those of the "
-                            "prompt's other picks")
+        elif (why := prompt_problem(head.suite, samples, r, first)) is not None:
+            problems.append(why)
         by_prompt[r.prompt_index].append(r.sample_index)
         if len(problems) >= 20:
             return problems
