@@ -366,21 +366,22 @@ class Rechecker:
             raise ValueError(evaluator)
         return spec, evaluator, self._verdicts.setdefault(key, {})
 
-    def _rejudge(self, entry: Entry, picked: Sequence[ImageRecord], missing: list[str]) -> list[tuple[str, str]]:
-        """Re-judge the picked images with the entry's recorded evaluator; what cannot be done goes to `missing`."""
+    def _rejudge(self, entry: Entry, picked: Sequence[ImageRecord], missing: list[str]) -> list[tuple[str, str]] | None:
+        """The problems of re-judging the picked images with the entry's recorded evaluator, or None when
+        they could not be re-judged (why goes to `missing`, unless the loader's verification says it)."""
         from harness.submissions.folder_checks import suite_metadata
         from harness.submissions.suites import geneval2_records
 
         header = entry.header
         if entry.suite == "geneval2":
-            records, _unchecked = geneval2_records(header.suite_hash, self.plan.geneval2_data)
-            if records is None:
-                return []  # the loader's verification already says the data was not given
             try:
+                records, _unchecked = geneval2_records(header.suite_hash, self.plan.geneval2_data)
+                if records is None:
+                    return None  # the loader's verification already says the data was not given
                 spec, evaluator, memo = self._soft_tifa(header)
             except ValueError as err:
                 missing.append(f"evaluator ({header.evaluator_backend}): {err}")
-                return []
+                return None
             self.log(f"{entry.slug}: re-judging {len(picked)} of {len(entry.images)} images with Soft-TIFA "
                      f"({spec.model})")
             return rejudge_soft_tifa(evaluator, entry.folder, picked, records, self.plan.tolerance, memo)
@@ -388,7 +389,7 @@ class Rechecker:
             spec, models, verdicts = self._models(header)
         except ValueError as err:
             missing.append(f"evaluator ({header.evaluator_backend}): {err}")
-            return []
+            return None
         self.log(f"{entry.slug}: re-judging {len(picked)} of {len(entry.images)} images with {spec.backend}")
         suite = suite_metadata(header.prompts, header.suite_hash)
         return rejudge(models, spec, entry.folder, picked, suite, self.plan.batch_size, verdicts)
@@ -433,9 +434,10 @@ class Rechecker:
             missing.append(f"{unshipped} of {total} candidates ship no image, so they cannot be re-judged or re-scored")
         images_done = 0
         if picked:
-            before = len(missing)
-            problems += self._rejudge(entry, picked, missing)
-            images_done = len(picked) if len(missing) == before and not base.missing else 0
+            found = self._rejudge(entry, picked, missing)
+            if found is not None:
+                problems += found
+                images_done = len(picked)
         scores: dict[str, tuple[int, int]] = {}
         if entry.search is not None:
             # A search's verifier calls and compute are in its traces and ledgers, not in per-image scores:
