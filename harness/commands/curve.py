@@ -123,7 +123,7 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         links = lib.run_links(run_id, store_flags["db"]) if run_id is not None else []
         for link in links:  # the checkpoint the run's generator loaded, and the strategy that trained it
             click.echo(f"run {link['run_id'][:12]}…: " + lib.describe_link(link), err=True)
-        searched = None
+        searched = found = None
         if run_id is not None:  # searches' picks are judged by the run's suite evaluator, as its pool
             found = stored_suite(run_id, store_flags)
             searched = lib.read_searches(store_flags["db"], run_id, found.backend, found.key, seed, n_boot,
@@ -140,7 +140,7 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         read_by_strategies = tuple(dict.fromkeys(v for st in strategies for v in st.verifiers))
         if pool_path is None:
             wanted = tuple(dict.fromkeys([*verifier_rows, *read_by_strategies]))  # every verifier read, once
-            stored = store_pool(run_id or "", store_flags, wanted, read_by_strategies)
+            stored = store_pool(run_id or "", store_flags, wanted, read_by_strategies, found)
             pool, prompt_scores = stored.pool, stored.prompt_scores
         else:
             stored = None
@@ -151,8 +151,8 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
                                   stored.verifier_settings_hashes if stored is not None else {})
         if compare is not None:
             lib.check_compare(compare, rows)
-        curves = lib.exact_curves(pool, rows, ns, seed=seed, n_boot=n_boot,
-                                  overall_mean=stored.overall_mean if stored is not None else "groups")
+        overall_mean = stored.overall_mean if stored is not None else "groups"  # a JSONL pool is GenEval's
+        curves = lib.exact_curves(pool, rows, ns, seed=seed, n_boot=n_boot, overall_mean=overall_mean)
         table, intervals, compute = curves.table, curves.intervals, curves.compute
         if compute_json is not None:
             if curves.per_candidate is None:
@@ -166,7 +166,7 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
         if adaptive_verifier is not None:
             adaptive = lib.adaptive_rows(pool, adaptive_verifier, adaptive_taus, adaptive_batch,
                                          adaptive_n_max or ns[-1], curves.per_candidate, seed, n_boot,
-                                         overall_mean=stored.overall_mean if stored is not None else "groups")
+                                         overall_mean=overall_mean)
         if as_json:
             data: dict[str, Any] = lib.curves_json(curves)
             if searched is not None and searched.rows:
@@ -193,7 +193,7 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
             a, b = compare
             at = sorted(set(compare_ns)) if compare_ns else ns
             results = lib.compare_strategies(rows[a].key, rows[b].key, pool, at, np.random.default_rng(seed), n_boot,
-                                             stored.overall_mean if stored is not None else "groups")
+                                             overall_mean)
             # With --json, stdout holds the JSON only: the comparison goes to stderr (and to --compare-json).
             click.echo(lib.render_comparison(a, b, results), err=as_json)
             if compare_json is not None:
@@ -204,11 +204,12 @@ def curve(pool_path: Path | None, run_id: str | None, strategy_names: tuple[str,
 
 
 def store_pool(run_id: str, store_flags: dict[str, Any], verifiers: tuple[str, ...],
-               strategy_verifiers: tuple[str, ...] = ()) -> Any:
+               strategy_verifiers: tuple[str, ...] = (), found: Any = None) -> Any:
     """A run's pool from the store (`harness.curves.read_store_pool`), with the verdicts of its suite's
     evaluator: by the GenEval flags for a GenEval-judged suite, else by --suite-param or the run's one
     evaluator (`harness.suite_store.resolve`); scores by the --verifier-param values the run used.
-    Errors as one click line. Also `stepwise analyze`'s reader."""
+    Errors as one click line. Also `stepwise analyze`'s reader. found: `stored_suite`'s answer, when the
+    caller has it already."""
     import contextlib
 
     from harness import curves as lib
@@ -217,7 +218,7 @@ def store_pool(run_id: str, store_flags: dict[str, Any], verifiers: tuple[str, .
     from harness.runner import RunError, verifier_settings_hashes
 
     plugins = store_flags["plugins"]
-    found = stored_suite(run_id, store_flags)
+    found = found or stored_suite(run_id, store_flags)
     try:
         with registry.configured(plugins) if plugins else contextlib.nullcontext():
             keys = verifier_settings_hashes(verifiers, parse_verifier_params(store_flags["verifier_params"]),
