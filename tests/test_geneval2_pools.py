@@ -187,6 +187,19 @@ def test_a_search_on_geneval2_is_judged_by_soft_tifa_and_shown_by_curve(tmp_path
     per_prompt = [np.mean([p.score for p in picks if p.prompt_index == i]) for i in range(len(RECORDS))]
     assert row["overall"] == pytest.approx(np.mean(per_prompt), abs=1e-12)
     assert row[f"atoms={RECORDS[0]['atom_count']}"] == pytest.approx(per_prompt[0], abs=1e-12)
+    # `stepwise merge` carries the picks' Soft-TIFA scores, not their 0/1 correctness.
+    merged = f"sqlite:///{tmp_path / 'merged.db'}"
+    code, output = stepwise("merge", str(tmp_path / "s.db"), "--db", merged)
+    assert code == 0, output
+    engine = open_store(merged)
+    try:
+        with Session(engine) as s:
+            (copied,) = run_searches(s, run_id)
+            again, _ = read_picks(s, copied.id, EVALUATOR_NAME, spec.key())
+    finally:
+        engine.dispose()
+    assert [p.score for p in again] == [p.score for p in picks]
+
     # submit --search -> validate (picks re-judged with the tiny Qwen3-VL) -> site, in GenEval 2's table.
     subs, suite = tmp_path / "subs", tmp_path / "suite"
     code, output = stepwise("prompts", "geneval2", "--from", str(data), "-o", str(suite))

@@ -81,7 +81,7 @@ def search_rows(s: Any, run_id: str, backend: str, settings_hash: str, *, seed: 
         by_prompt: dict[int, list[float]] = {}
         tags: dict[int, str] = {}
         for p in judged:
-            by_prompt.setdefault(p.prompt_index, []).append(float(p.score if p.score is not None else bool(p.correct)))
+            by_prompt.setdefault(p.prompt_index, []).append(float(p.score))  # a judged pick has one (read_picks)
             tags[p.prompt_index] = p.tag
         order = sorted(by_prompt)
         per_prompt = np.array([np.mean(by_prompt[i]) for i in order])

@@ -179,13 +179,16 @@ def add_picks(s: Session, search_id: int, prompt_id: int, picks: Sequence[NewPic
     return ids
 
 
-def add_pick_evaluations(s: Session, backend: str, settings_hash: str, verdicts: Sequence[tuple[Any, ...]]) -> int:
-    """Store verdicts of picks: (pick id, correct, reason, details, detections[, score]); how many were new.
-    Without a score (or None) it is the correctness, 1.0 or 0.0, as a GenEval verdict's."""
+def add_pick_evaluations(
+    s: Session, backend: str, settings_hash: str,
+    verdicts: Sequence[tuple[int, bool, str, Mapping[str, Any], Mapping[str, Any] | None, float | None]],
+) -> int:
+    """Store verdicts of picks: (pick id, correct, reason, details, detections, score); how many were new.
+    A score of None is the correctness, 1.0 or 0.0, as a GenEval verdict's."""
     now = utcnow()
     rows = []
-    for pid, correct, reason, details, detections, *rest in verdicts:
-        score = rest[0] if rest and rest[0] is not None else (1.0 if correct else 0.0)
+    for pid, correct, reason, details, detections, score in verdicts:
+        score = score if score is not None else (1.0 if correct else 0.0)
         rows.append({"pick_id": pid, "backend": backend, "settings_hash": settings_hash, "correct": bool(correct),
                      "reason": reason, "details": dict(details),
                      "detections": None if detections is None else dict(detections), "score": float(score),
