@@ -60,8 +60,7 @@ def scaling_figures(entry: Entry) -> ScalingFigures | None:
         return None
     base = entry.slug
     name = entry.manifest.name
-    suite = suite_of(entry)
-    figure = f"{suite.title} {suite.overall_label.lower() if suite.name == 'geneval' else suite.overall_label}"
+    figure = suite_of(entry).figure
     xs = [p.x for s in by_n for p in s.points]
     n_chart = line_chart(by_n, chart_id=f"curve-n-{base}", title=f"{name}: {figure} vs n",
                          x_label="n (candidates per prompt)", y_label=figure,

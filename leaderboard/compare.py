@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.submissions.model import Entry
-from leaderboard.summarize import Cell, cells_of, compare_name, score_labels_of
+from leaderboard.summarize import Cell, cells_of, compare_name, score_labels_of, suite_of
 
 N_BOOT = 2000
 SEED = 0
@@ -73,7 +73,7 @@ def _paired(a: Entry, b: Entry, prompts: dict[int, tuple[str, str]]) -> Comparis
     diff = values_a - values_b
     # The overall difference is of the suite's headline figure: GenEval's mean of task means (resampled within
     # tasks), GenEval 2's mean over prompts (one stratum, so every prompt weighs the same).
-    strata = tags if a.suite == "geneval" else ["all"] * len(tags)
+    strata = tags if suite_of(a).overall_mean == "groups" else ["all"] * len(tags)
     result = paired_comparison(values_a, values_b, strata, np.random.default_rng(SEED), n_boot=N_BOOT)
     # Per-task intervals of the difference: the same stratified resampling, applied to a - b.
     intervals = bootstrap_intervals(diff, tags, np.random.default_rng(SEED), n_boot=N_BOOT)

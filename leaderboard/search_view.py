@@ -129,9 +129,7 @@ def search_figures(entries: Sequence[Entry], headers: Mapping[str, dict[str, Any
         key = html_id(f"{name}-{backend}")
         if any(f.key == key for f in out):  # one generator name with other parameters
             key = f"{key}-{len(out)}"
-        suite = view(searches[0].suite)
-        figure = "GenEval overall" if suite.name == "geneval" else f"{suite.title} {suite.overall_label}"
-        title = f"{name} ({backend}): {figure} vs compute"
+        title = f"{name} ({backend}): {view(searches[0].suite).figure} vs compute"
         nfe_chart = compute_chart(curves, by_nfe, chart_id=f"search-nfe-{key}", title=title,
                                   x_label="generator NFE per prompt (candidate-steps)")
         seconds_chart = None

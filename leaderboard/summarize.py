@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -25,7 +25,7 @@ from leaderboard.svg import Box, box_overlay
 
 # GenEval's columns (the reference suite's); an entry's own are its suite's (`suite_of`).
 SCORE_KEYS: tuple[str, ...] = GENEVAL.keys
-SCORE_LABELS: dict[str, str] = {key: GENEVAL.label(key) for key in SCORE_KEYS}
+SCORE_LABELS: dict[str, str] = GENEVAL.labels
 
 
 def suite_of(entry: Entry) -> SuiteView:
@@ -38,8 +38,7 @@ def score_keys_of(entry: Entry) -> tuple[str, ...]:
 
 
 def score_labels_of(entry: Entry) -> dict[str, str]:
-    suite = suite_of(entry)
-    return {key: suite.label(key) for key in suite.keys}
+    return suite_of(entry).labels
 
 
 def css_key(key: str) -> str:
@@ -129,11 +128,27 @@ class Table:
     section_id: str
     rows: tuple[Row, ...]
     board: str = "rechecked"
-    suite: str = "geneval"  # one table per suite and evaluator backend: never mixed
-    suite_title: str = "GenEval"
-    score_keys: tuple[str, ...] = SCORE_KEYS
-    score_labels: dict[str, str] = field(default_factory=lambda: dict(SCORE_LABELS))
-    css_keys: dict[str, str] = field(default_factory=lambda: {key: key for key in SCORE_KEYS})
+    shown: SuiteView = GENEVAL  # one table per suite and evaluator backend: never mixed
+
+    @property
+    def suite(self) -> str:
+        return self.shown.name
+
+    @property
+    def suite_title(self) -> str:
+        return self.shown.title
+
+    @property
+    def score_keys(self) -> tuple[str, ...]:
+        return self.shown.keys
+
+    @property
+    def score_labels(self) -> dict[str, str]:
+        return self.shown.labels
+
+    @property
+    def css_keys(self) -> dict[str, str]:
+        return {key: css_key(key) for key in self.shown.keys}
 
 
 # The index's three boards, in page order: which entries each holds, its heading and its note.
@@ -215,10 +230,7 @@ def tables(entries: Sequence[Entry]) -> list[Table]:
                     marks=marks(entry),
                 ))
             section = f"{board}-{html_id(backend)}" if suite == GENEVAL.name else f"{board}-{suite}-{html_id(backend)}"
-            out.append(Table(backend=backend, section_id=section, rows=tuple(rows), board=board, suite=suite,
-                             suite_title=shown.title, score_keys=shown.keys,
-                             score_labels={key: shown.label(key) for key in shown.keys},
-                             css_keys={key: css_key(key) for key in shown.keys}))
+            out.append(Table(backend=backend, section_id=section, rows=tuple(rows), board=board, shown=shown))
     return out
 
 

@@ -61,6 +61,16 @@ class SuiteView:
     def label(self, key: str) -> str:
         return self.overall_label if key == "overall" else self.group_labels.get(key, key)
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """Every score column's heading, in column order."""
+        return {key: self.label(key) for key in self.keys}
+
+    @property
+    def figure(self) -> str:
+        """The headline figure as axis labels and chart titles name it: "GenEval overall"."""
+        return f"{self.title} {self.overall_label.lower() if self.name == 'geneval' else self.overall_label}"
+
     def order(self, tags: Sequence[str]) -> list[str]:
         """`tags` in column order; unknown ones after, sorted."""
         present = set(tags)
